@@ -1,0 +1,289 @@
+"""Bank notifications end to end: signed POST -> `success` -> committed in the ledger.
+
+Runs against a running stack (`make up`, or one this script starts with --start-stack). Three
+phases, each on fresh record ids:
+  throughput  N notifications posted with C in flight; rate = N / (first POST -> last commit)
+  latency     a steady R/s for S seconds; per notification, `success` -> ledger entry committed
+  baseline    the same payloads through aiokafka (acks=all, idempotent) produce + consume and an
+              asyncpg batch insert, no services: what the hardware does with no fundhub logic
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from fundhub.bank_simulator.notifications import DEFAULT_APP_ID, TransferSpec, build_many
+from fundhub.common.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Tracker:
+    """When each record was answered `success`, and when its ledger entry became visible."""
+
+    answered: dict[str, float] = field(default_factory=dict)
+    committed: dict[str, float] = field(default_factory=dict)
+    failures: int = 0
+
+
+async def post_all(
+    session: aiohttp.ClientSession,
+    url: str,
+    items: list[tuple[str, bytes]],
+    concurrency: int,
+    tracker: Tracker,
+    rate: float | None = None,
+) -> None:
+    queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+    for item in items:
+        queue.put_nowait(item)
+    started = time.perf_counter()
+
+    async def worker(index: int) -> None:
+        sent = 0
+        while not queue.empty():
+            record_id, body = queue.get_nowait()
+            if rate:
+                # Open-loop pacing: the k-th request of the run leaves at k / rate.
+                due = started + (len(items) - queue.qsize() - 1) / rate
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            async with session.post(
+                url, data=body, headers={"content-type": "application/json"}
+            ) as response:
+                text = await response.text()
+            if text == "success":
+                tracker.answered[record_id] = time.perf_counter()
+            else:
+                tracker.failures += 1
+            sent += 1
+
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+
+
+async def watch_commits(
+    pool: asyncpg.Pool, ids: list[str], tracker: Tracker, stop: asyncio.Event
+) -> None:
+    """Poll the ledger for the records still outstanding; a hit is timestamped when seen."""
+    outstanding = set(ids)
+    while outstanding and not stop.is_set():
+        batch = list(outstanding)[:5000]
+        rows = await pool.fetch(
+            "SELECT ref_id FROM journal_entries WHERE ref_type = 'bank_transfer_record' "
+            "AND ref_id = ANY($1::text[])",
+            batch,
+        )
+        now = time.perf_counter()
+        for row in rows:
+            tracker.committed.setdefault(row["ref_id"], now)
+            outstanding.discard(row["ref_id"])
+        await asyncio.sleep(0.005)
+
+
+def prepare(run: str, phase: str, count: int, app_id: str, key: str) -> list[tuple[str, bytes]]:
+    specs = [
+        TransferSpec(
+            record_id=f"b{run}{phase}{i}", in_acct_no=f"88{i % 500:08d}", trans_amount=100 + i % 977
+        )
+        for i in range(count)
+    ]
+    signed = build_many(specs, app_id, key)
+    return [
+        (s.record_id, json.dumps(p, ensure_ascii=False).encode())
+        for s, p in zip(specs, signed, strict=True)
+    ]
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+async def phase_throughput(
+    args: argparse.Namespace, pool: asyncpg.Pool, key: str, run: str
+) -> dict[str, float]:
+    items = prepare(run, "t", args.count, args.app_id, key)
+    tracker = Tracker()
+    stop = asyncio.Event()
+    connector = aiohttp.TCPConnector(limit=args.concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        watcher = asyncio.ensure_future(watch_commits(pool, [i for i, _ in items], tracker, stop))  # noqa: RUF006
+        started = time.perf_counter()
+        await post_all(
+            session, args.gateway_url + "/callbacks/bank", items, args.concurrency, tracker
+        )
+        posted = time.perf_counter()
+        await asyncio.wait_for(watcher, timeout=120)
+    done = max(tracker.committed.values())
+    return {
+        "notifications": len(items),
+        "failures": tracker.failures,
+        "post_rate_per_s": round(len(items) / (posted - started), 1),
+        "end_to_end_rate_per_s": round(len(items) / (done - started), 1),
+    }
+
+
+async def phase_latency(
+    args: argparse.Namespace, pool: asyncpg.Pool, key: str, run: str
+) -> dict[str, float]:
+    count = int(args.rate * args.seconds)
+    items = prepare(run, "l", count, args.app_id, key)
+    tracker = Tracker()
+    stop = asyncio.Event()
+    connector = aiohttp.TCPConnector(limit=64)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        watcher = asyncio.ensure_future(watch_commits(pool, [i for i, _ in items], tracker, stop))  # noqa: RUF006
+        await post_all(
+            session, args.gateway_url + "/callbacks/bank", items, 64, tracker, rate=args.rate
+        )
+        await asyncio.wait_for(watcher, timeout=120)
+    lags = [
+        max(0.0, tracker.committed[r] - tracker.answered[r]) * 1000
+        for r in tracker.answered
+        if r in tracker.committed
+    ]
+    return {
+        "rate_per_s": args.rate,
+        "notifications": count,
+        "failures": tracker.failures,
+        "success_to_commit_p50_ms": round(statistics.median(lags), 1),
+        "success_to_commit_p99_ms": round(pct(lags, 0.99), 1),
+        "success_to_commit_max_ms": round(max(lags), 1),
+    }
+
+
+async def phase_baseline(
+    args: argparse.Namespace, settings: Settings, key: str, run: str
+) -> dict[str, float]:
+    payloads = [body for _, body in prepare(run, "r", args.count, args.app_id, key)]
+    topic = f"bench-baseline-{run}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, 6, 1)])
+    await admin.close()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True, linger_ms=2
+    )
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=f"bench-{run}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    conn = await asyncpg.connect(args.database_url)
+    await conn.execute(f"CREATE TEMP TABLE bench_{run} (id text PRIMARY KEY, body bytea)")
+    await producer.start()
+    await consumer.start()
+    started = time.perf_counter()
+
+    async def produce() -> None:
+        futures = [
+            await producer.send(topic, value=p, key=str(i % 500).encode())
+            for i, p in enumerate(payloads)
+        ]
+        await asyncio.gather(*futures)
+
+    async def consume() -> None:
+        seen = 0
+        while seen < len(payloads):
+            polled = await consumer.getmany(timeout_ms=200, max_records=500)
+            records = [r for batch in polled.values() for r in batch]
+            if not records:
+                continue
+            async with conn.transaction():
+                await conn.executemany(
+                    f"INSERT INTO bench_{run} (id, body) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    [(f"{r.partition}-{r.offset}", r.value) for r in records],
+                )
+            await consumer.commit()
+            seen += len(records)
+
+    await asyncio.gather(produce(), consume())
+    elapsed = time.perf_counter() - started
+    await producer.stop()
+    await consumer.stop()
+    await conn.close()
+    return {"messages": len(payloads), "rate_per_s": round(len(payloads) / elapsed, 1)}
+
+
+def write_results(path: Path, results: dict[str, object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def machine() -> str:
+    cpu = "unknown cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, {cpu}"
+
+
+async def main() -> None:
+    settings = Settings()
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--gateway-url", default=f"http://127.0.0.1:{settings.gateway_port}")
+    parser.add_argument("--database-url", default=settings.database_url)
+    parser.add_argument("--app-id", default=DEFAULT_APP_ID)
+    parser.add_argument(
+        "--private-key-file",
+        default=os.environ.get(
+            "FUNDHUB_BANK_SIM_PRIVATE_KEY_FILE", str(ROOT / ".data/dev/bank-sim-private.pem")
+        ),
+    )
+    parser.add_argument("--count", type=int, default=20000)
+    parser.add_argument("--concurrency", type=int, default=128)
+    parser.add_argument("--rate", type=float, default=300.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--phases", default="throughput,latency,baseline")
+    parser.add_argument("--out", default=str(ROOT / "bench/results/notify_e2e.json"))
+    args = parser.parse_args()
+    key = Path(args.private_key_file).read_text()  # noqa: ASYNC240 (before the clock starts)
+    run = uuid.uuid4().hex[:6]
+    pool = await asyncpg.create_pool(args.database_url, min_size=1, max_size=2)
+    assert pool is not None
+    results: dict[str, object] = {"machine": machine(), "run": run}
+    phases = args.phases.split(",")
+    if "throughput" in phases:
+        results["throughput"] = await phase_throughput(args, pool, key, run)
+        print(json.dumps({"throughput": results["throughput"]}), flush=True)
+    if "latency" in phases:
+        results["latency"] = await phase_latency(args, pool, key, run)
+        print(json.dumps({"latency": results["latency"]}), flush=True)
+    if "baseline" in phases:
+        results["baseline"] = await phase_baseline(args, settings, key, run)
+        print(json.dumps({"baseline": results["baseline"]}), flush=True)
+    if "throughput" in results and "baseline" in results:
+        e2e = results["throughput"]["end_to_end_rate_per_s"]  # type: ignore[index]
+        raw = results["baseline"]["rate_per_s"]  # type: ignore[index]
+        results["ratio_to_baseline"] = round(e2e / raw, 3)
+    await pool.close()
+    await asyncio.to_thread(write_results, Path(args.out), results)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

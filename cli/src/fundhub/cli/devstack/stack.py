@@ -1,0 +1,176 @@
+"""``fundhub up``: infra, schema, topics, dev keys, then the services under the supervisor."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+from fundhub.cli.bankapps import SEED_BANK_APP_ID, normalize_public_key, upsert_bank_app
+from fundhub.cli.database import connection
+from fundhub.cli.devstack.devkeys import DevKeys, ensure_dev_keys
+from fundhub.cli.devstack.endpoints import parse_dsn
+from fundhub.cli.devstack.infra import Infra, ensure_infra
+from fundhub.cli.devstack.paths import dev_dir
+from fundhub.cli.devstack.supervisor import ServiceSpec, Supervisor
+from fundhub.cli.masterkey import resolve_master_key
+from fundhub.common.config import Settings
+from fundhub.common.db import migrate
+from fundhub.common.kafka import ensure_topics
+
+Say = Callable[[str], None]
+# The bank simulator's pace in dev: one notification every N seconds towards the gateway.
+DEV_STREAM_INTERVAL_S = 2
+
+
+def _say_to(out: TextIO) -> Say:
+    def say(text: str) -> None:
+        out.write(f"fundhub | {text}\n")
+        out.flush()
+
+    return say
+
+
+def console_script(name: str) -> str:
+    """The service's entry point from this interpreter's environment (the project .venv)."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    return shutil.which(name) or name
+
+
+def service_specs(settings: Settings, env: dict[str, str]) -> list[ServiceSpec]:
+    """Started in this order, stopped in reverse: the simulator stops first."""
+    loopback = "127.0.0.1"
+    specs = [
+        ServiceSpec(
+            "notify-ingest",
+            [console_script("fundhub-notify-ingest")],
+            env,
+            f"http://{loopback}:{settings.notify_ingest_port} (health)",
+        ),
+        ServiceSpec(
+            "gateway",
+            [console_script("fundhub-gateway")],
+            env,
+            f"http://{settings.gateway_host}:{settings.gateway_port}",
+        ),
+    ]
+    if settings.env == "dev":
+        specs.append(
+            ServiceSpec(
+                "bank-simulator",
+                [
+                    console_script("fundhub-bank-simulator"),
+                    "--stream-interval",
+                    str(DEV_STREAM_INTERVAL_S),
+                ],
+                env,
+                f"http://{loopback}:{settings.bank_simulator_port}",
+            )
+        )
+    return specs
+
+
+async def dev_init(settings: Settings) -> DevKeys:
+    """Dev keys in ``.data/dev`` and the simulator's public key registered as the seed's app."""
+    keys = ensure_dev_keys(dev_dir())
+    public_pem = normalize_public_key(keys.bank_sim_public_key_pem())
+    async with connection(settings.database_url) as conn:
+        await upsert_bank_app(conn, SEED_BANK_APP_ID, public_pem, ["sign"])
+    return keys
+
+
+async def prepare(settings: Settings, say: Say) -> dict[str, str]:
+    """Schema, topics and keys; returns the environment the services are started with."""
+    applied = await migrate(settings.database_url)
+    say(f"migrations applied: {', '.join(applied)}" if applied else "schema is up to date")
+    await ensure_topics(settings)
+    say(f"topics ready ({settings.topic_namespace}.*, {settings.topic_partitions} partitions)")
+    env = {
+        "FUNDHUB_ENV": settings.env,
+        "FUNDHUB_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "FUNDHUB_DATABASE_URL": settings.database_url,
+    }
+    if settings.env == "dev":
+        keys = await dev_init(settings)
+        env["FUNDHUB_MASTER_KEY"] = keys.master_key
+        env["FUNDHUB_BANK_SIM_PRIVATE_KEY_FILE"] = str(keys.bank_sim_private_key_file)
+        say(f"dev keys in {dev_dir()}; bank app {SEED_BANK_APP_ID} = the bank simulator's key")
+    else:
+        env["FUNDHUB_MASTER_KEY"] = resolve_master_key(settings)
+    return env
+
+
+def _describe(settings: Settings, infra: Infra, specs: list[ServiceSpec]) -> list[str]:
+    def origin(started: bool, managed: bool) -> str:
+        if started:
+            return "started by this run"
+        return "already running" if managed else "external"
+
+    pg = parse_dsn(settings.database_url)
+    lines = [f"  {spec.name:<15} {spec.url}" for spec in specs if spec.url]
+    lines.append(
+        f"  {'kafka':<15} {settings.kafka_bootstrap}  "
+        f"({origin(infra.started_kafka, infra.kafka is not None)})"
+    )
+    lines.append(
+        f"  {'postgres':<15} postgresql://{pg.user}@{pg.address}/{pg.database}  "
+        f"({origin(infra.started_postgres, infra.postgres is not None)})"
+    )
+    return lines
+
+
+async def _serve(settings: Settings, infra: Infra, with_services: bool, out: TextIO) -> int:
+    say = _say_to(out)
+    env = await prepare(settings, say)
+    specs = service_specs(settings, env) if with_services else []
+    supervisor = Supervisor(specs, out=out)
+
+    def announce() -> None:
+        say("up:")
+        for line in _describe(settings, infra, specs):
+            say(line)
+        say("Ctrl-C stops everything.")
+
+    return await supervisor.run(on_started=announce)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_infra(infra: Infra, say: Say) -> None:
+    """Stop what this run started; a further Ctrl-C must not leave Kafka half-stopped."""
+    if not (infra.started_kafka or infra.started_postgres):
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        say("stopping Kafka and PostgreSQL (started by this run)")
+        infra.stop()
+        say("stopped")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_up(settings: Settings, *, with_services: bool = True, out: TextIO = sys.stdout) -> int:
+    """The whole dev stack in the foreground until Ctrl-C / SIGTERM or a service exits."""
+    say = _say_to(out)
+    previous_term = signal.signal(signal.SIGTERM, _interrupt)
+    infra: Infra | None = None
+    try:
+        infra = ensure_infra(settings, progress=say)
+        return asyncio.run(_serve(settings, infra, with_services, out))
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 130
+    finally:
+        if infra is not None:
+            _stop_infra(infra, say)
+        signal.signal(signal.SIGTERM, previous_term)

@@ -1,0 +1,273 @@
+"""``fundhub``: the operator's command line (dev stack, migrations, keys, bank apps, balances)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from fundhub.cli.apikeys import insert_api_key, new_api_key
+from fundhub.cli.balances import (
+    balances_table,
+    describe_balance,
+    fetch_balance,
+    fetch_customer_balances,
+)
+from fundhub.cli.bankapps import (
+    normalize_public_key,
+    parse_app_id,
+    parse_sign_excludes,
+    upsert_bank_app,
+)
+from fundhub.cli.database import connection
+from fundhub.cli.errors import CliError, UsageError
+from fundhub.cli.masterkey import resolve_master_key
+from fundhub.common.config import Settings, get_settings
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="fundhub",
+    help="Operate fundhub: the local dev stack, the schema, API keys, bank apps, balances.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+infra_app = typer.Typer(help="Local Kafka and PostgreSQL in the background.", no_args_is_help=True)
+api_key_app = typer.Typer(help="API keys for upstream systems.", no_args_is_help=True)
+bank_app_app = typer.Typer(help="Banks' public keys, per app id.", no_args_is_help=True)
+app.add_typer(infra_app, name="infra")
+app.add_typer(api_key_app, name="api-key")
+app.add_typer(bank_app_app, name="bank-app")
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ValueError as exc:  # pydantic's ValidationError: a malformed FUNDHUB_* variable
+        raise UsageError(f"invalid FUNDHUB_* configuration: {exc}") from None
+
+
+def _fail(error: CliError) -> typer.Exit:
+    typer.echo(f"error: {error.message}", err=True)
+    return typer.Exit(error.exit_code)
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except CliError as error:
+        raise _fail(error) from None
+
+
+# -- dev stack ------------------------------------------------------------------------------
+
+
+@app.command()
+def up(
+    no_services: Annotated[
+        bool, typer.Option("--no-services", help="Only infra, schema, topics and dev keys.")
+    ] = False,
+) -> None:
+    """Run the whole dev stack in the foreground; Ctrl-C stops everything it started."""
+    from fundhub.cli.devstack.stack import run_up
+
+    try:
+        code = run_up(_settings(), with_services=not no_services)
+    except CliError as error:
+        raise _fail(error) from None
+    except (RuntimeError, OSError) as exc:  # infra that would not start, with its log tail
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
+
+
+@app.command("dev-init")
+def dev_init() -> None:
+    """Create the dev keys (.data/dev) and register the bank simulator's public key."""
+    from fundhub.cli.devstack import stack
+
+    settings = _settings()
+    keys = _run(stack.dev_init(settings))
+    typer.echo(f"dev keys in {keys.bank_sim_private_key_file.parent}")
+
+
+@infra_app.command("up")
+def infra_up() -> None:
+    """Start local Kafka and PostgreSQL in the background (if not reachable) and return."""
+    from fundhub.cli.devstack import ensure_infra
+
+    settings = _settings()
+    try:
+        infra = ensure_infra(settings, progress=typer.echo)
+    except (RuntimeError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"kafka     {infra.kafka_bootstrap}")
+    typer.echo(f"postgres  {settings.database_url.split('@')[-1]}")
+    typer.echo("stop them with `fundhub infra down` (or `make down`)")
+
+
+@infra_app.command("down")
+def infra_down() -> None:
+    """Stop the local Kafka and PostgreSQL of this checkout, if they run."""
+    from fundhub.cli.devstack import stop_local_infra
+
+    stopped = stop_local_infra(progress=typer.echo)
+    typer.echo("stopped: " + ", ".join(stopped) if stopped else "nothing was running")
+
+
+@infra_app.command("status")
+def infra_status() -> None:
+    """Show whether the local Kafka and PostgreSQL run."""
+    from fundhub.cli.devstack import kafka_node, postgres_node
+
+    for name, node in (("kafka", kafka_node()), ("postgres", postgres_node())):
+        pid = node.pid()
+        state = f"running (pid {pid})" if pid else "not running"
+        if pid is None and node.is_running():
+            state = "port in use by another process"
+        typer.echo(f"{name:<9} {node.address}  {state}")
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending database migrations."""
+    from fundhub.common.db import migrate as apply
+
+    settings = _settings()
+
+    async def main() -> list[str]:
+        async with connection(settings.database_url):
+            pass  # a clear error if the database is unreachable
+        return await apply(settings.database_url)
+
+    applied = _run(main())
+    typer.echo("applied: " + ", ".join(applied) if applied else "schema is up to date")
+
+
+# -- API keys -------------------------------------------------------------------------------
+
+
+@api_key_app.command("create")
+def api_key_create(
+    name: Annotated[str, typer.Option("--name", help="Who the key is for.")],
+    scopes: Annotated[str, typer.Option("--scopes", help="Comma-separated scopes.")],
+    accounts: Annotated[
+        str, typer.Option("--accounts", help="Comma-separated account ids, or '*' for all.")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Create an API key; its secret is printed once and stored only sealed."""
+    settings = _settings()
+    try:
+        key = new_api_key(name, scopes, accounts)
+        master_key = resolve_master_key(settings)
+    except CliError as error:
+        raise _fail(error) from None
+
+    async def main() -> None:
+        async with connection(settings.database_url) as conn:
+            await insert_api_key(conn, key, master_key)
+
+    _run(main())
+    if as_json:
+        typer.echo(json.dumps(key.as_json()))
+    else:
+        typer.echo(f"key id:  {key.key_id}")
+        typer.echo(f"secret:  {key.secret}")
+        typer.echo(f"scopes:  {','.join(key.scopes)}   accounts: {','.join(key.accounts)}")
+        typer.echo("The secret is shown only now; store it safely.", err=True)
+
+
+# -- bank apps ------------------------------------------------------------------------------
+
+
+@bank_app_app.command("add")
+def bank_app_add(
+    app_id: Annotated[str, typer.Option("--app-id", help="The bank's app_id.")],
+    public_key: Annotated[
+        Path,
+        typer.Option("--public-key", help="The bank's RSA public key (PEM file).", dir_okay=False),
+    ],
+    sign_excludes: Annotated[
+        str | None,
+        typer.Option("--sign-excludes", help="Parameters not signed (sign is always one)."),
+    ] = None,
+) -> None:
+    """Register (or replace) a bank app's public key."""
+    settings = _settings()
+    try:
+        app_id = parse_app_id(app_id)
+        excludes = parse_sign_excludes(sign_excludes)
+        try:
+            text = public_key.read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read {public_key}: {exc}") from None
+        pem = normalize_public_key(text)
+    except CliError as error:
+        raise _fail(error) from None
+
+    async def main() -> bool:
+        async with connection(settings.database_url) as conn:
+            return await upsert_bank_app(conn, app_id, pem, excludes)
+
+    changed = _run(main())
+    verdict = "registered" if changed else "unchanged"
+    typer.echo(f"bank app {app_id} {verdict} (sign excludes: {','.join(excludes)})")
+
+
+# -- balances -------------------------------------------------------------------------------
+
+
+@app.command()
+def balance(
+    account: Annotated[str, typer.Argument(help="The account id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show one account's balance (available, frozen, pending)."""
+    settings = _settings()
+
+    async def main() -> Any:
+        async with connection(settings.database_url) as conn:
+            return await fetch_balance(conn, account)
+
+    found = _run(main())
+    if found is None:
+        typer.echo(f"error: unknown account {account!r}", err=True)
+        raise typer.Exit(1)
+    typer.echo(
+        json.dumps(found.as_json(), ensure_ascii=False) if as_json else describe_balance(found)
+    )
+
+
+@app.command()
+def accounts(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List customer accounts with their balances."""
+    settings = _settings()
+
+    async def main() -> Any:
+        async with connection(settings.database_url) as conn:
+            return await fetch_customer_balances(conn)
+
+    found = _run(main())
+    if as_json:
+        typer.echo(json.dumps([b.as_json() for b in found], ensure_ascii=False))
+    elif not found:
+        typer.echo("no customer accounts yet")
+    else:
+        typer.echo(balances_table(found))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""Configuration from the environment (prefix ``FUNDHUB_``), one model for every service."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FUNDHUB_", extra="ignore")
+
+    env: Literal["dev", "prod", "test"] = "dev"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    database_url: str = "postgresql://fundhub@127.0.0.1:55432/fundhub"
+    # Prefix of every topic and consumer group, so several deployments (or test runs) can share
+    # one cluster without reading each other's messages.
+    topic_namespace: str = "fundhub"
+    topic_partitions: int = 6
+    # Base64 of 32 bytes; seals API secrets at rest. Required outside dev/test.
+    master_key: str | None = Field(default=None, repr=False)
+
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8000
+    notify_ingest_port: int = 8001
+    bank_simulator_port: int = 8100
+
+    bank_timestamp_tolerance_s: int = 600
+    api_timestamp_tolerance_s: int = 300
+    kafka_publish_timeout_s: float = 5.0
+    db_pool_max: int = 10
+    log_level: str = "INFO"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,46 @@
+"""The Kafka envelope every message travels in; its JSON is the wire contract."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from fundhub.common.clock import utcnow
+
+HEADER_CORRELATION_ID = "correlation-id"
+HEADER_MESSAGE_TYPE = "message-type"
+HEADER_DEAD_LETTER_REASON = "dead-letter-reason"
+HEADER_DEAD_LETTER_SOURCE = "dead-letter-source"
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+    id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    type: str
+    occurred_at: datetime = Field(default_factory=utcnow)
+    correlation_id: str
+    data: dict[str, Any]
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json", by_alias=True))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Envelope:
+        return cls.model_validate_json(raw)
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [
+            (HEADER_CORRELATION_ID, self.correlation_id.encode()),
+            (HEADER_MESSAGE_TYPE, self.type.encode()),
+        ]
+
+
+def deterministic_id(*parts: str) -> str:
+    """A message id derived from content, so the same fact published twice dedupes in the inbox."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "fundhub:" + "\x1f".join(parts)))

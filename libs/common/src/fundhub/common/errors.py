@@ -1,0 +1,45 @@
+"""The one table of error codes: HTTP status, code and default message for every refusal."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class ErrorCode(Enum):
+    """Each member is (http_status, wire code, default message)."""
+
+    INVALID_PARAMETER = (400, "E001", "invalid parameter")
+    BAD_SIGNATURE = (401, "E002", "signature verification failed")
+    TIMEOUT = (504, "E003_TIMEOUT", "the bank did not answer in time")
+    INSUFFICIENT_FUNDS = (422, "E004_INSUFFICIENT_FUNDS", "available balance is insufficient")
+    TIMESTAMP_SKEW = (401, "E005_TIMESTAMP_SKEW", "timestamp outside the allowed window")
+    NONCE_REPLAYED = (401, "E006_NONCE_REPLAYED", "nonce already used")
+    SCOPE_FORBIDDEN = (403, "E007_SCOPE_FORBIDDEN", "the key lacks the required scope")
+    ACCOUNT_FORBIDDEN = (403, "E008_ACCOUNT_FORBIDDEN", "the key was not given this account")
+    NOT_FOUND = (404, "E009_NOT_FOUND", "not found")
+    IDEMPOTENCY_CONFLICT = (409, "E010_IDEMPOTENCY_CONFLICT", "requestId reused with another body")
+    PAYLOAD_TOO_LARGE = (413, "E011_PAYLOAD_TOO_LARGE", "request body too large")
+    RATE_LIMITED = (429, "E012_RATE_LIMITED", "too many requests")
+    UNAVAILABLE = (503, "E013_UNAVAILABLE", "a dependency is unavailable; retry")
+    INTERNAL = (500, "E500_INTERNAL", "internal error")
+
+    @property
+    def http_status(self) -> int:
+        return self.value[0]
+
+    @property
+    def code(self) -> str:
+        return self.value[1]
+
+    @property
+    def default_message(self) -> str:
+        return self.value[2]
+
+
+class FundhubError(Exception):
+    """A refusal with a code from the table; its message is safe to show to the caller."""
+
+    def __init__(self, error: ErrorCode, message: str | None = None) -> None:
+        super().__init__(message or error.default_message)
+        self.error = error
+        self.message = message or error.default_message

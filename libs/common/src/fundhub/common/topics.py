@@ -1,0 +1,50 @@
+"""Topic and consumer-group names: versioned, under the deployment's namespace."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fundhub.common.config import Settings, get_settings
+
+
+@dataclass(frozen=True)
+class Topics:
+    namespace: str
+
+    def _t(self, name: str) -> str:
+        return f"{self.namespace}.{name}"
+
+    @property
+    def bank_transfer_notify(self) -> str:
+        """Verified ``bkfunds.acct.transfer.notify`` notifications, keyed by ``in_acct_no``."""
+        return self._t("bank.transfer-notify.v1")
+
+    @property
+    def bank_notify_unhandled(self) -> str:
+        """Correctly signed bank notifications whose ``method`` we do not process yet."""
+        return self._t("bank.notify-unhandled.v1")
+
+    @property
+    def ledger_events(self) -> str:
+        """Events relayed from the outbox after the ledger committed them."""
+        return self._t("ledger.events.v1")
+
+    @property
+    def dead_letter(self) -> str:
+        """Messages that can never be processed, with the reason in their headers."""
+        return self._t("dead-letter.v1")
+
+    def all(self) -> list[str]:
+        return [
+            self.bank_transfer_notify,
+            self.bank_notify_unhandled,
+            self.ledger_events,
+            self.dead_letter,
+        ]
+
+    def group(self, service: str) -> str:
+        return f"{self.namespace}.{service}"
+
+
+def topics(settings: Settings | None = None) -> Topics:
+    return Topics((settings or get_settings()).topic_namespace)

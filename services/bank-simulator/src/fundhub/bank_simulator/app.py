@@ -1,0 +1,99 @@
+"""The simulator's control API: start scenarios, watch their progress, scrape metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, HTTPException, status
+
+from fundhub.bank_simulator.config import SimulatorConfig
+from fundhub.bank_simulator.metrics import PrometheusObserver
+from fundhub.bank_simulator.notifications import private_key
+from fundhub.bank_simulator.runs import RunRegistry, TransferScenarioRequest, plan_run
+from fundhub.bank_simulator.sender import BankSender, open_sender
+from fundhub.bank_simulator.stream import new_feed, run_stream
+from fundhub.common.health import health_router
+
+log = structlog.get_logger("fundhub.bank_simulator.app")
+
+
+def create_app(config: SimulatorConfig) -> FastAPI:
+    key = private_key(config.private_key_pem)  # fail at start, not at the first scenario
+    runs = RunRegistry()
+    senders: list[BankSender] = []
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with open_sender(
+            config.gateway_url,
+            retries=config.retries,
+            retry_interval_s=config.retry_interval_s,
+            timeout_s=config.timeout_s,
+            max_connections=config.max_connections,
+            observer=PrometheusObserver(),
+        ) as sender:
+            senders.append(sender)
+            stream: asyncio.Task[None] | None = None
+            if config.stream_interval_s > 0:
+                feed = new_feed(config.stream_accounts)
+                stream = asyncio.create_task(
+                    run_stream(feed, sender, config.app_id, key, config.stream_interval_s)
+                )
+            log.info(
+                "bank_simulator_started",
+                gateway=sender.url,
+                app_id=config.app_id,
+                stream_interval_s=config.stream_interval_s,
+            )
+            try:
+                yield
+            finally:
+                if stream is not None:
+                    stream.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await stream
+                await runs.cancel_all()
+                senders.clear()
+
+    async def sender_ready() -> bool:
+        return bool(senders)
+
+    app = FastAPI(
+        title="fundhub bank simulator",
+        summary="Plays the bank: signed bkfunds.acct.transfer.notify with its retries.",
+        lifespan=lifespan,
+    )
+    app.include_router(health_router({"sender": sender_ready}))
+
+    def current_sender() -> BankSender:
+        if not senders:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "simulator not started")
+        return senders[0]
+
+    @app.post("/scenarios/transfers", status_code=status.HTTP_202_ACCEPTED)
+    async def start_transfers(body: TransferScenarioRequest) -> dict[str, Any]:
+        """Plan the notices now, then sign and send them in the background."""
+        sender = current_sender()
+        run = await asyncio.to_thread(plan_run, body)
+        runs.start(run, sender, config.app_id, key)
+        log.info("scenario_started", scenario_id=run.id, planned=run.planned, seed=run.seed)
+        return run.to_json()
+
+    @app.get("/scenarios/{scenario_id}")
+    async def scenario(scenario_id: str) -> dict[str, Any]:
+        run = runs.get(scenario_id)
+        if run is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no scenario {scenario_id}")
+        return run.to_json()
+
+    @app.get("/scenarios")
+    async def scenarios() -> list[dict[str, Any]]:
+        """The recent scenarios, newest first."""
+        return [run.to_json() for run in runs.recent()]
+
+    return app

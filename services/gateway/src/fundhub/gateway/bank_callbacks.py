@@ -1,0 +1,135 @@
+"""``POST /callbacks/bank``: the bank's RSA2-signed notifications, answered only once durable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse
+
+from fundhub.common.bank_notify import (
+    TRANSFER_NOTIFY_METHOD,
+    NotifyRejected,
+    check_protocol,
+    check_public_params,
+    notification_message_id,
+    parse_transfer_biz_content,
+)
+from fundhub.common.clock import iso_utc_ms, utcnow
+from fundhub.common.config import Settings
+from fundhub.common.envelope import Envelope
+from fundhub.common.kafka import KafkaPublisher, PublishFailed
+from fundhub.common.signing import rsa2_verify
+from fundhub.common.topics import Topics
+from fundhub.gateway.metrics import BANK_NOTIFICATIONS
+from fundhub.gateway.stores import BankAppStore
+
+log = structlog.get_logger(__name__)
+
+MAX_NOTIFICATION_BYTES = 1024 * 1024
+TYPE_TRANSFER_NOTIFY = "bank.transfer-notify.received"
+TYPE_UNHANDLED_NOTIFY = "bank.notify.unhandled"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    reason: str
+
+
+class BankNotificationIntake:
+    """Verify, validate, publish. Nothing is published unless every check passed."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        topics: Topics,
+        apps: BankAppStore,
+        publisher: KafkaPublisher,
+    ) -> None:
+        self._settings = settings
+        self._topics = topics
+        self._apps = apps
+        self._publisher = publisher
+
+    async def accept(self, raw: bytes, correlation_id: str) -> Refusal | None:
+        if len(raw) > MAX_NOTIFICATION_BYTES:
+            return Refusal(413, "body too large")
+        try:
+            params: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return Refusal(400, "malformed JSON")
+        if not isinstance(params, dict):
+            return Refusal(400, "body is not a JSON object")
+        try:
+            check_public_params(params)
+        except NotifyRejected as exc:
+            return Refusal(400, exc.reason)
+        app = await self._apps.get(params["app_id"])
+        if app is None:
+            return Refusal(401, "unknown app_id")
+        if not rsa2_verify(params, params["sign"], app.public_key, app.sign_excludes):
+            return Refusal(401, "signature verification failed")
+        try:
+            check_protocol(params, utcnow(), self._settings.bank_timestamp_tolerance_s)
+            if params["method"] != TRANSFER_NOTIFY_METHOD:
+                return await self._keep_unhandled(params, correlation_id)
+            notice = parse_transfer_biz_content(params["biz_content"])
+        except NotifyRejected as exc:
+            return Refusal(400, exc.reason)
+        envelope = Envelope(
+            id=notification_message_id(app.app_id, params["biz_content"]),
+            type=TYPE_TRANSFER_NOTIFY,
+            correlation_id=correlation_id,
+            data={"appId": app.app_id, "params": params, "receivedAt": iso_utc_ms(utcnow())},
+        )
+        structlog.contextvars.bind_contextvars(
+            app_id=app.app_id, record_id=notice.record_id, message_id=envelope.id
+        )
+        # Keyed by the receiving account: every message touching one account keeps its order.
+        return await self._publish(self._topics.bank_transfer_notify, envelope, notice.in_acct_no)
+
+    async def _keep_unhandled(self, params: dict[str, Any], correlation_id: str) -> Refusal | None:
+        envelope = Envelope(
+            id=notification_message_id(params["app_id"], params["biz_content"]),
+            type=TYPE_UNHANDLED_NOTIFY,
+            correlation_id=correlation_id,
+            data={"appId": params["app_id"], "params": params, "receivedAt": iso_utc_ms(utcnow())},
+        )
+        log.info("bank_notify_kept_unhandled", method=params["method"])
+        return await self._publish(self._topics.bank_notify_unhandled, envelope, params["app_id"])
+
+    async def _publish(self, topic: str, envelope: Envelope, key: str) -> Refusal | None:
+        try:
+            await self._publisher.publish(topic, envelope, key)
+        except PublishFailed as exc:
+            log.error("bank_notify_publish_failed", error=str(exc))
+            return Refusal(503, "temporarily unavailable, retry later")
+        return None
+
+
+def bank_callback_router() -> APIRouter:
+    router = APIRouter(tags=["bank"])
+
+    @router.post(
+        "/callbacks/bank",
+        response_class=PlainTextResponse,
+        summary="The bank's signed notifications (bkfunds.acct.transfer.notify and others)",
+        responses={200: {"content": {"text/plain": {"example": "success"}}}},
+    )
+    async def receive_bank_notification(request: Request) -> PlainTextResponse:
+        intake: BankNotificationIntake = request.app.state.bank_intake
+        refusal = await intake.accept(await request.body(), request.state.correlation_id)
+        if refusal is None:
+            BANK_NOTIFICATIONS.labels("accepted").inc()
+            log.info("bank_notify_accepted")
+            return PlainTextResponse("success")
+        outcome = "unavailable" if refusal.status == 503 else "refused"
+        BANK_NOTIFICATIONS.labels(outcome).inc()
+        log.warning("bank_notify_refused", reason=refusal.reason, status=refusal.status)
+        return PlainTextResponse(f"fail: {refusal.reason}", status_code=refusal.status)
+
+    return router

@@ -1,0 +1,28 @@
+"""``fundhub-gateway``: serve the gateway with uvicorn."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from fundhub.common.config import get_settings
+from fundhub.common.logging import configure_logging
+from fundhub.gateway.app import create_app
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging("gateway", settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        log_level="warning",
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=10,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""The gateway's Prometheus metrics, declared once."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+HTTP_REQUESTS = Counter(
+    "fundhub_gateway_http_requests_total", "HTTP requests answered", ["route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "fundhub_gateway_http_request_seconds",
+    "Time to answer an HTTP request",
+    ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+BANK_NOTIFICATIONS = Counter(
+    "fundhub_gateway_bank_notifications_total",
+    "Bank notifications by outcome (accepted, kept-unhandled, refused, unavailable)",
+    ["outcome"],
+)
+AUTH_FAILURES = Counter(
+    "fundhub_gateway_auth_failures_total", "Refused upstream requests by error code", ["code"]
+)

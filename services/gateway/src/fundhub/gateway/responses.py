@@ -1,0 +1,34 @@
+"""The response shape of the supplier-payment contract: statusCode, bizCode, errorCode, msg."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi.responses import Response
+
+from fundhub.common.clock import iso_utc, utcnow
+from fundhub.common.errors import ErrorCode
+
+
+class JSONBody(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def success(payload: dict[str, Any], status: int = 200, biz_code: str = "SUCCESS") -> JSONBody:
+    body = {"statusCode": status, "bizCode": biz_code, "timestamp": iso_utc(utcnow()), **payload}
+    return JSONBody(body, status_code=status)
+
+
+def failure(error: ErrorCode, message: str | None = None) -> JSONBody:
+    body = {
+        "statusCode": error.http_status,
+        "bizCode": "FAILED",
+        "errorCode": error.code,
+        "msg": message or error.default_message,
+        "timestamp": iso_utc(utcnow()),
+    }
+    return JSONBody(body, status_code=error.http_status)

@@ -1,0 +1,121 @@
+"""The consumer loop: a batch per poll, one database transaction per batch, offsets after commit."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import ConsumerRecord, TopicPartition
+from prometheus_client import Counter, Histogram
+
+from fundhub.common.config import Settings
+from fundhub.common.envelope import HEADER_CORRELATION_ID
+from fundhub.common.kafka import KafkaPublisher, dead_letter, header, make_consumer
+from fundhub.common.logging import correlation
+from fundhub.common.topics import Topics
+from fundhub.notify_ingest.handler import CONSUMER, apply_transfer_notifications
+from fundhub.notify_ingest.messages import PoisonMessage, TransferMessage, decode_transfer_message
+
+log = structlog.get_logger(__name__)
+
+MESSAGES = Counter(
+    "fundhub_notify_ingest_messages_total", "Transfer notifications by outcome", ["outcome"]
+)
+BATCH_SECONDS = Histogram(
+    "fundhub_notify_ingest_batch_seconds",
+    "Time to apply one batch, database commit included",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+MAX_BATCH = 500
+RETRY_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class TransferNotifyWorker:
+    def __init__(
+        self, settings: Settings, topics: Topics, pool: asyncpg.Pool, publisher: KafkaPublisher
+    ) -> None:
+        self._settings = settings
+        self._topics = topics
+        self._pool = pool
+        self._publisher = publisher
+        self._consumer: AIOKafkaConsumer | None = None
+        self.assigned = asyncio.Event()
+
+    async def run(self) -> None:
+        consumer = make_consumer(
+            self._settings, self._topics.group(CONSUMER), self._topics.bank_transfer_notify
+        )
+        self._consumer = consumer
+        await consumer.start()
+        log.info("consumer_started", topic=self._topics.bank_transfer_notify)
+        try:
+            while True:
+                polled = await consumer.getmany(timeout_ms=500, max_records=MAX_BATCH)
+                if consumer.assignment():
+                    self.assigned.set()
+                if not polled:
+                    continue
+                await self._process_until_done(polled)
+                await consumer.commit(
+                    {tp: records[-1].offset + 1 for tp, records in polled.items()}
+                )
+        finally:
+            await consumer.stop()
+
+    async def _process_until_done(
+        self, polled: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
+        """A failure here is infrastructure (Postgres, Kafka): retry the same batch, never skip."""
+        records = [r for tp in sorted(polled) for r in polled[tp]]
+        attempt = 0
+        while True:
+            try:
+                await self._process(records)
+                return
+            except (TimeoutError, asyncpg.PostgresError, OSError) as exc:
+                delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
+                log.error("batch_failed_will_retry", error=str(exc), attempt=attempt, delay=delay)
+                attempt += 1
+                await asyncio.sleep(delay)
+
+    async def _process(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        started = time.perf_counter()
+        messages: list[tuple[ConsumerRecord[bytes, bytes], TransferMessage]] = []
+        poison: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
+        for record in records:
+            try:
+                messages.append((record, decode_transfer_message(record.value)))
+            except PoisonMessage as exc:
+                poison.append((record, str(exc)))
+        async with self._pool.acquire() as conn, conn.transaction():
+            result = await apply_transfer_notifications(
+                conn, self._topics, [m for _, m in messages]
+            )
+            by_id = {m.message_id: r for r, m in messages}
+            # Parked before the commit: a crash in between re-parks (harmless), never loses.
+            for message, reason in result.rejected:
+                with correlation(message.correlation_id):
+                    await dead_letter(
+                        self._publisher, self._settings, by_id[message.message_id], reason
+                    )
+            for record, reason in poison:
+                with correlation(header(record, HEADER_CORRELATION_ID) or "unknown"):
+                    await dead_letter(self._publisher, self._settings, record, reason)
+        BATCH_SECONDS.observe(time.perf_counter() - started)
+        MESSAGES.labels("applied").inc(result.applied)
+        MESSAGES.labels("stale").inc(result.stale)
+        MESSAGES.labels("duplicate").inc(result.duplicates)
+        MESSAGES.labels("dead-lettered").inc(len(result.rejected) + len(poison))
+        log.debug(
+            "batch_applied",
+            size=len(records),
+            applied=result.applied,
+            stale=result.stale,
+            duplicates=result.duplicates,
+        )
+
+    async def kafka_ready(self) -> bool:
+        return self._consumer is not None and bool(self._consumer.assignment())

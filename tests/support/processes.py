@@ -1,0 +1,104 @@
+"""fundhub services as real OS processes, so tests can SIGKILL and restart them."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from support.env import BIN, ModuleEnv
+
+
+def _die_with_parent() -> None:
+    """Linux PR_SET_PDEATHSIG: a service started by a test dies when the test runner dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Service:
+    def __init__(
+        self, env: ModuleEnv, name: str, command: str, port: int, **extra_env: str
+    ) -> None:
+        self.env = env
+        self.name = name
+        self.command = command
+        self.port = port
+        self.extra_env = extra_env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path: Path = env.tmp / f"{name}-{port}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [str(BIN / self.command)],
+            env=self.env.environ(**self.extra_env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+
+    async def wait_ready(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        async with httpx.AsyncClient() as client:
+            while time.monotonic() < deadline:
+                if self.proc is not None and self.proc.poll() is not None:
+                    raise AssertionError(f"{self.name} exited: {self.tail()}")
+                try:
+                    response = await client.get(f"{self.url}/readyz", timeout=2)
+                    if response.status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise AssertionError(f"{self.name} not ready in {timeout_s}s: {self.tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hook runs, exactly like a crashed host."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def gateway(env: ModuleEnv) -> Service:
+    port = free_port()
+    return Service(env, "gateway", "fundhub-gateway", port, FUNDHUB_GATEWAY_PORT=str(port))
+
+
+def notify_ingest(env: ModuleEnv) -> Service:
+    port = free_port()
+    return Service(
+        env, "notify-ingest", "fundhub-notify-ingest", port, FUNDHUB_NOTIFY_INGEST_PORT=str(port)
+    )
