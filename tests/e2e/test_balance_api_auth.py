@@ -9,6 +9,7 @@ from support.ledger import balances
 
 from e2e.conftest import Stack, wait_until
 from fundhub.bank_simulator.notifications import TransferSpec, build_notification
+from fundhub.common.signing import body_signature
 
 ACCOUNT = "6222000444001"
 OTHER = "6222000444002"
@@ -38,6 +39,8 @@ async def test_balance_api_refusals(stack: Stack) -> None:
 
     ok = await signed_get(stack.http, key_id, secret, PATH)
     assert ok.status_code == 200 and ok.json()["available"] == 300
+    # Every answer to an authenticated caller is signed with its secret.
+    assert ok.headers["X-Signature"] == body_signature(secret, ok.content)
 
     async def refused(
         response_status: int, code: str, headers: dict[str, str], path: str = PATH

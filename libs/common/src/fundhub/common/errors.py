@@ -20,6 +20,10 @@ class ErrorCode(Enum):
     IDEMPOTENCY_CONFLICT = (409, "E010_IDEMPOTENCY_CONFLICT", "requestId reused with another body")
     PAYLOAD_TOO_LARGE = (413, "E011_PAYLOAD_TOO_LARGE", "request body too large")
     RATE_LIMITED = (429, "E012_RATE_LIMITED", "too many requests")
+    # Outcomes of a payout, reported in its state (HTTP 200 on a query) rather than as refusals.
+    RETURNED = (200, "E014_RETURNED", "the bank returned a paid payout")
+    BANK_REJECTED = (200, "E015_BANK_REJECTED", "the bank refused the transfer")
+    PAYEE_INVALID = (200, "E016_PAYEE_INVALID", "the bank refused the payee account")
     UNAVAILABLE = (503, "E013_UNAVAILABLE", "a dependency is unavailable; retry")
     INTERNAL = (500, "E500_INTERNAL", "internal error")
 

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import orjson
 import structlog
 
 _SECRET_KEYS = frozenset({"secret", "sign", "signature", "private_key", "master_key", "password"})
@@ -20,6 +21,10 @@ def _redact(_: object, __: str, event: structlog.typing.EventDict) -> structlog.
     return event
 
 
+def _dumps(value: object, **_: object) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     logging.basicConfig(format="%(message)s", stream=sys.stdout, level=level.upper())
     structlog.configure(
@@ -29,7 +34,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _redact,
             structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
+            structlog.processors.JSONRenderer(serializer=_dumps),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),

@@ -8,7 +8,7 @@ from fastapi.responses import Response
 from fundhub.common.errors import ErrorCode, FundhubError
 from fundhub.gateway import read_models
 from fundhub.gateway.auth import Authenticator, require_account, require_scope
-from fundhub.gateway.responses import success
+from fundhub.gateway.responses import signed, success
 
 SCOPE_BALANCE_READ = "balance:read"
 RECENT_MOVEMENTS = 10
@@ -28,7 +28,7 @@ def accounts_router() -> APIRouter:
             view = await read_models.balance(conn, accountId, RECENT_MOVEMENTS)
         if view is None:
             raise FundhubError(ErrorCode.NOT_FOUND, f"account {accountId} not found")
-        return success(view.to_wire())
+        return signed(request, success(view.to_wire()))
 
     @router.get("/{accountId}/transactions", summary="Movement history, newest first, by cursor")
     async def list_transactions(
@@ -49,6 +49,7 @@ def accounts_router() -> APIRouter:
             if not await read_models.account_exists(conn, accountId):
                 raise FundhubError(ErrorCode.NOT_FOUND, f"account {accountId} not found")
             items, next_cursor = await read_models.transactions(conn, accountId, before, limit)
-        return success({"accountId": accountId, "items": items, "nextCursor": next_cursor})
+        page = {"accountId": accountId, "items": items, "nextCursor": next_cursor}
+        return signed(request, success(page))
 
     return router

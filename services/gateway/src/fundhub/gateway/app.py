@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import structlog
 from fastapi import FastAPI, Request, Response
@@ -16,18 +15,16 @@ from fundhub.common.config import Settings
 from fundhub.common.errors import ErrorCode, FundhubError
 from fundhub.common.health import health_router
 from fundhub.common.kafka import KafkaPublisher, ensure_topics
-from fundhub.common.logging import new_correlation_id
 from fundhub.common.topics import topics
 from fundhub.gateway.accounts import accounts_router
 from fundhub.gateway.auth import Authenticator
 from fundhub.gateway.bank_callbacks import BankNotificationIntake, bank_callback_router
-from fundhub.gateway.metrics import HTTP_LATENCY, HTTP_REQUESTS
-from fundhub.gateway.responses import failure
+from fundhub.gateway.middleware import CorrelationMiddleware
+from fundhub.gateway.responses import failure, signed
 from fundhub.gateway.stores import ApiKeyStore, BankAppStore
 
 log = structlog.get_logger(__name__)
 
-HEADER_CORRELATION = "X-Correlation-Id"
 NONCE_PURGE_INTERVAL_S = 60.0
 
 
@@ -90,28 +87,11 @@ async def _purge_nonces(auth: Authenticator) -> None:
 
 
 def _install_handlers(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def correlate_and_measure(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        correlation_id = request.headers.get(HEADER_CORRELATION) or new_correlation_id()
-        request.state.correlation_id = correlation_id
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(
-            correlation_id=correlation_id, method=request.method, path=request.url.path
-        )
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        label = getattr(route, "path", "unmatched")
-        HTTP_LATENCY.labels(label).observe(time.perf_counter() - started)
-        HTTP_REQUESTS.labels(label, str(response.status_code)).inc()
-        response.headers[HEADER_CORRELATION] = correlation_id
-        return response
+    app.add_middleware(CorrelationMiddleware)
 
     @app.exception_handler(FundhubError)
     async def on_refusal(request: Request, exc: FundhubError) -> Response:
-        return failure(exc.error, exc.message)
+        return signed(request, failure(exc.error, exc.message))
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, exc: RequestValidationError) -> Response:

@@ -84,6 +84,7 @@ class Authenticator:
         if not fresh:
             raise _refuse(ErrorCode.NONCE_REPLAYED, "X-Nonce was used before", key_id=key_id)
         structlog.contextvars.bind_contextvars(key_id=key_id)
+        request.state.api_key = key
         return key
 
     async def purge_nonces(self) -> int:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from fastapi import Request
 from fastapi.responses import Response
 
 from fundhub.common.clock import iso_utc, utcnow
 from fundhub.common.errors import ErrorCode
+from fundhub.common.signing import body_signature
 
 
 class JSONBody(Response):
@@ -32,3 +34,17 @@ def failure(error: ErrorCode, message: str | None = None) -> JSONBody:
         "timestamp": iso_utc(utcnow()),
     }
     return JSONBody(body, status_code=error.http_status)
+
+
+HEADER_SIGNATURE = "X-Signature"
+
+
+def signed(request: Request, response: Response) -> Response:
+    """Sign the body with the caller's secret, so clients can trust what they read.
+
+    Only once the caller is authenticated: an anonymous refusal has no key to sign with.
+    """
+    key = getattr(request.state, "api_key", None)
+    if key is not None:
+        response.headers[HEADER_SIGNATURE] = body_signature(key.secret, bytes(response.body))
+    return response

@@ -20,6 +20,7 @@ from fundhub.common.ledger import (
     new_entry_id,
     system_account,
 )
+from fundhub.common.logging import correlation
 from fundhub.common.topics import Topics
 from fundhub.notify_ingest import store
 from fundhub.notify_ingest.messages import TransferMessage
@@ -84,7 +85,8 @@ async def apply_transfer_notifications(
         balances=await ledger_store.lock_balances(conn, {m.notice.in_acct_no for m in fresh}),
     )
     for message in fresh:
-        _apply_one(work, topics, message, result)
+        with correlation(message.correlation_id):
+            _apply_one(work, topics, message, result)
 
     await ledger_store.write_entries(conn, work.entries, work.entry_correlations)
     await ledger_store.save_balances(conn, (work.balances[a] for a in sorted(work.touched)))

@@ -1,0 +1,270 @@
+"""A supplier payout request as the platform sends it: parsed strictly, normalised, fingerprinted.
+
+Pure, no I/O. The gateway parses the raw body here so that every refusal names its field (E001),
+and the idempotency check compares fingerprints: the same request sent again, in any key order or
+whitespace, has the same fingerprint; a change to any field gives another one.
+
+The wire is camelCase JSON. Types are strict: ``amount`` must be a JSON integer (a bool, a float
+such as ``1.0`` or a string is refused), because a payout amount that was coerced is one nobody
+asked for. Only the wire (camelCase) names are accepted in a body; Python code may construct the
+model with the snake_case field names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from datetime import date
+from typing import Annotated, Any, NoReturn
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from fundhub.common.money import CURRENCIES, MoneyError, normalize_currency
+
+MAX_AMOUNT = 10**16 - 1  # at most 16 digits of minor units
+EXTENSION_MAX_BYTES = 4096  # of the extension's canonical JSON, UTF-8
+PAY_ID_PREFIX = "PAY"
+PAY_ID_SEQUENCE_DIGITS = 10
+PAY_ID_PATTERN = re.compile(r"^PAY[0-9]{8}[0-9]{10}$")
+
+_REQUEST_ID = r"^[A-Za-z0-9._:-]+$"
+_ACCOUNT_ID = r"^[0-9A-Za-z_-]+$"
+_PAYEE_ACCOUNT_NO = r"^[0-9A-Za-z]+$"
+_FIELD_NAME_SHOWN = 64  # unknown keys are echoed back; keep that short
+
+_TEXT = "characters, not blank, without control characters"
+_MESSAGES: dict[str, str] = {
+    "requestId": "must be 1 to 64 characters of A-Z a-z 0-9 . _ : -",
+    "supplierId": f"must be 1 to 32 {_TEXT}",
+    "payerAccountId": "must be 1 to 32 characters of A-Z a-z 0-9 _ -",
+    "amount": "must be a positive integer of at most 16 digits",
+    "currency": f"must be one of {', '.join(sorted(CURRENCIES))} (RMB is read as CNY)",
+    "payee": "must be an object with accountName, accountNo and bankName",
+    "payee.accountName": f"must be 1 to 100 {_TEXT}",
+    "payee.accountNo": "must be 1 to 34 characters of A-Z a-z 0-9",
+    "payee.bankName": f"must be 1 to 120 {_TEXT}",
+    "purpose": "must be a string of at most 200 characters without control characters",
+    "callbackUrl": "must be an http(s) URL of at most 512 ASCII characters, without user info",
+    "extension": f"must be a JSON object of at most {EXTENSION_MAX_BYTES} bytes",
+}
+
+
+class InvalidPayout(ValueError):
+    """A refused payout request. ``str(exc)`` is the wire ``msg``: ``"<field>: <message>"``."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+# --- field checks (pydantic runs them after its strict type and length checks) ----------------
+
+
+def _has_control(value: str) -> bool:
+    return any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in value)
+
+
+def _plain_text(value: str) -> str:
+    """Names go to the bank as they are: refuse blank ones and control characters."""
+    if not value.strip() or _has_control(value):
+        raise ValueError("blank or control characters")
+    return value
+
+
+def _free_text(value: str) -> str:
+    if _has_control(value):
+        raise ValueError("control characters")
+    return value
+
+
+def _currency(value: str) -> str:
+    if value != value.upper():
+        raise ValueError("not an upper-case currency code")
+    try:
+        return normalize_currency(value)
+    except MoneyError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _callback_url(value: str) -> str:
+    if not value.isascii() or any(ch.isspace() or _has_control(ch) for ch in value):
+        raise ValueError("not a plain ASCII URL")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("not an http(s) URL with a host")
+    if "@" in parts.netloc:
+        raise ValueError("credentials in the URL")  # they would end up in logs
+    _ = parts.port  # ValueError for a port that is not a number in range
+    return value
+
+
+def _extension(value: dict[str, Any]) -> dict[str, Any]:
+    if len(canonical_json(value)) > EXTENSION_MAX_BYTES:
+        raise ValueError("too large")
+    return value
+
+
+PlainText = Annotated[str, AfterValidator(_plain_text)]
+
+
+class _WireModel(BaseModel):
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        strict=True,
+        alias_generator=to_camel,
+        validate_by_alias=True,
+        validate_by_name=True,
+        serialize_by_alias=True,
+    )
+
+
+class Payee(_WireModel):
+    """Who receives the money, as the bank needs it."""
+
+    account_name: Annotated[PlainText, Field(min_length=1, max_length=100)]
+    account_no: Annotated[str, Field(min_length=1, max_length=34, pattern=_PAYEE_ACCOUNT_NO)]
+    bank_name: Annotated[PlainText, Field(min_length=1, max_length=120)]
+
+
+class PayoutRequest(_WireModel):
+    """``POST /v1/payouts``, validated; ``currency`` is normalised (``RMB`` -> ``CNY``)."""
+
+    request_id: Annotated[str, Field(min_length=1, max_length=64, pattern=_REQUEST_ID)]
+    supplier_id: Annotated[PlainText, Field(min_length=1, max_length=32)]
+    payer_account_id: Annotated[str, Field(min_length=1, max_length=32, pattern=_ACCOUNT_ID)]
+    amount: Annotated[int, Field(gt=0, le=MAX_AMOUNT)]
+    currency: Annotated[str, AfterValidator(_currency)]
+    payee: Payee
+    purpose: Annotated[str, Field(max_length=200), AfterValidator(_free_text)] | None = None
+    callback_url: Annotated[str, Field(max_length=512), AfterValidator(_callback_url)] | None = None
+    extension: Annotated[dict[str, Any], AfterValidator(_extension)] | None = None
+
+    def normalised(self) -> dict[str, Any]:
+        """The request as wire JSON values; absent and null optional fields are both left out."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def canonical_json(self) -> bytes:
+        """Sorted keys, no whitespace, UTF-8: the form the fingerprint is taken over."""
+        return canonical_json(self.normalised())
+
+    def fingerprint(self) -> str:
+        """SHA-256 hex of the canonical JSON: equal exactly when the requests mean the same."""
+        return hashlib.sha256(self.canonical_json()).hexdigest()
+
+
+def canonical_json(value: Any) -> bytes:
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def parse_payout_request(raw: bytes) -> PayoutRequest:
+    """Parse a raw ``POST /v1/payouts`` body; raises InvalidPayout naming the first bad field."""
+    document = _decode(raw)
+    if not isinstance(document, dict):
+        raise InvalidPayout("body", "not a JSON object")
+    _check_strings(document, "")
+    try:
+        return PayoutRequest.model_validate(document, by_alias=True, by_name=False)
+    except ValidationError as exc:
+        _raise_first(exc)
+
+
+def new_pay_id(day: date, sequence: int) -> str:
+    """``PAY`` + yyyymmdd + the sequence zero-padded to 10 digits, e.g. PAY202506010000000042."""
+    if isinstance(sequence, bool) or not isinstance(sequence, int):
+        raise TypeError("sequence must be an int")
+    if not 0 <= sequence < 10**PAY_ID_SEQUENCE_DIGITS:
+        raise ValueError(f"sequence {sequence} does not fit {PAY_ID_SEQUENCE_DIGITS} digits")
+    return f"{PAY_ID_PREFIX}{day:%Y%m%d}{sequence:0{PAY_ID_SEQUENCE_DIGITS}d}"
+
+
+# --- parsing internals -----------------------------------------------------------------------
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Two values for one key would make "the same body" ambiguous: refuse them."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(key)
+        result[key] = value
+    return result
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("number out of range")
+    return value
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _decode(raw: bytes) -> Any:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidPayout("body", "not UTF-8") from None
+    try:
+        return json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_float=_finite_float,
+            parse_constant=_refuse_constant,
+        )
+    except _DuplicateKey as exc:
+        raise InvalidPayout("body", f"duplicate key {_shown(exc.key)}") from None
+    except (ValueError, RecursionError):
+        raise InvalidPayout("body", "not valid JSON") from None
+
+
+def _check_strings(value: Any, path: str) -> None:
+    """Refuse what PostgreSQL cannot store: NUL and lone surrogates (JSON escapes allow both)."""
+    if isinstance(value, str):
+        if "\x00" in value or any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+            raise InvalidPayout(path or "body", "contains NUL or invalid Unicode")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{path}.{_shown(key)}" if path else _shown(key)
+            _check_strings(key, here)
+            _check_strings(item, here)
+    elif isinstance(value, list):
+        for item in value:
+            _check_strings(item, path)
+
+
+def _raise_first(exc: ValidationError) -> NoReturn:
+    error = exc.errors(include_url=False, include_input=False)[0]
+    loc = [str(part) for part in error["loc"]]
+    kind = error["type"]
+    if loc and loc[0] == "extension":
+        loc = loc[:1]  # its inner keys are the client's own, not fields of ours
+    field = ".".join(_shown(part) for part in loc) or "body"
+    if kind == "missing":
+        raise InvalidPayout(field, "required") from None
+    if kind == "extra_forbidden":
+        raise InvalidPayout(field, "not allowed") from None
+    raise InvalidPayout(field, _MESSAGES.get(field, "invalid")) from None
+
+
+def _shown(name: str) -> str:
+    """A client-chosen name as it may appear in a message: printable and short."""
+    printable = "".join(ch if ch.isprintable() else "?" for ch in name)
+    if len(printable) > _FIELD_NAME_SHOWN:
+        return printable[:_FIELD_NAME_SHOWN] + "…"
+    return printable

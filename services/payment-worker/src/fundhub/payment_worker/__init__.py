@@ -1,0 +1,1 @@
+"""fundhub payment-worker: drives supplier payouts to a final state."""
