@@ -14,6 +14,9 @@ from fastapi import FastAPI, HTTPException, status
 from fundhub.bank_simulator.config import SimulatorConfig
 from fundhub.bank_simulator.metrics import PrometheusObserver
 from fundhub.bank_simulator.notifications import private_key
+from fundhub.bank_simulator.payout_api import payout_router
+from fundhub.bank_simulator.payout_callbacks import PayoutNotifier
+from fundhub.bank_simulator.payouts_bank import PayoutBank, PayoutBehaviour
 from fundhub.bank_simulator.runs import RunRegistry, TransferScenarioRequest, plan_run
 from fundhub.bank_simulator.sender import BankSender, open_sender
 from fundhub.bank_simulator.stream import new_feed, run_stream
@@ -22,21 +25,36 @@ from fundhub.common.health import health_router
 log = structlog.get_logger("fundhub.bank_simulator.app")
 
 
-def create_app(config: SimulatorConfig) -> FastAPI:
+def create_app(config: SimulatorConfig, payouts: PayoutBehaviour | None = None) -> FastAPI:
+    """The control API, and the bank's payout side behaving as ``payouts`` says."""
     key = private_key(config.private_key_pem)  # fail at start, not at the first scenario
     runs = RunRegistry()
     senders: list[BankSender] = []
+    bank = PayoutBank(payouts)
+    notifier = PayoutNotifier(
+        bank,
+        config.app_id,
+        key,
+        retries=config.retries,
+        retry_interval_s=config.retry_interval_s,
+        timeout_s=config.timeout_s,
+        max_connections=config.max_connections,
+        observer=PrometheusObserver(),
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async with open_sender(
-            config.gateway_url,
-            retries=config.retries,
-            retry_interval_s=config.retry_interval_s,
-            timeout_s=config.timeout_s,
-            max_connections=config.max_connections,
-            observer=PrometheusObserver(),
-        ) as sender:
+        async with (
+            open_sender(
+                config.gateway_url,
+                retries=config.retries,
+                retry_interval_s=config.retry_interval_s,
+                timeout_s=config.timeout_s,
+                max_connections=config.max_connections,
+                observer=PrometheusObserver(),
+            ) as sender,
+            notifier.running(),
+        ):
             senders.append(sender)
             stream: asyncio.Task[None] | None = None
             if config.stream_interval_s > 0:
@@ -49,6 +67,7 @@ def create_app(config: SimulatorConfig) -> FastAPI:
                 gateway=sender.url,
                 app_id=config.app_id,
                 stream_interval_s=config.stream_interval_s,
+                payouts=bank.behaviour.to_json(),
             )
             try:
                 yield
@@ -63,12 +82,17 @@ def create_app(config: SimulatorConfig) -> FastAPI:
     async def sender_ready() -> bool:
         return bool(senders)
 
+    async def payouts_ready() -> bool:
+        return notifier.is_running
+
     app = FastAPI(
         title="fundhub bank simulator",
-        summary="Plays the bank: signed bkfunds.acct.transfer.notify with its retries.",
+        summary="Plays the bank: signed bkfunds.acct.transfer.notify with its retries, "
+        "and the payout API with its delays, failures, timeouts and callbacks.",
         lifespan=lifespan,
     )
-    app.include_router(health_router({"sender": sender_ready}))
+    app.include_router(health_router({"sender": sender_ready, "payouts": payouts_ready}))
+    app.include_router(payout_router(bank, notifier))
 
     def current_sender() -> BankSender:
         if not senders:

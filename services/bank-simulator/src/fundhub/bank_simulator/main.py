@@ -1,6 +1,7 @@
 """``fundhub-bank-simulator``: serve the control API, run one scenario, or make a key pair.
 
 fundhub-bank-simulator [--stream-interval 5] ...        serve (default)
+fundhub-bank-simulator --payout-fail-rate 0.1 ...       serve, the payout side behaving so
 fundhub-bank-simulator send --count 1000 --duplicates 2  one scenario, JSON tally, exit
 fundhub-bank-simulator keygen --out-dir DIR              the bank's RSA key pair
 """
@@ -25,6 +26,7 @@ from pydantic import ValidationError
 from fundhub.bank_simulator.config import SimulatorConfig
 from fundhub.bank_simulator.metrics import PrometheusObserver
 from fundhub.bank_simulator.notifications import DEFAULT_APP_ID, private_key
+from fundhub.bank_simulator.payouts_bank import PayoutBehaviour
 from fundhub.bank_simulator.runs import RunStatus, TransferScenarioRequest, execute_run, plan_run
 from fundhub.bank_simulator.sender import open_sender
 from fundhub.common.config import get_settings
@@ -81,6 +83,86 @@ def _add_connection_options(parser: argparse.ArgumentParser, suppress: bool) -> 
     )
 
 
+# flag -> (PayoutBehaviour field, help); rates are probabilities from 0 to 1.
+_PAYOUT_RATES: dict[str, tuple[str, str]] = {
+    "--payout-fail-rate": ("fail_rate", "payouts the bank fails (payee account closed, ...)"),
+    "--payout-timeout-rate": (
+        "timeout_rate",
+        "requests answered only after --payout-timeout-delay (the transfer is still made)",
+    ),
+    "--payout-server-error-rate": (
+        "server_error_rate",
+        "requests answered 500 (the transfer is still made)",
+    ),
+    "--payout-processing-rate": (
+        "processing_rate",
+        "first answers that say PROCESSING; the rest carry the outcome (default 1)",
+    ),
+    "--payout-duplicate-callback-rate": ("duplicate_callback_rate", "result callbacks sent twice"),
+    "--payout-late-return-rate": ("late_return_rate", "paid payouts later RETURNED"),
+    "--payout-never-answer-rate": (
+        "never_answer_rate",
+        "payouts whose result no callback ever tells (only GET does)",
+    ),
+}
+
+
+def _delay_range(text: str) -> tuple[int, int]:
+    low, sep, high = text.partition(",")
+    try:
+        return (int(low), int(high) if sep else int(low))
+    except ValueError:
+        raise argparse.ArgumentTypeError("MIN,MAX in milliseconds, e.g. 20,200") from None
+
+
+def _add_payout_options(parser: argparse.ArgumentParser) -> None:
+    """The payout side's behaviour at start; ``POST /bank/v1/behaviour`` changes it later."""
+    group = parser.add_argument_group("payout side (the bank's /bank/v1 API)")
+    defaults = PayoutBehaviour()
+    for flag, (name, text) in _PAYOUT_RATES.items():
+        group.add_argument(
+            flag, type=float, default=getattr(defaults, name), metavar="RATE", help=text
+        )
+    group.add_argument(
+        "--payout-callback-delay",
+        type=_delay_range,
+        default=defaults.callback_delay_ms,
+        metavar="MIN,MAX",
+        help="milliseconds from acceptance to the result and its callback",
+    )
+    group.add_argument(
+        "--payout-return-delay",
+        type=_delay_range,
+        default=defaults.return_delay_ms,
+        metavar="MIN,MAX",
+        help="milliseconds from SUCCESS to a late RETURNED",
+    )
+    group.add_argument(
+        "--payout-timeout-delay",
+        type=int,
+        default=defaults.timeout_delay_ms,
+        metavar="MS",
+        help="how late a timed-out request is answered; keep it above the client's timeout",
+    )
+    group.add_argument("--payout-seed", type=int, help="default: random (GET /bank/v1/behaviour)")
+
+
+def _payout_behaviour(parser: argparse.ArgumentParser, args: argparse.Namespace) -> PayoutBehaviour:
+    values: dict[str, Any] = {
+        name: getattr(args, flag[2:].replace("-", "_")) for flag, (name, _) in _PAYOUT_RATES.items()
+    }
+    try:
+        return PayoutBehaviour(
+            **values,
+            callback_delay_ms=args.payout_callback_delay,
+            return_delay_ms=args.payout_return_delay,
+            timeout_delay_ms=args.payout_timeout_delay,
+            seed=args.payout_seed,
+        )
+    except ValidationError as exc:
+        parser.error("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+
+
 def build_parser() -> argparse.ArgumentParser:
     settings = get_settings()
     parser = argparse.ArgumentParser(
@@ -103,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--stream-accounts", type=int, default=3, help="demo accounts the stream pays into"
     )
+    _add_payout_options(parser)
     commands = parser.add_subparsers(dest="command", metavar="{send,keygen}")
 
     send = commands.add_parser("send", help="run one transfer scenario, print a JSON tally")
@@ -222,13 +305,15 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     config = _config(parser, args)
     if config.stream_interval_s < 0:
         parser.error("--stream-interval must be >= 0")
-    app = create_app(config)
+    app = create_app(config, _payout_behaviour(parser, args))
     uvicorn.run(
         app,
         host=args.host,
         port=args.port,
         log_config=None,
         log_level=get_settings().log_level.lower(),
+        # A request held back to simulate a bank timeout must not hold up a stop for long.
+        timeout_graceful_shutdown=5,
     )
     return 0
 

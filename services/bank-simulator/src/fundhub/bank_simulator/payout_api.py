@@ -1,0 +1,119 @@
+"""The bank's payout API (``/bank/v1``), as the payment worker's HTTP adapter calls it.
+
+``POST /bank/v1/transfers`` takes a transfer (idempotent by ``bank_request_id``);
+``GET /bank/v1/transfers/{id}`` tells its state or ``NOT_FOUND``; ``POST /bank/v1/behaviour``
+sets this run's rates; ``GET /bank/v1/stats`` counts what happened. Bodies are snake_case JSON
+with amounts as strings of fen, like the bank's notifications.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+import structlog
+from fastapi import APIRouter, Request, Response, status
+from pydantic import ValidationError
+
+from fundhub.bank_simulator.payout_callbacks import PayoutNotifier
+from fundhub.bank_simulator.payouts_bank import (
+    Fault,
+    PayoutBank,
+    PayoutBehaviour,
+    TransferConflict,
+    TransferRequestError,
+    not_found,
+    order_from_wire,
+)
+from fundhub.common.bank_payouts import TRANSFERS_PATH
+from fundhub.common.clock import utcnow
+
+log = structlog.get_logger("fundhub.bank_simulator.payout_api")
+
+_MAX_BODY = 64 * 1024
+
+
+def _json(body: Any, status_code: int = status.HTTP_200_OK) -> Response:
+    return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
+
+
+def _refusal(status_code: int, error: str) -> Response:
+    return _json({"status": "REFUSED", "error": error}, status_code)
+
+
+def payout_router(bank: PayoutBank, notifier: PayoutNotifier) -> APIRouter:
+    router = APIRouter(tags=["bank: payouts"])
+
+    @router.post(TRANSFERS_PATH, summary="Take a payout (idempotent by bank_request_id)")
+    async def submit(request: Request) -> Response:
+        raw = await request.body()
+        try:
+            if len(raw) > _MAX_BODY:
+                raise TransferRequestError(f"body: over {_MAX_BODY} bytes")
+            try:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                raise TransferRequestError("body: not JSON") from None
+            order = order_from_wire(body)
+        except TransferRequestError as exc:
+            bank.stats.refused += 1
+            return _refusal(status.HTTP_400_BAD_REQUEST, str(exc))
+        if not notifier.is_running:
+            return _refusal(status.HTTP_503_SERVICE_UNAVAILABLE, "bank not started")
+        try:
+            submission = bank.submit(order, utcnow())
+        except TransferConflict as exc:
+            return _refusal(status.HTTP_409_CONFLICT, str(exc))
+        transfer = submission.transfer
+        if submission.created:
+            notifier.follow(transfer)
+        if submission.fault is Fault.SERVER_ERROR:
+            log.info("bank_payout_fault", bank_request_id=order.bank_request_id, fault="5xx")
+            return _refusal(status.HTTP_500_INTERNAL_SERVER_ERROR, "internal error")
+        if submission.fault is Fault.TIMEOUT:
+            # The transfer is made; the answer comes after the client has stopped waiting.
+            log.info("bank_payout_fault", bank_request_id=order.bank_request_id, fault="timeout")
+            await asyncio.sleep(bank.behaviour.timeout_delay_ms / 1000.0)
+        return _json(transfer.answer())
+
+    @router.get(TRANSFERS_PATH + "/{bank_request_id}", summary="A payout's current state")
+    async def query(bank_request_id: str) -> Response:
+        answer = bank.query(bank_request_id)
+        if answer is None:
+            return _json(not_found(), status.HTTP_404_NOT_FOUND)
+        return _json(answer)
+
+    @router.get("/bank/v1/behaviour", summary="This run's rates and seed")
+    async def behaviour() -> dict[str, Any]:
+        return bank.behaviour.to_json()
+
+    @router.post("/bank/v1/behaviour", summary="Change the rates (fields left out keep theirs)")
+    async def set_behaviour(request: Request) -> Response:
+        try:
+            update = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            return _refusal(status.HTTP_400_BAD_REQUEST, "body: not JSON")
+        if not isinstance(update, dict):
+            return _refusal(status.HTTP_400_BAD_REQUEST, "body: not a JSON object")
+        current = bank.behaviour.to_json()
+        try:
+            behaviour = PayoutBehaviour.model_validate({**current, **update})
+        except ValidationError as exc:
+            errors = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()
+            )
+            return _refusal(status.HTTP_400_BAD_REQUEST, errors)
+        applied = bank.set_behaviour(behaviour)
+        log.info("bank_payout_behaviour", **applied.to_json())
+        return _json(applied.to_json())
+
+    @router.get("/bank/v1/stats", summary="What the bank has seen and done this run")
+    async def stats() -> dict[str, Any]:
+        return {
+            **bank.stats.to_json(),
+            "pendingTasks": notifier.pending,
+            "behaviour": bank.behaviour.to_json(),
+        }
+
+    return router

@@ -1,0 +1,334 @@
+"""``HttpBankAdapter`` against the bank itself: the simulator served by uvicorn on a free port.
+
+The simulator is the bank of this protocol, so this is the adapter's real counterpart. Faults
+are made to order: the simulator decides them per request from its seed, and the test picks
+ids whose first request fails and whose retry does not.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+import uvicorn
+
+from fundhub.bank_simulator.app import create_app
+from fundhub.bank_simulator.config import SimulatorConfig
+from fundhub.bank_simulator.payouts_bank import Fault, PayoutBehaviour, attempt_fault
+from fundhub.common.bank_payouts import (
+    BankAnswer,
+    BankRequestRefused,
+    BankStatus,
+    BankUnavailable,
+    HttpBankAdapter,
+    PayoutOrder,
+    parse_answer,
+    payee_invalid,
+)
+from fundhub.common.signing import generate_rsa_keypair
+
+SEED = 20250430
+QUIET = {"neverAnswerRate": 1.0, "callbackDelayMs": [5, 10], "seed": SEED}
+
+
+class BankServer:
+    """The simulator app under uvicorn in a thread of its own, on a pre-bound free port."""
+
+    def __init__(self) -> None:
+        private_pem, _ = generate_rsa_keypair()
+        config = SimulatorConfig(
+            gateway_url="http://127.0.0.1:9", private_key_pem=private_pem, retries=0
+        )
+        app = create_app(config, PayoutBehaviour(seed=SEED))
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.socket.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, log_config=None, log_level="warning", timeout_graceful_shutdown=1)
+        )
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True
+        )
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the simulator did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.socket.close()
+
+
+@pytest.fixture(scope="module")
+def bank() -> Iterator[BankServer]:
+    server = BankServer()
+    yield server
+    server.stop()
+
+
+class Sleeps:
+    """Records the backoffs instead of waiting them out."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+async def behave(session: aiohttp.ClientSession, bank: BankServer, **rates: Any) -> None:
+    """Every rate from its default but those given (an update keeps what it leaves out)."""
+    body = {**PayoutBehaviour().to_json(), **QUIET, **rates}
+    async with session.post(f"{bank.url}/bank/v1/behaviour", json=body) as answer:
+        assert answer.status == 200, await answer.text()
+
+
+async def stats(session: aiohttp.ClientSession, bank: BankServer) -> dict[str, Any]:
+    async with session.get(f"{bank.url}/bank/v1/stats") as answer:
+        body: dict[str, Any] = await answer.json()
+        return body
+
+
+_counter = iter(range(1_000_000))
+
+
+def new_id(prefix: str = "PAYT") -> str:
+    return f"{prefix}{random.randrange(10**9):09d}{next(_counter):06d}"
+
+
+def order(request_id: str | None = None, **changes: Any) -> PayoutOrder:
+    fields: dict[str, Any] = {
+        "bank_request_id": request_id or new_id(),
+        "payer_account": "6222020000000001",
+        "amount": 1000,
+        "currency": "CNY",
+        "payee_account_no": "6217000010002345678",
+        "payee_account_name": "上海某某供应商有限公司",
+        "payee_bank_name": "中国建设银行",
+        "notify_url": "http://127.0.0.1:9/callbacks/bank",
+        "purpose": "货款",
+    }
+    fields.update(changes)
+    return PayoutOrder(**fields)
+
+
+def id_with_faults(behaviour: PayoutBehaviour, *faults: Fault | None) -> str:
+    """An id whose first requests meet exactly these faults, in order."""
+    for _ in range(10_000):
+        candidate = new_id("PAYF")
+        drawn = [attempt_fault(behaviour, candidate, n + 1) for n in range(len(faults))]
+        if drawn == list(faults):
+            return candidate
+    raise AssertionError("no such id in 10,000 tries")
+
+
+def adapter(
+    session: aiohttp.ClientSession, url: str, timeout_s: float = 2.0, retries: int = 3
+) -> tuple[HttpBankAdapter, Sleeps]:
+    sleeps = Sleeps()
+    return HttpBankAdapter(session, url, timeout_s, retries, backoff_s=0.1, sleep=sleeps), sleeps
+
+
+async def test_submit_query_and_resubmit(bank: BankServer, session: aiohttp.ClientSession) -> None:
+    await behave(session, bank)
+    client, sleeps = adapter(session, bank.url + "/")
+    payout = order()
+    answer = await client.submit(payout)
+    assert answer.status is BankStatus.PROCESSING and answer.bank_txn_id
+    assert not answer.final
+
+    again = await client.submit(payout)
+    assert again.bank_txn_id == answer.bank_txn_id, "the bank deduplicates by bank_request_id"
+    queried = await client.query(payout.bank_request_id)
+    assert queried is not None and queried.bank_txn_id == answer.bank_txn_id
+    assert await client.query(new_id("PAYNONE")) is None
+    assert sleeps.waits == []
+
+
+async def test_the_result_shows_through_query(
+    bank: BankServer, session: aiohttp.ClientSession
+) -> None:
+    await behave(session, bank, failRate=1.0)
+    client, _ = adapter(session, bank.url)
+    payout = order()
+    await client.submit(payout)
+    deadline = time.monotonic() + 10
+    result: BankAnswer | None = None
+    while time.monotonic() < deadline:
+        result = await client.query(payout.bank_request_id)
+        if result is not None and result.final:
+            break
+    assert result is not None and result.status is BankStatus.FAILED
+    assert result.reason
+
+
+async def test_a_timed_out_submit_is_retried_with_the_same_id(
+    bank: BankServer, session: aiohttp.ClientSession
+) -> None:
+    rates = {"timeoutRate": 0.5, "timeoutDelayMs": 1_000}
+    await behave(session, bank, **rates)
+    behaviour = PayoutBehaviour.model_validate({**QUIET, **rates})
+    request_id = id_with_faults(behaviour, Fault.TIMEOUT, None)
+    before = await stats(session, bank)
+
+    client, sleeps = adapter(session, bank.url, timeout_s=0.3)
+    answer = await client.submit(order(request_id))
+    assert answer.status in {BankStatus.PROCESSING, BankStatus.SUCCESS}
+    assert len(sleeps.waits) == 1 and 0 <= sleeps.waits[0] <= 0.1
+
+    after = await stats(session, bank)
+    assert after["transfers"] - before["transfers"] == 1, "one transfer, not two"
+    assert after["duplicateSubmits"] - before["duplicateSubmits"] == 1
+    assert after["timeouts"] - before["timeouts"] == 1
+
+
+async def test_5xx_is_retried_and_a_late_success_is_kept(
+    bank: BankServer, session: aiohttp.ClientSession
+) -> None:
+    rates = {"serverErrorRate": 0.5}
+    await behave(session, bank, **rates)
+    behaviour = PayoutBehaviour.model_validate({**QUIET, **rates})
+    request_id = id_with_faults(behaviour, Fault.SERVER_ERROR, Fault.SERVER_ERROR, None)
+    client, sleeps = adapter(session, bank.url)
+    answer = await client.submit(order(request_id))
+    assert answer.bank_txn_id
+    assert len(sleeps.waits) == 2
+    assert all(0 <= wait <= 0.2 for wait in sleeps.waits)
+
+
+async def test_no_answer_at_all_is_bank_unavailable_and_never_a_failure(
+    bank: BankServer, session: aiohttp.ClientSession
+) -> None:
+    await behave(session, bank, timeoutRate=1.0, timeoutDelayMs=1_000)
+    client, sleeps = adapter(session, bank.url, timeout_s=0.2, retries=2)
+    payout = order()
+    with pytest.raises(BankUnavailable, match="3 attempts"):
+        await client.submit(payout)
+    assert len(sleeps.waits) == 2
+    found = await client.query(payout.bank_request_id)  # queries are never held back
+    assert found is not None, "the transfer was made although no answer came"
+
+    await behave(session, bank, serverErrorRate=1.0)
+    with pytest.raises(BankUnavailable, match="HTTP 500"):
+        await client.submit(order())
+
+
+async def test_refusals_are_not_retried(bank: BankServer, session: aiohttp.ClientSession) -> None:
+    await behave(session, bank)
+    client, sleeps = adapter(session, bank.url)
+    with pytest.raises(BankRequestRefused) as bad:
+        await client.submit(order(payee_account_no="6217-0000"))
+    assert bad.value.status_code == 400 and bad.value.reason.startswith("payee_account_no:")
+
+    payout = order()
+    await client.submit(payout)
+    with pytest.raises(BankRequestRefused) as conflict:
+        await client.submit(order(payout.bank_request_id, amount=2000))
+    assert conflict.value.status_code == 409
+    assert sleeps.waits == []
+
+
+async def test_an_unreachable_bank_is_unavailable(session: aiohttp.ClientSession) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    client, sleeps = adapter(session, url, retries=3)
+    with pytest.raises(BankUnavailable, match="transport error"):
+        await client.submit(order())
+    with pytest.raises(BankUnavailable):
+        await client.query("PAY1")
+    assert len(sleeps.waits) == 6
+
+
+async def test_a_404_from_the_wrong_place_is_not_never_received(
+    bank: BankServer, session: aiohttp.ClientSession
+) -> None:
+    client, _ = adapter(session, bank.url + "/not-the-bank", retries=1)
+    with pytest.raises(BankUnavailable, match="NOT_FOUND"):
+        await client.query("PAY1")
+    with pytest.raises(BankRequestRefused) as refused:
+        await client.submit(order())
+    assert refused.value.status_code == 404
+
+
+# --- the pure parts -------------------------------------------------------------------------
+
+
+def test_backoff_grows_with_full_jitter_up_to_the_cap() -> None:
+    client = HttpBankAdapter(
+        None,  # type: ignore[arg-type]
+        "http://bank.invalid",
+        backoff_s=0.5,
+        max_backoff_s=2.0,
+        rng=random.Random(1),
+    )
+    for attempt, ceiling in [(1, 0.5), (2, 1.0), (3, 2.0), (8, 2.0)]:
+        waits = [client.backoff(attempt) for _ in range(200)]
+        assert all(0 <= wait <= ceiling for wait in waits)
+        assert max(waits) > ceiling * 0.8
+    with pytest.raises(ValueError):
+        HttpBankAdapter(None, "http://bank.invalid", timeout_s=0)  # type: ignore[arg-type]
+
+
+def test_an_order_checks_itself_and_goes_out_as_strings() -> None:
+    payout = order("PAY202504300000000001", purpose=None)
+    assert payout.to_wire() == {
+        "bank_request_id": "PAY202504300000000001",
+        "payer_account": "6222020000000001",
+        "amount": "1000",
+        "currency": "CNY",
+        "payee_account_no": "6217000010002345678",
+        "payee_account_name": "上海某某供应商有限公司",
+        "payee_bank_name": "中国建设银行",
+        "notify_url": "http://127.0.0.1:9/callbacks/bank",
+    }
+    assert order(purpose="货款").to_wire()["purpose"] == "货款"
+    for bad in (
+        {"bank_request_id": "PAY 1"},
+        {"amount": 0},
+        {"amount": True},
+        {"amount": 10.5},
+        {"currency": "RMB"},
+        {"currency": "XYZ"},
+        {"payee_account_no": ""},
+        {"notify_url": "mailto:x@example.invalid"},
+    ):
+        with pytest.raises(ValueError):
+            order(**bad)
+
+
+def test_answers_are_checked_before_they_are_believed() -> None:
+    good = {"bank_request_id": "PAY1", "bank_txn_id": "BTX1", "status": "FAILED", "reason": "x"}
+    assert parse_answer(good, "PAY1") == BankAnswer(BankStatus.FAILED, "BTX1", "x")
+    assert parse_answer({**good, "reason": ""}, "PAY1").reason is None
+    for bad, message in [
+        ([], "not a JSON object"),
+        ({**good, "bank_request_id": "PAY2"}, "another bank_request_id"),
+        ({**good, "status": "DONE"}, "unknown status"),
+        ({**good, "bank_txn_id": None}, "bank_txn_id"),
+        ({**good, "reason": 5}, "reason"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            parse_answer(bad, "PAY1")
+
+
+def test_payee_reasons_are_told_apart() -> None:
+    assert payee_invalid("payee account closed")
+    assert payee_invalid("Payee name does not match the account")
+    assert not payee_invalid("refused by the bank's risk control")
+    assert not payee_invalid(None)
