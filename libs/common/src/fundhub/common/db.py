@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
@@ -71,3 +72,38 @@ async def ping(pool: asyncpg.Pool) -> bool:
     except Exception:
         return False
     return bool(value == 1)
+
+
+class BatchInsert:
+    """``INSERT ... SELECT FROM unnest(...)``: a whole batch in one statement and one round trip.
+
+    ``columns`` are (name, Postgres type). jsonb travels as text and is cast in the statement,
+    because a JSON array value would otherwise read as one more array dimension.
+    """
+
+    def __init__(self, table: str, columns: Sequence[tuple[str, str]], suffix: str = "") -> None:
+        self.width = len(columns)
+        self._json = [i for i, (_, kind) in enumerate(columns) if kind == "jsonb"]
+        names = ", ".join(name for name, _ in columns)
+        arrays = ", ".join(
+            f"${i}::{'text' if kind == 'jsonb' else kind}[]"
+            for i, (_, kind) in enumerate(columns, start=1)
+        )
+        selected = ", ".join(
+            f"c{i}::jsonb" if kind == "jsonb" else f"c{i}" for i, (_, kind) in enumerate(columns)
+        )
+        aliases = ", ".join(f"c{i}" for i in range(len(columns)))
+        self.sql = (
+            f"INSERT INTO {table} ({names}) SELECT {selected} "
+            f"FROM unnest({arrays}) AS u({aliases}) {suffix}"
+        ).rstrip()
+
+    async def run(self, conn: asyncpg.Connection, rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        arrays = [[row[i] for row in rows] for i in range(self.width)]
+        for i in self._json:
+            arrays[i] = [
+                None if v is None else json.dumps(v, ensure_ascii=False) for v in arrays[i]
+            ]
+        await conn.execute(self.sql, *arrays)

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 
 import asyncpg
 
+from fundhub.common.db import BatchInsert
 from fundhub.common.ledger import Balance, JournalEntry
 
 
@@ -70,23 +71,37 @@ async def lock_balances(conn: asyncpg.Connection, account_ids: Iterable[str]) ->
     }
 
 
+_ENTRY_COLUMNS = (
+    ("entry_id", "uuid"),
+    ("kind", "text"),
+    ("ref_type", "text"),
+    ("ref_id", "text"),
+    ("description", "text"),
+    ("correlation_id", "text"),
+)
+_POSTING_COLUMNS = (
+    ("entry_id", "uuid"),
+    ("account_id", "text"),
+    ("bucket", "text"),
+    ("currency", "text"),
+    ("amount", "bigint"),
+)
+_INSERT_ENTRIES = BatchInsert("journal_entries", _ENTRY_COLUMNS)
+_INSERT_POSTINGS = BatchInsert("postings", _POSTING_COLUMNS)
+
+
 async def write_entries(
     conn: asyncpg.Connection, entries: Sequence[JournalEntry], correlation_ids: Sequence[str | None]
 ) -> None:
-    if not entries:
-        return
-    await conn.executemany(
-        "INSERT INTO journal_entries"
-        " (entry_id, kind, ref_type, ref_id, description, correlation_id)"
-        " VALUES ($1, $2, $3, $4, $5, $6)",
+    await _INSERT_ENTRIES.run(
+        conn,
         [
             (e.entry_id, e.kind, e.ref_type, e.ref_id, e.description, cid)
             for e, cid in zip(entries, correlation_ids, strict=True)
         ],
     )
-    await conn.executemany(
-        "INSERT INTO postings (entry_id, account_id, bucket, currency, amount)"
-        " VALUES ($1, $2, $3, $4, $5)",
+    await _INSERT_POSTINGS.run(
+        conn,
         [
             (e.entry_id, p.account_id, p.bucket.value, p.currency, p.amount)
             for e in entries
@@ -99,8 +114,10 @@ async def save_balances(conn: asyncpg.Connection, balances: Iterable[Balance]) -
     rows = [(b.account_id, b.available, b.frozen, b.pending) for b in balances]
     if not rows:
         return
-    await conn.executemany(
-        "UPDATE account_balances SET available = $2, frozen = $3, pending = $4, "
-        "version = version + 1, updated_at = now() WHERE account_id = $1",
-        rows,
+    await conn.execute(
+        "UPDATE account_balances b SET available = u.a, frozen = u.f, pending = u.p, "
+        "version = b.version + 1, updated_at = now() "
+        "FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS u(id, a, f, p) "
+        "WHERE b.account_id = u.id",
+        *([r[i] for r in rows] for i in range(4)),
     )

@@ -13,12 +13,16 @@ import contextlib
 import asyncpg
 import structlog
 
+from fundhub.common.db import BatchInsert
 from fundhub.common.envelope import Envelope
 from fundhub.common.kafka import KafkaPublisher, OutgoingMessage
 
 log = structlog.get_logger(__name__)
 
 NOTIFY_CHANNEL = "fundhub_outbox"
+_INSERT_OUTBOX = BatchInsert(
+    "outbox", (("topic", "text"), ("key", "text"), ("payload", "bytea"), ("headers", "jsonb"))
+)
 
 
 async def add(conn: asyncpg.Connection, topic: str, key: str | None, envelope: Envelope) -> None:
@@ -30,8 +34,8 @@ async def add_many(
 ) -> None:
     if not events:
         return
-    await conn.executemany(
-        "INSERT INTO outbox (topic, key, payload, headers) VALUES ($1, $2, $3, $4)",
+    await _INSERT_OUTBOX.run(
+        conn,
         [
             (topic, key, env.to_bytes(), {k: v.decode() for k, v in env.headers()})
             for topic, key, env in events

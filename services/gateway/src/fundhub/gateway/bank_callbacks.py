@@ -125,7 +125,7 @@ def bank_callback_router() -> APIRouter:
         refusal = await intake.accept(await request.body(), request.state.correlation_id)
         if refusal is None:
             BANK_NOTIFICATIONS.labels("accepted").inc()
-            log.info("bank_notify_accepted")
+            log.debug("bank_notify_accepted")
             return PlainTextResponse("success")
         outcome = "unavailable" if refusal.status == 503 else "refused"
         BANK_NOTIFICATIONS.labels(outcome).inc()

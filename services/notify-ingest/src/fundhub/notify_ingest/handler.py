@@ -140,7 +140,8 @@ def _apply_one(work: _Work, topics: Topics, message: TransferMessage, result: Ba
         (topics.ledger_events, account_id, _applied_event(message, decision.position))
     )
     result.applied += 1
-    log.info(
+    # Per notice at debug: bank_notifications keeps the audit trail of every one.
+    log.debug(
         "transfer_notice_applied",
         state=decision.position.state.value,
         account_id=account_id,

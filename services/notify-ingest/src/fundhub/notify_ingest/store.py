@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 
+from fundhub.common.db import BatchInsert
 from fundhub.notify_ingest.transfer_records import RecordPosition, RecordState
 
 RecordKey = tuple[str, str]  # (app_id, record_id)
@@ -52,70 +53,79 @@ class RecordWrite:
     applied: int
 
 
-_FIELD_COLUMNS = (
-    "channel", "node_id", "trans_time", "channel_trade_no", "merchant_name", "merchant_id",
-    "cloud_merchant_id", "in_acct_name", "in_acct_bank_name", "in_acct_no", "ccy_code", "fee",
-    "post_fee", "bind_status", "deduct_status", "deduct_channel_trade_no", "out_acct_name",
-    "out_acct_bank_name", "out_acct_no", "host_flow_no", "host_tx_date", "reverse_flag", "use_ex",
-    "remark", "store_list",
+_FIELD_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("channel", "text"), ("node_id", "text"), ("trans_time", "timestamptz"),
+    ("channel_trade_no", "text"), ("merchant_name", "text"), ("merchant_id", "text"),
+    ("cloud_merchant_id", "text"), ("in_acct_name", "text"), ("in_acct_bank_name", "text"),
+    ("in_acct_no", "text"), ("ccy_code", "text"), ("fee", "bigint"), ("post_fee", "bigint"),
+    ("bind_status", "text"), ("deduct_status", "text"), ("deduct_channel_trade_no", "text"),
+    ("out_acct_name", "text"), ("out_acct_bank_name", "text"), ("out_acct_no", "text"),
+    ("host_flow_no", "text"), ("host_tx_date", "date"), ("reverse_flag", "text"),
+    ("use_ex", "text"), ("remark", "text"), ("store_list", "jsonb"),
 )  # fmt: skip
-_POSITION_COLUMNS = (
-    "state", "held_available", "held_frozen", "deducted_amount", "reversed_amount",
-    "account_id", "currency", "trans_amount",
+_POSITION_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("state", "text"), ("held_available", "bigint"), ("held_frozen", "bigint"),
+    ("deducted_amount", "bigint"), ("reversed_amount", "bigint"), ("account_id", "text"),
+    ("currency", "text"), ("trans_amount", "bigint"),
 )  # fmt: skip
-
-
-def _upsert_sql() -> str:
-    columns = ("app_id", "record_id", *_POSITION_COLUMNS, *_FIELD_COLUMNS, "notifications_applied")
-    placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-    # A later notice only moves the state and the fields that change with it.
-    updated = [*_POSITION_COLUMNS, "deduct_status", "deduct_channel_trade_no", "reverse_flag"]
-    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in updated)
-    return (
-        f"INSERT INTO bank_transfer_records ({', '.join(columns)}) VALUES ({placeholders}) "
-        f"ON CONFLICT (app_id, record_id) DO UPDATE SET {sets}, "
-        "notifications_applied = bank_transfer_records.notifications_applied "
-        "+ EXCLUDED.notifications_applied, updated_at = now()"
-    )
-
-
-_UPSERT = _upsert_sql()
+_RECORD_COLUMNS = (
+    ("app_id", "text"),
+    ("record_id", "text"),
+    *_POSITION_COLUMNS,
+    *_FIELD_COLUMNS,
+    ("notifications_applied", "integer"),
+)
+# A later notice only moves the state and the fields that change with it.
+_UPDATED = [n for n, _ in _POSITION_COLUMNS] + [
+    "deduct_status",
+    "deduct_channel_trade_no",
+    "reverse_flag",
+]
+_UPSERT = BatchInsert(
+    "bank_transfer_records",
+    _RECORD_COLUMNS,
+    "ON CONFLICT (app_id, record_id) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _UPDATED)
+    + ", notifications_applied = bank_transfer_records.notifications_applied "
+    "+ EXCLUDED.notifications_applied, updated_at = now()",
+)
+_NOTIFICATION_COLUMNS = (
+    ("message_id", "text"),
+    ("app_id", "text"),
+    ("method", "text"),
+    ("record_id", "text"),
+    ("params", "jsonb"),
+    ("outcome", "text"),
+    ("received_at", "timestamptz"),
+)
+_LOG = BatchInsert(
+    "bank_notifications", _NOTIFICATION_COLUMNS, "ON CONFLICT (message_id) DO NOTHING"
+)
 
 
 async def save_records(conn: asyncpg.Connection, writes: Sequence[RecordWrite]) -> None:
-    if not writes:
-        return
-    await conn.executemany(
-        _UPSERT,
-        [
-            (
-                w.app_id,
-                w.record_id,
-                w.position.state.value,
-                w.position.held_available,
-                w.position.held_frozen,
-                w.position.deducted_amount,
-                w.position.reversed_amount,
-                w.position.account_id,
-                w.position.currency,
-                w.position.trans_amount,
-                *(w.fields.get(c) for c in _FIELD_COLUMNS),
-                w.applied,
-            )
-            for w in writes
-        ],
-    )
+    rows = [
+        (
+            w.app_id,
+            w.record_id,
+            w.position.state.value,
+            w.position.held_available,
+            w.position.held_frozen,
+            w.position.deducted_amount,
+            w.position.reversed_amount,
+            w.position.account_id,
+            w.position.currency,
+            w.position.trans_amount,
+            *(w.fields.get(c) for c, _ in _FIELD_COLUMNS),
+            w.applied,
+        )
+        for w in writes
+    ]
+    await _UPSERT.run(conn, rows)
 
 
 async def log_notifications(
     conn: asyncpg.Connection, rows: Sequence[tuple[str, str, str, str | None, Any, str, Any]]
 ) -> None:
     """(message_id, app_id, method, record_id, params, outcome, received_at) per message."""
-    if not rows:
-        return
-    await conn.executemany(
-        "INSERT INTO bank_notifications "
-        "(message_id, app_id, method, record_id, params, outcome, received_at) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (message_id) DO NOTHING",
-        rows,
-    )
+    await _LOG.run(conn, rows)

@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from prometheus_client import Counter, Histogram
 
+from fundhub.common.clock import utcnow
 from fundhub.common.config import Settings
 from fundhub.common.envelope import HEADER_CORRELATION_ID
 from fundhub.common.kafka import KafkaPublisher, dead_letter, header, make_consumer
@@ -28,6 +29,16 @@ BATCH_SECONDS = Histogram(
     "fundhub_notify_ingest_batch_seconds",
     "Time to apply one batch, database commit included",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+ACCEPT_TO_COMMIT = Histogram(
+    "fundhub_notify_ingest_accept_to_commit_seconds",
+    "From the gateway's acceptance of a notification to its ledger commit",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+BATCH_SIZE = Histogram(
+    "fundhub_notify_ingest_batch_size",
+    "Messages per batch",
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500),
 )
 MAX_BATCH = 500
 RETRY_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
@@ -105,11 +116,15 @@ class TransferNotifyWorker:
                 with correlation(header(record, HEADER_CORRELATION_ID) or "unknown"):
                     await dead_letter(self._publisher, self._settings, record, reason)
         BATCH_SECONDS.observe(time.perf_counter() - started)
+        BATCH_SIZE.observe(len(records))
+        committed = utcnow()
+        for _, message in messages:
+            ACCEPT_TO_COMMIT.observe((committed - message.received_at).total_seconds())
         MESSAGES.labels("applied").inc(result.applied)
         MESSAGES.labels("stale").inc(result.stale)
         MESSAGES.labels("duplicate").inc(result.duplicates)
         MESSAGES.labels("dead-lettered").inc(len(result.rejected) + len(poison))
-        log.debug(
+        log.info(
             "batch_applied",
             size=len(records),
             applied=result.applied,
