@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
@@ -74,16 +75,39 @@ async def ping(pool: asyncpg.Pool) -> bool:
     return bool(value == 1)
 
 
-class BatchInsert:
-    """``INSERT ... SELECT FROM unnest(...)``: a whole batch in one statement and one round trip.
+_PARAM = re.compile(r"\$(\d+)")
 
-    ``columns`` are (name, Postgres type). jsonb travels as text and is cast in the statement,
-    because a JSON array value would otherwise read as one more array dimension.
+
+class ArrayStatement:
+    """A statement over per-column arrays (``unnest``), so a whole batch is one statement.
+
+    jsonb columns travel as text and are cast in SQL: a JSON array value would otherwise read
+    as one more array dimension. Statements can be run alone or fused by ``write_together``.
     """
 
+    def __init__(self, sql: str, kinds: Sequence[str]) -> None:
+        self.sql = sql
+        self.width = len(kinds)
+        self._json = [i for i, kind in enumerate(kinds) if kind == "jsonb"]
+
+    def arrays(self, rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+        arrays = [[row[i] for row in rows] for i in range(self.width)]
+        for i in self._json:
+            arrays[i] = [None if v is None else json.dumps(v) for v in arrays[i]]
+        return arrays
+
+    def renumbered(self, offset: int) -> str:
+        return _PARAM.sub(lambda m: f"${int(m.group(1)) + offset}", self.sql)
+
+    async def run(self, conn: asyncpg.Connection, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            await conn.execute(self.sql, *self.arrays(rows))
+
+
+class BatchInsert(ArrayStatement):
+    """``INSERT ... SELECT FROM unnest(...)`` for (name, Postgres type) columns."""
+
     def __init__(self, table: str, columns: Sequence[tuple[str, str]], suffix: str = "") -> None:
-        self.width = len(columns)
-        self._json = [i for i, (_, kind) in enumerate(columns) if kind == "jsonb"]
         names = ", ".join(name for name, _ in columns)
         arrays = ", ".join(
             f"${i}::{'text' if kind == 'jsonb' else kind}[]"
@@ -93,17 +117,31 @@ class BatchInsert:
             f"c{i}::jsonb" if kind == "jsonb" else f"c{i}" for i, (_, kind) in enumerate(columns)
         )
         aliases = ", ".join(f"c{i}" for i in range(len(columns)))
-        self.sql = (
+        sql = (
             f"INSERT INTO {table} ({names}) SELECT {selected} "
             f"FROM unnest({arrays}) AS u({aliases}) {suffix}"
         ).rstrip()
+        super().__init__(sql, [kind for _, kind in columns])
 
-    async def run(self, conn: asyncpg.Connection, rows: Sequence[Sequence[Any]]) -> None:
+
+Write = tuple[ArrayStatement, Sequence[Sequence[Any]]]
+
+
+async def write_together(
+    conn: asyncpg.Connection, writes: Sequence[Write], notify: str | None = None
+) -> None:
+    """Run several batch writes as one statement (data-modifying CTEs): one round trip.
+
+    Foreign keys between the parts hold: they are checked at the end of the statement.
+    """
+    parts: list[str] = []
+    args: list[Any] = []
+    for statement, rows in writes:
         if not rows:
-            return
-        arrays = [[row[i] for row in rows] for i in range(self.width)]
-        for i in self._json:
-            arrays[i] = [
-                None if v is None else json.dumps(v, ensure_ascii=False) for v in arrays[i]
-            ]
-        await conn.execute(self.sql, *arrays)
+            continue
+        parts.append(f"w{len(parts)} AS ({statement.renumbered(len(args))})")
+        args.extend(statement.arrays(rows))
+    if not parts:
+        return
+    final = f"SELECT pg_notify('{notify}', '')" if notify else "SELECT 1"
+    await conn.execute(f"WITH {', '.join(parts)} {final}", *args)

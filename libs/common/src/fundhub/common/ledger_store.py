@@ -10,43 +10,37 @@ from collections.abc import Iterable, Sequence
 
 import asyncpg
 
-from fundhub.common.db import BatchInsert
+from fundhub.common.db import ArrayStatement, BatchInsert, Write
 from fundhub.common.ledger import Balance, JournalEntry
 
 
-async def ensure_customer_accounts(
-    conn: asyncpg.Connection, accounts: Iterable[tuple[str, str, str | None]]
+async def ensure_accounts(
+    conn: asyncpg.Connection,
+    customers: Iterable[tuple[str, str, str | None]],
+    system_ids: Iterable[str],
 ) -> None:
-    """Create (account_id, currency, name) on first sight; existing accounts are left alone."""
-    rows = sorted(set(accounts))
-    if not rows:
-        return
+    """Create accounts on first sight, in one statement; existing ones are left alone.
+
+    Customers are (account_id, currency, name) and get a balance row; system accounts
+    (``sys:<purpose>:<currency>``) may go negative and keep none, so that no hot row
+    serialises every consumer.
+    """
+    rows = sorted(set(customers))
+    ids = sorted(set(system_ids))
     await conn.execute(
-        "INSERT INTO accounts (account_id, kind, currency, name) "
-        "SELECT a, 'customer', c, n FROM unnest($1::text[], $2::text[], $3::text[]) AS t(a, c, n) "
-        "ON CONFLICT (account_id) DO NOTHING",
-        [r[0] for r in rows],
-        [r[1] for r in rows],
-        [r[2] for r in rows],
-    )
-    await conn.execute(
+        "WITH s AS (INSERT INTO accounts (account_id, kind, currency, allow_negative) "
+        "  SELECT a, 'system', split_part(a, ':', 3), true FROM unnest($4::text[]) AS t(a) "
+        "  ON CONFLICT (account_id) DO NOTHING), "
+        "c AS (INSERT INTO accounts (account_id, kind, currency, name) "
+        "  SELECT a, 'customer', c, n "
+        "  FROM unnest($1::text[], $2::text[], $3::text[]) AS t(a, c, n) "
+        "  ON CONFLICT (account_id) DO NOTHING) "
         "INSERT INTO account_balances (account_id, currency) "
         "SELECT a, c FROM unnest($1::text[], $2::text[]) AS t(a, c) "
         "ON CONFLICT (account_id) DO NOTHING",
         [r[0] for r in rows],
         [r[1] for r in rows],
-    )
-
-
-async def ensure_system_accounts(conn: asyncpg.Connection, account_ids: Iterable[str]) -> None:
-    """System accounts (``sys:<purpose>:<currency>``) may go negative; no balance row is kept."""
-    ids = sorted(set(account_ids))
-    if not ids:
-        return
-    await conn.execute(
-        "INSERT INTO accounts (account_id, kind, currency, allow_negative) "
-        "SELECT a, 'system', split_part(a, ':', 3), true FROM unnest($1::text[]) AS t(a) "
-        "ON CONFLICT (account_id) DO NOTHING",
+        [r[2] for r in rows],
         ids,
     )
 
@@ -90,34 +84,38 @@ _INSERT_ENTRIES = BatchInsert("journal_entries", _ENTRY_COLUMNS)
 _INSERT_POSTINGS = BatchInsert("postings", _POSTING_COLUMNS)
 
 
-async def write_entries(
-    conn: asyncpg.Connection, entries: Sequence[JournalEntry], correlation_ids: Sequence[str | None]
-) -> None:
-    await _INSERT_ENTRIES.run(
-        conn,
-        [
-            (e.entry_id, e.kind, e.ref_type, e.ref_id, e.description, cid)
-            for e, cid in zip(entries, correlation_ids, strict=True)
-        ],
-    )
-    await _INSERT_POSTINGS.run(
-        conn,
-        [
-            (e.entry_id, p.account_id, p.bucket.value, p.currency, p.amount)
-            for e in entries
-            for p in e.postings
-        ],
-    )
+def entry_writes(
+    entries: Sequence[JournalEntry], correlation_ids: Sequence[str | None]
+) -> list[Write]:
+    """Journal entries and their postings, for ``db.write_together``."""
+    return [
+        (
+            _INSERT_ENTRIES,
+            [
+                (e.entry_id, e.kind, e.ref_type, e.ref_id, e.description, cid)
+                for e, cid in zip(entries, correlation_ids, strict=True)
+            ],
+        ),
+        (
+            _INSERT_POSTINGS,
+            [
+                (e.entry_id, p.account_id, p.bucket.value, p.currency, p.amount)
+                for e in entries
+                for p in e.postings
+            ],
+        ),
+    ]
 
 
-async def save_balances(conn: asyncpg.Connection, balances: Iterable[Balance]) -> None:
+_UPDATE_BALANCES = ArrayStatement(
+    "UPDATE account_balances b SET available = u.a, frozen = u.f, pending = u.p, "
+    "version = b.version + 1, updated_at = now() "
+    "FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS u(id, a, f, p) "
+    "WHERE b.account_id = u.id",
+    ("text", "bigint", "bigint", "bigint"),
+)
+
+
+def balance_writes(balances: Iterable[Balance]) -> list[Write]:
     rows = [(b.account_id, b.available, b.frozen, b.pending) for b in balances]
-    if not rows:
-        return
-    await conn.execute(
-        "UPDATE account_balances b SET available = u.a, frozen = u.f, pending = u.p, "
-        "version = b.version + 1, updated_at = now() "
-        "FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS u(id, a, f, p) "
-        "WHERE b.account_id = u.id",
-        *([r[i] for r in rows] for i in range(4)),
-    )
+    return [(_UPDATE_BALANCES, rows)]

@@ -13,7 +13,7 @@ import contextlib
 import asyncpg
 import structlog
 
-from fundhub.common.db import BatchInsert
+from fundhub.common.db import BatchInsert, Write
 from fundhub.common.envelope import Envelope
 from fundhub.common.kafka import KafkaPublisher, OutgoingMessage
 
@@ -25,23 +25,17 @@ _INSERT_OUTBOX = BatchInsert(
 )
 
 
-async def add(conn: asyncpg.Connection, topic: str, key: str | None, envelope: Envelope) -> None:
-    await add_many(conn, [(topic, key, envelope)])
-
-
-async def add_many(
-    conn: asyncpg.Connection, events: list[tuple[str, str | None, Envelope]]
-) -> None:
-    if not events:
-        return
-    await _INSERT_OUTBOX.run(
-        conn,
-        [
-            (topic, key, env.to_bytes(), {k: v.decode() for k, v in env.headers()})
-            for topic, key, env in events
-        ],
-    )
-    await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+def outbox_writes(events: list[tuple[str, str | None, Envelope]]) -> list[Write]:
+    """Rows for ``db.write_together``; pass ``notify=NOTIFY_CHANNEL`` to wake the relay."""
+    return [
+        (
+            _INSERT_OUTBOX,
+            [
+                (topic, key, env.to_bytes(), {k: v.decode() for k, v in env.headers()})
+                for topic, key, env in events
+            ],
+        )
+    ]
 
 
 class OutboxRelay:

@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from fundhub.common import inbox, ledger_store, outbox
+from fundhub.common import db, inbox, ledger_store, outbox
 from fundhub.common.envelope import Envelope
 from fundhub.common.ledger import (
     BANK_INFLOW,
@@ -73,12 +73,10 @@ async def apply_transfer_notifications(
         return result
 
     currencies = {m.notice.currency for m in fresh}
-    await ledger_store.ensure_system_accounts(
+    await ledger_store.ensure_accounts(
         conn,
+        [(m.notice.in_acct_no, m.notice.currency, m.notice.in_acct_name) for m in fresh],
         [system_account(p, c) for c in currencies for p in (BANK_INFLOW, DEDUCTION_CLEARING)],
-    )
-    await ledger_store.ensure_customer_accounts(
-        conn, [(m.notice.in_acct_no, m.notice.currency, m.notice.in_acct_name) for m in fresh]
     )
     work = _Work(
         positions=await store.lock_records(conn, [(m.app_id, m.notice.record_id) for m in fresh]),
@@ -88,11 +86,18 @@ async def apply_transfer_notifications(
         with correlation(message.correlation_id):
             _apply_one(work, topics, message, result)
 
-    await ledger_store.write_entries(conn, work.entries, work.entry_correlations)
-    await ledger_store.save_balances(conn, (work.balances[a] for a in sorted(work.touched)))
-    await store.save_records(conn, list(work.records.values()))
-    await store.log_notifications(conn, work.notifications)
-    await outbox.add_many(conn, work.events)
+    # Every write of the batch in one statement: one round trip, then the commit.
+    await db.write_together(
+        conn,
+        [
+            *ledger_store.entry_writes(work.entries, work.entry_correlations),
+            *ledger_store.balance_writes(work.balances[a] for a in sorted(work.touched)),
+            *store.record_writes(list(work.records.values())),
+            *store.notification_writes(work.notifications),
+            *outbox.outbox_writes(work.events),
+        ],
+        notify=outbox.NOTIFY_CHANNEL if work.events else None,
+    )
     return result
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from fundhub.common.db import BatchInsert
+from fundhub.common.db import BatchInsert, Write
 from fundhub.notify_ingest.transfer_records import RecordPosition, RecordState
 
 RecordKey = tuple[str, str]  # (app_id, record_id)
@@ -103,7 +103,7 @@ _LOG = BatchInsert(
 )
 
 
-async def save_records(conn: asyncpg.Connection, writes: Sequence[RecordWrite]) -> None:
+def record_writes(writes: Sequence[RecordWrite]) -> list[Write]:
     rows = [
         (
             w.app_id,
@@ -121,11 +121,11 @@ async def save_records(conn: asyncpg.Connection, writes: Sequence[RecordWrite]) 
         )
         for w in writes
     ]
-    await _UPSERT.run(conn, rows)
+    return [(_UPSERT, rows)]
 
 
-async def log_notifications(
-    conn: asyncpg.Connection, rows: Sequence[tuple[str, str, str, str | None, Any, str, Any]]
-) -> None:
+def notification_writes(
+    rows: Sequence[tuple[str, str, str, str | None, Any, str, Any]],
+) -> list[Write]:
     """(message_id, app_id, method, record_id, params, outcome, received_at) per message."""
-    await _LOG.run(conn, rows)
+    return [(_LOG, rows)]

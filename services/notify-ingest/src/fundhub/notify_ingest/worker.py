@@ -53,6 +53,8 @@ class TransferNotifyWorker:
         self._pool = pool
         self._publisher = publisher
         self._consumer: AIOKafkaConsumer | None = None
+        # Held across batches: a pool release costs a reset round trip per batch.
+        self._conn: asyncpg.Connection | None = None
         self.assigned = asyncio.Event()
 
     async def run(self) -> None:
@@ -74,6 +76,7 @@ class TransferNotifyWorker:
                     {tp: records[-1].offset + 1 for tp, records in polled.items()}
                 )
         finally:
+            await self._drop_connection()
             await consumer.stop()
 
     async def _process_until_done(
@@ -101,7 +104,10 @@ class TransferNotifyWorker:
                 messages.append((record, decode_transfer_message(record.value)))
             except PoisonMessage as exc:
                 poison.append((record, str(exc)))
-        async with self._pool.acquire() as conn, conn.transaction():
+        if self._conn is None:
+            self._conn = await self._pool.acquire()
+        conn = self._conn
+        async with conn.transaction():
             result = await apply_transfer_notifications(
                 conn, self._topics, [m for _, m in messages]
             )
@@ -131,6 +137,14 @@ class TransferNotifyWorker:
             stale=result.stale,
             duplicates=result.duplicates,
         )
+
+    async def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await self._pool.release(conn, timeout=5)
+            except Exception:
+                conn.terminate()
 
     async def kafka_ready(self) -> bool:
         return self._consumer is not None and bool(self._consumer.assignment())
