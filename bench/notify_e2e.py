@@ -38,6 +38,7 @@ class Tracker:
 
     answered: dict[str, float] = field(default_factory=dict)
     committed: dict[str, float] = field(default_factory=dict)
+    unseen: set[str] = field(default_factory=set)  # answered, commit not yet seen
     failures: int = 0
 
 
@@ -70,6 +71,7 @@ async def post_all(
                 text = await response.text()
             if text == "success":
                 tracker.answered[record_id] = time.perf_counter()
+                tracker.unseen.add(record_id)
             else:
                 tracker.failures += 1
             sent += 1
@@ -80,19 +82,24 @@ async def post_all(
 async def watch_commits(
     pool: asyncpg.Pool, ids: list[str], tracker: Tracker, stop: asyncio.Event
 ) -> None:
-    """Poll the ledger for the records still outstanding; a hit is timestamped when seen."""
-    outstanding = set(ids)
-    while outstanding and not stop.is_set():
-        batch = list(outstanding)[:5000]
-        rows = await pool.fetch(
-            "SELECT ref_id FROM journal_entries WHERE ref_type = 'bank_transfer_record' "
-            "AND ref_id = ANY($1::text[])",
-            batch,
-        )
-        now = time.perf_counter()
-        for row in rows:
-            tracker.committed.setdefault(row["ref_id"], now)
-            outstanding.discard(row["ref_id"])
+    """Poll the ledger for answered records not yet seen committed; a hit is timestamped then.
+
+    Only answered ids are asked about, so the query stays small and a commit is seen within
+    one poll (a few ms) of happening."""
+    remaining = set(ids)
+    while remaining and not stop.is_set():
+        asked = list(tracker.unseen)[:2000]
+        if asked:
+            rows = await pool.fetch(
+                "SELECT ref_id FROM journal_entries WHERE ref_type = 'bank_transfer_record' "
+                "AND ref_id = ANY($1::text[])",
+                asked,
+            )
+            now = time.perf_counter()
+            for row in rows:
+                tracker.committed.setdefault(row["ref_id"], now)
+                remaining.discard(row["ref_id"])
+                tracker.unseen.discard(row["ref_id"])
         await asyncio.sleep(0.005)
 
 

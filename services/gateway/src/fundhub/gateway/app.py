@@ -18,7 +18,7 @@ from fundhub.common.kafka import KafkaPublisher, ensure_topics
 from fundhub.common.topics import topics
 from fundhub.gateway.accounts import accounts_router
 from fundhub.gateway.auth import Authenticator
-from fundhub.gateway.bank_callbacks import BankNotificationIntake, bank_callback_router
+from fundhub.gateway.bank_callbacks import BankNotificationIntake, install_bank_callback
 from fundhub.gateway.middleware import CorrelationMiddleware
 from fundhub.gateway.responses import failure, signed
 from fundhub.gateway.stores import ApiKeyStore, BankAppStore
@@ -71,7 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
         return await db.ping(app.state.pool)
 
     app.include_router(health_router({"kafka": kafka_ready, "postgres": postgres_ready}))
-    app.include_router(bank_callback_router())
+    install_bank_callback(app)
     app.include_router(accounts_router())
     _install_handlers(app)
     return app

@@ -7,8 +7,10 @@ from typing import Any
 
 import orjson
 import structlog
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import PlainTextResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from fundhub.common.bank_notify import (
     TRANSFER_NOTIFY_METHOD,
@@ -111,25 +113,87 @@ class BankNotificationIntake:
         return None
 
 
-def bank_callback_router() -> APIRouter:
+CALLBACK_PATH = "/callbacks/bank"
+
+
+def answer(refusal: Refusal | None) -> tuple[int, str]:
+    """The bank reads only the body: ``success``, or ``fail: <reason>``."""
+    if refusal is None:
+        BANK_NOTIFICATIONS.labels("accepted").inc()
+        log.debug("bank_notify_accepted")
+        return 200, "success"
+    outcome = "unavailable" if refusal.status == 503 else "refused"
+    BANK_NOTIFICATIONS.labels(outcome).inc()
+    log.warning("bank_notify_refused", reason=refusal.reason, status=refusal.status)
+    return refusal.status, f"fail: {refusal.reason}"
+
+
+class BankCallbackEndpoint:
+    """The bank's hot path as a plain ASGI endpoint.
+
+    It runs at the bank's full rate, so it skips FastAPI's per-request dependency and
+    exception machinery (about half of the gateway's CPU per notification). The route below
+    documents the same endpoint in the OpenAPI document.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        intake: BankNotificationIntake = scope["app"].state.bank_intake
+        body = await _read_body(receive, MAX_NOTIFICATION_BYTES)
+        if body is None:
+            status, text = answer(Refusal(413, "body too large"))
+        else:
+            try:
+                refusal = await intake.accept(body, scope["state"]["correlation_id"])
+            except Exception:  # a bug: the bank retries, the log explains
+                log.exception("bank_notify_failed")
+                refusal = Refusal(500, "internal error")
+            status, text = answer(refusal)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+            }
+        )
+        await send({"type": "http.response.body", "body": text.encode()})
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b""
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def install_bank_callback(app: FastAPI) -> None:
+    # First in the routing table, so POSTs reach the plain endpoint.
+    app.router.routes.insert(0, Route(CALLBACK_PATH, BankCallbackEndpoint(), methods=["POST"]))
+    app.include_router(_documented_router())
+
+
+def _documented_router() -> APIRouter:
     router = APIRouter(tags=["bank"])
 
     @router.post(
-        "/callbacks/bank",
+        CALLBACK_PATH,
         response_class=PlainTextResponse,
         summary="The bank's signed notifications (bkfunds.acct.transfer.notify and others)",
         responses={200: {"content": {"text/plain": {"example": "success"}}}},
     )
     async def receive_bank_notification(request: Request) -> PlainTextResponse:
+        # Served by BankCallbackEndpoint; kept equivalent for the docs and direct mounting.
         intake: BankNotificationIntake = request.app.state.bank_intake
         refusal = await intake.accept(await request.body(), request.state.correlation_id)
-        if refusal is None:
-            BANK_NOTIFICATIONS.labels("accepted").inc()
-            log.debug("bank_notify_accepted")
-            return PlainTextResponse("success")
-        outcome = "unavailable" if refusal.status == 503 else "refused"
-        BANK_NOTIFICATIONS.labels(outcome).inc()
-        log.warning("bank_notify_refused", reason=refusal.reason, status=refusal.status)
-        return PlainTextResponse(f"fail: {refusal.reason}", status_code=refusal.status)
+        status, text = answer(refusal)
+        return PlainTextResponse(text, status_code=status)
 
     return router
