@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     # one cluster without reading each other's messages.
     topic_namespace: str = "fundhub"
     topic_partitions: int = 6
+    # 1 for the local single-node broker; 3 (with min.insync.replicas 2) on a real cluster.
+    topic_replication_factor: int = 1
     # Base64 of 32 bytes; seals API secrets at rest. Required outside dev/test.
     master_key: str | None = Field(default=None, repr=False)
 

@@ -162,7 +162,7 @@ class OutgoingMessage:
         )
 
 
-async def ensure_topics(settings: Settings, replication_factor: int = 1) -> None:
+async def ensure_topics(settings: Settings) -> None:
     """Create the namespace's topics when missing; safe to call from every replica at start."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
@@ -170,7 +170,7 @@ async def ensure_topics(settings: Settings, replication_factor: int = 1) -> None
         wanted = topics(settings).all()
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(name, settings.topic_partitions, replication_factor)
+            NewTopic(name, settings.topic_partitions, settings.topic_replication_factor)
             for name in wanted
             if name not in existing
         ]
