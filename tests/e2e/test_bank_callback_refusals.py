@@ -100,6 +100,8 @@ CASES: dict[str, tuple[Callable[[Params, str], Params], str]] = {
     "bad host_tx_date": (_biz(_set("host_tx_date", "20250601")), "host_tx_date"),
     "store_list not an array": (_biz(_set("store_list", '{"store_id":"S1"}')), "store_list"),
     "store without a name": (_biz(_set("store_list", '[{"store_id":"S1"}]')), "store_list"),
+    "NUL in a name": (_biz(_set("in_acct_name", "a\u0000b")), "in_acct_name"),
+    "NUL in a public parameter": (_public("app_auth_token", "t\u0000"), "app_auth_token"),
 }
 
 

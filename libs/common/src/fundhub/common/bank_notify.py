@@ -53,6 +53,20 @@ _BANK_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 _TIME_SHAPE = "expected yyyy-MM-dd HH:mm:ss"
 
 
+def _storable(value: str) -> bool:
+    """Postgres text and jsonb cannot hold NUL, and UTF-8 cannot hold a lone surrogate.
+
+    Refused at the edge: accepted, such a value would fail every attempt to store it.
+    """
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_public_params(params: Mapping[str, Any]) -> None:
     """Presence, type and length of the public parameters; extra keys pass (they are signed)."""
     for name, (max_len, required) in PUBLIC_PARAM_SPEC.items():
@@ -68,6 +82,8 @@ def check_public_params(params: Mapping[str, Any]) -> None:
     for name, value in params.items():
         if not isinstance(name, str) or not (value is None or isinstance(value, str)):
             raise NotifyRejected(f"{name}: not a string")
+        if not _storable(name) or (value is not None and not _storable(value)):
+            raise NotifyRejected(f"{name[:64]!r}: contains NUL or invalid Unicode")
 
 
 def check_protocol(params: Mapping[str, Any], now: datetime, tolerance_s: int) -> None:
@@ -291,6 +307,8 @@ def _biz_string(
         return None
     if not isinstance(value, str):
         raise NotifyRejected(f"{field}: not a string")
+    if not _storable(value):
+        raise NotifyRejected(f"{field}: contains NUL or invalid Unicode")
     if max_len is not None and len(value) > max_len:
         raise NotifyRejected(f"{field}: longer than {max_len} characters")
     allowed = _ENUMS.get(name)
@@ -346,6 +364,8 @@ def _store_field(item: Mapping[str, Any], prefix: str, name: str, max_len: int) 
         raise NotifyRejected(f"{prefix}.{name}: missing")
     if not isinstance(value, str):
         raise NotifyRejected(f"{prefix}.{name}: not a string")
+    if not _storable(value):
+        raise NotifyRejected(f"{prefix}.{name}: contains NUL or invalid Unicode")
     if len(value) > max_len:
         raise NotifyRejected(f"{prefix}.{name}: longer than {max_len} characters")
     return value

@@ -8,7 +8,7 @@ import time
 import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import ConsumerRecord, TopicPartition
+from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Histogram
 
 from fundhub.common.clock import utcnow
@@ -42,6 +42,8 @@ BATCH_SIZE = Histogram(
 )
 MAX_BATCH = 500
 RETRY_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+# Errors that depend on the data, not on the database being reachable.
+DETERMINISTIC_DB_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 
 
 class TransferNotifyWorker:
@@ -71,7 +73,7 @@ class TransferNotifyWorker:
                     self.assigned.set()
                 if not polled:
                     continue
-                await self._process_until_done(polled)
+                await self._process_until_done([r for tp in sorted(polled) for r in polled[tp]])
                 await consumer.commit(
                     {tp: records[-1].offset + 1 for tp, records in polled.items()}
                 )
@@ -79,15 +81,24 @@ class TransferNotifyWorker:
             await self._drop_connection()
             await consumer.stop()
 
-    async def _process_until_done(
-        self, polled: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-    ) -> None:
-        """A failure here is infrastructure (Postgres, Kafka): retry the same batch, never skip."""
-        records = [r for tp in sorted(polled) for r in polled[tp]]
+    async def _process_until_done(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Infrastructure failures (Postgres, Kafka) retry the same batch: nothing is skipped."""
         attempt = 0
         while True:
             try:
                 await self._process(records)
+                return
+            except DETERMINISTIC_DB_ERRORS as exc:
+                # The same data fails the same way every time: retrying would stop the
+                # partition for good. Find the message(s) at fault and park them.
+                await self._drop_connection()
+                if len(records) == 1:
+                    await dead_letter(
+                        self._publisher, self._settings, records[0], f"database refused: {exc}"
+                    )
+                    return
+                for record in records:
+                    await self._process_until_done([record])
                 return
             except (TimeoutError, asyncpg.PostgresError, OSError) as exc:
                 delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
