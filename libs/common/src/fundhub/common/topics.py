@@ -34,12 +34,36 @@ class Topics:
         """Messages that can never be processed, with the reason in their headers."""
         return self._t("dead-letter.v1")
 
+    @property
+    def payout_commands(self) -> str:
+        """Accepted payout requests (``payout.requested``), keyed by the payer account."""
+        return self._t("payouts.commands.v1")
+
+    @property
+    def bank_payout_results(self) -> str:
+        """Verified ``bkfunds.payout.result.notify`` callbacks, keyed by the payId."""
+        return self._t("bank.payout-results.v1")
+
+    @property
+    def payout_events(self) -> str:
+        """Payout state changes from the outbox (``payout.state-changed``), keyed by payId."""
+        return self._t("payouts.events.v1")
+
+    @property
+    def client_callbacks(self) -> str:
+        """Final states to deliver to clients' callbackUrl (``payout.callback``), keyed by payId."""
+        return self._t("callbacks.v1")
+
     def all(self) -> list[str]:
         return [
             self.bank_transfer_notify,
             self.bank_notify_unhandled,
             self.ledger_events,
             self.dead_letter,
+            self.payout_commands,
+            self.bank_payout_results,
+            self.payout_events,
+            self.client_callbacks,
         ]
 
     def group(self, service: str) -> str:
