@@ -11,9 +11,10 @@ from typing import Any
 from fundhub.cli.errors import UsageError
 from fundhub.common.sealing import seal
 
-# The one list of scopes a key may be given. Add "payouts:write", "payouts:read" here when
-# those endpoints exist.
-API_KEY_SCOPES: frozenset[str] = frozenset({"balance:read", "admin"})
+# The one list of scopes a key may be given (README.md, "Operator command line").
+API_KEY_SCOPES: frozenset[str] = frozenset(
+    {"balance:read", "payouts:write", "payouts:read", "admin"}
+)
 ALL_ACCOUNTS = "*"
 KEY_ID_PREFIX = "ak_"
 _ACCOUNT = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -69,10 +70,13 @@ class NewApiKey:
     scopes: list[str]
     accounts: list[str]
     secret: str = field(repr=False)
+    # Signs the payout callbacks sent to this client; apart from ``secret``, so a leaked
+    # callback receiver cannot call the API.
+    webhook_secret: str = field(repr=False)
 
     def as_json(self) -> dict[str, Any]:
-        """The one-time output: the only place the secret ever leaves this process."""
-        return {"keyId": self.key_id, "secret": self.secret}
+        """The one-time output: the only place the secrets ever leave this process."""
+        return {"keyId": self.key_id, "secret": self.secret, "webhookSecret": self.webhook_secret}
 
 
 def new_api_key(name: str, scopes: str, accounts: str) -> NewApiKey:
@@ -82,17 +86,20 @@ def new_api_key(name: str, scopes: str, accounts: str) -> NewApiKey:
         scopes=parse_scopes(scopes),
         accounts=parse_accounts(accounts),
         secret=new_secret(),
+        webhook_secret=new_secret(),
     )
 
 
 async def insert_api_key(conn: Any, key: NewApiKey, master_key: str) -> None:
-    """Store the key with its secret sealed under the master key (never in clear)."""
+    """Store the key with both secrets sealed under the master key (never in clear)."""
     await conn.execute(
-        "INSERT INTO api_keys (key_id, name, secret_sealed, scopes, accounts)"
-        " VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO api_keys"
+        " (key_id, name, secret_sealed, scopes, accounts, webhook_secret_sealed)"
+        " VALUES ($1, $2, $3, $4, $5, $6)",
         key.key_id,
         key.name,
         seal(key.secret.encode("ascii"), master_key),
         key.scopes,
         key.accounts,
+        seal(key.webhook_secret.encode("ascii"), master_key),
     )

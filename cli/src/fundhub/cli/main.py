@@ -23,6 +23,7 @@ from fundhub.cli.bankapps import (
     parse_sign_excludes,
     upsert_bank_app,
 )
+from fundhub.cli.callbacks import parse_pay_id, replay_callbacks
 from fundhub.cli.database import connection
 from fundhub.cli.errors import CliError, UsageError
 from fundhub.cli.masterkey import resolve_master_key
@@ -40,9 +41,11 @@ app = typer.Typer(
 infra_app = typer.Typer(help="Local Kafka and PostgreSQL in the background.", no_args_is_help=True)
 api_key_app = typer.Typer(help="API keys for upstream systems.", no_args_is_help=True)
 bank_app_app = typer.Typer(help="Banks' public keys, per app id.", no_args_is_help=True)
+callbacks_app = typer.Typer(help="Payout callbacks to clients.", no_args_is_help=True)
 app.add_typer(infra_app, name="infra")
 app.add_typer(api_key_app, name="api-key")
 app.add_typer(bank_app_app, name="bank-app")
+app.add_typer(callbacks_app, name="callbacks")
 
 
 def _settings() -> Settings:
@@ -162,7 +165,7 @@ def api_key_create(
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Create an API key; its secret is printed once and stored only sealed."""
+    """Create an API key and its webhook secret; both are printed once and stored only sealed."""
     settings = _settings()
     try:
         key = new_api_key(name, scopes, accounts)
@@ -180,8 +183,9 @@ def api_key_create(
     else:
         typer.echo(f"key id:  {key.key_id}")
         typer.echo(f"secret:  {key.secret}")
+        typer.echo(f"webhook secret:  {key.webhook_secret}")
         typer.echo(f"scopes:  {','.join(key.scopes)}   accounts: {','.join(key.accounts)}")
-        typer.echo("The secret is shown only now; store it safely.", err=True)
+        typer.echo("The secrets are shown only now; store them safely.", err=True)
 
 
 # -- bank apps ------------------------------------------------------------------------------
@@ -219,6 +223,28 @@ def bank_app_add(
     changed = _run(main())
     verdict = "registered" if changed else "unchanged"
     typer.echo(f"bank app {app_id} {verdict} (sign excludes: {','.join(excludes)})")
+
+
+# -- callbacks ------------------------------------------------------------------------------
+
+
+@callbacks_app.command("replay")
+def callbacks_replay(
+    pay_id: Annotated[str, typer.Argument(help="The payout's payId.")],
+) -> None:
+    """Send a payout's callbacks again: its deliveries become due now."""
+    settings = _settings()
+    try:
+        parsed = parse_pay_id(pay_id)
+    except CliError as error:
+        raise _fail(error) from None
+
+    async def main() -> int:
+        async with connection(settings.database_url) as conn:
+            return await replay_callbacks(conn, parsed)
+
+    replayed = _run(main())
+    typer.echo(f"{parsed}: {replayed} callback deliveries due again")
 
 
 # -- balances -------------------------------------------------------------------------------

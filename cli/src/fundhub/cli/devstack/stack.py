@@ -55,6 +55,18 @@ def service_specs(settings: Settings, env: dict[str, str]) -> list[ServiceSpec]:
             f"http://{loopback}:{settings.notify_ingest_port} (health)",
         ),
         ServiceSpec(
+            "callback-dispatcher",
+            [console_script("fundhub-callback-dispatcher")],
+            env,
+            f"http://{loopback}:{settings.callback_dispatcher_port} (health)",
+        ),
+        ServiceSpec(
+            "payment-worker",
+            [console_script("fundhub-payment-worker")],
+            env,
+            f"http://{loopback}:{settings.payment_worker_port} (health)",
+        ),
+        ServiceSpec(
             "gateway",
             [console_script("fundhub-gateway")],
             env,

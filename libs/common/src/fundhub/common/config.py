@@ -28,12 +28,33 @@ class Settings(BaseSettings):
     gateway_port: int = 8000
     notify_ingest_port: int = 8001
     bank_simulator_port: int = 8100
+    payment_worker_port: int = 8002
+
+    # The bank's payout API (the simulator locally) and how long one request may take.
+    bank_base_url: str = "http://127.0.0.1:8100"
+    bank_timeout_s: float = 5.0
+    # Where the bank is told to send payout results; default: this gateway's /callbacks/bank.
+    payout_notify_url: str | None = None
+    # A payout with no final state this long after acceptance raises an alert (once).
+    payout_result_deadline_s: int = 600
+    # The poller: how often it looks, and the backoff between queries of one payout.
+    payout_poll_interval_s: float = 1.0
+    payout_poll_base_s: float = 5.0
+    payout_poll_max_s: float = 300.0
 
     bank_timestamp_tolerance_s: int = 600
     api_timestamp_tolerance_s: int = 300
     kafka_publish_timeout_s: float = 5.0
     db_pool_max: int = 10
     log_level: str = "INFO"
+
+    # Client callbacks: a delivery is retried with capped exponential backoff until it is this
+    # old (at least a day, so a client's outage overnight loses nothing), then given up.
+    callback_dispatcher_port: int = 8003
+    callback_timeout_s: float = 5.0
+    callback_max_age_s: float = 86400 * 2
+    callback_backoff_base_s: float = 1.0
+    callback_backoff_max_s: float = 3600.0
 
 
 @lru_cache(maxsize=1)

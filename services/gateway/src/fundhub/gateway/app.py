@@ -20,6 +20,8 @@ from fundhub.gateway.accounts import accounts_router
 from fundhub.gateway.auth import Authenticator
 from fundhub.gateway.bank_callbacks import BankNotificationIntake, install_bank_callback
 from fundhub.gateway.middleware import CorrelationMiddleware
+from fundhub.gateway.payout_store import PayoutStore
+from fundhub.gateway.payouts import payouts_router
 from fundhub.gateway.responses import failure, signed
 from fundhub.gateway.stores import ApiKeyStore, BankAppStore
 
@@ -47,6 +49,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.bank_intake = BankNotificationIntake(
             settings, topics(settings), BankAppStore(pool), publisher
         )
+        app.state.payouts = PayoutStore(pool, topics(settings), settings.payout_result_deadline_s)
         purge = asyncio.create_task(_purge_nonces(app.state.authenticator))
         log.info("gateway_started", port=settings.gateway_port)
         try:
@@ -59,7 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title="fundhub gateway",
         version="0.1.0",
-        summary="Signed API for balances and the bank's signed notifications",
+        summary="Signed API for balances and payouts, and the bank's signed notifications",
         lifespan=lifespan,
     )
 
@@ -73,6 +76,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health_router({"kafka": kafka_ready, "postgres": postgres_ready}))
     install_bank_callback(app)
     app.include_router(accounts_router())
+    app.include_router(payouts_router())
     _install_handlers(app)
     return app
 

@@ -20,10 +20,12 @@ from fundhub.common.bank_notify import (
     notification_message_id,
     parse_transfer_biz_content,
 )
+from fundhub.common.bank_payouts import RESULT_METHOD
 from fundhub.common.clock import iso_utc_ms, utcnow
 from fundhub.common.config import Settings
 from fundhub.common.envelope import Envelope
 from fundhub.common.kafka import KafkaPublisher, PublishFailed
+from fundhub.common.payout_results import InvalidBankResult, parse_bank_result
 from fundhub.common.signing import rsa2_verify
 from fundhub.common.topics import Topics
 from fundhub.gateway.metrics import BANK_NOTIFICATIONS
@@ -34,6 +36,7 @@ log = structlog.get_logger(__name__)
 MAX_NOTIFICATION_BYTES = 1024 * 1024
 TYPE_TRANSFER_NOTIFY = "bank.transfer-notify.received"
 TYPE_UNHANDLED_NOTIFY = "bank.notify.unhandled"
+TYPE_PAYOUT_RESULT = "bank.payout-result.received"
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,8 @@ class BankNotificationIntake:
             return Refusal(401, "signature verification failed")
         try:
             check_protocol(params, utcnow(), self._settings.bank_timestamp_tolerance_s)
+            if params["method"] == RESULT_METHOD:
+                return await self._payout_result(app.app_id, params, correlation_id)
             if params["method"] != TRANSFER_NOTIFY_METHOD:
                 return await self._keep_unhandled(params, correlation_id)
             notice = parse_transfer_biz_content(params["biz_content"])
@@ -93,6 +98,31 @@ class BankNotificationIntake:
         )
         # Keyed by the receiving account: every message touching one account keeps its order.
         return await self._publish(self._topics.bank_transfer_notify, envelope, notice.in_acct_no)
+
+    async def _payout_result(
+        self, app_id: str, params: dict[str, Any], correlation_id: str
+    ) -> Refusal | None:
+        """A payout's result, checked here so that only readable ones reach the worker."""
+        try:
+            biz = orjson.loads(params["biz_content"])
+        except (orjson.JSONDecodeError, TypeError):
+            return Refusal(400, "biz_content: not a JSON object")
+        if not isinstance(biz, dict):
+            return Refusal(400, "biz_content: not a JSON object")
+        try:
+            result = parse_bank_result(biz)
+        except InvalidBankResult as exc:
+            return Refusal(400, str(exc))
+        envelope = Envelope(
+            id=notification_message_id(app_id, params["biz_content"]),
+            type=TYPE_PAYOUT_RESULT,
+            correlation_id=correlation_id,
+            data={"appId": app_id, "params": params, "receivedAt": iso_utc_ms(utcnow())},
+        )
+        pay_id = str(result.bank_request_id)
+        structlog.contextvars.bind_contextvars(app_id=app_id, pay_id=pay_id, message_id=envelope.id)
+        # Keyed by the payId: every report on one payout keeps its order.
+        return await self._publish(self._topics.bank_payout_results, envelope, pay_id)
 
     async def _keep_unhandled(self, params: dict[str, Any], correlation_id: str) -> Refusal | None:
         envelope = Envelope(

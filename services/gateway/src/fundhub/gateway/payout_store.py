@@ -1,0 +1,184 @@
+"""The payouts API's SQL: idempotent acceptance (request, payout and command in one transaction),
+the reads, and the client-callback deliveries.
+
+Acceptance relies on the ``payout_requests`` primary key (key_id, request_id): concurrent copies
+of one request all try to insert it; the first commits, the others wait for that commit inside
+``ON CONFLICT DO NOTHING`` and then read the committed payout (READ COMMITTED gives every
+statement a fresh snapshot), so all of them answer with the same payId.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from fundhub.common import db
+from fundhub.common.clock import iso_utc_ms, utcnow
+from fundhub.common.envelope import Envelope, deterministic_id
+from fundhub.common.errors import ErrorCode, FundhubError
+from fundhub.common.outbox import NOTIFY_CHANNEL, outbox_writes
+from fundhub.common.payout_request import PayoutRequest, new_pay_id
+from fundhub.common.topics import Topics
+
+TYPE_PAYOUT_REQUESTED = "payout.requested"
+FIRST_POLL_AFTER_S = 5.0
+
+PAYOUT_COLUMNS = (
+    "pay_id, key_id, request_id, supplier_id, payer_account_id, amount, currency, state, "
+    "error_code, message, bank_txn_id, extension, callback_url, created_at, finished_at"
+)
+
+_ACCEPT = f"""
+WITH accepted AS (
+    INSERT INTO payout_requests (key_id, request_id, fingerprint, pay_id)
+    VALUES ($1, $2, $3, $4)
+    ON CONFLICT DO NOTHING
+    RETURNING pay_id
+)
+INSERT INTO payouts (
+    pay_id, key_id, request_id, supplier_id, payer_account_id, amount, currency, payee,
+    purpose, callback_url, extension, state, deadline_at, next_poll_at
+)
+SELECT accepted.pay_id, $1, $2, $5, $6, $7, $8, $9::jsonb, $10, $11, $12::jsonb, 'PROCESSING',
+       now() + make_interval(secs => $13), now() + make_interval(secs => $14)
+FROM accepted
+RETURNING {PAYOUT_COLUMNS}
+"""
+
+_EXISTING = f"""
+SELECT r.fingerprint, {", ".join("p." + c.strip() for c in PAYOUT_COLUMNS.split(","))}
+FROM payout_requests r JOIN payouts p ON p.pay_id = r.pay_id
+WHERE r.key_id = $1 AND r.request_id = $2
+"""
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The payout a request resolves to; ``created`` is False when the requestId was known."""
+
+    row: asyncpg.Record
+    created: bool
+
+
+class PayoutStore:
+    def __init__(self, pool: asyncpg.Pool, topics: Topics, deadline_s: float) -> None:
+        self._pool = pool
+        self._topics = topics
+        self._deadline_s = float(deadline_s)
+
+    async def admit(self, key_id: str, request: PayoutRequest, correlation_id: str) -> Admission:
+        """Accept a new payout, or resolve a repeated requestId to the payout it created.
+
+        Raises E010 when the requestId was used before with another body.
+        """
+        fingerprint = request.fingerprint()
+        async with self._pool.acquire() as conn, conn.transaction():
+            sequence = await conn.fetchval("SELECT nextval('payout_seq')")
+            pay_id = new_pay_id(utcnow().date(), int(sequence))
+            row = await conn.fetchrow(
+                _ACCEPT,
+                key_id,
+                request.request_id,
+                fingerprint,
+                pay_id,
+                request.supplier_id,
+                request.payer_account_id,
+                request.amount,
+                request.currency,
+                request.payee.model_dump(mode="json", by_alias=True),
+                request.purpose,
+                request.callback_url,
+                request.extension,
+                self._deadline_s,
+                FIRST_POLL_AFTER_S,
+            )
+            if row is not None:
+                command = Envelope(
+                    id=deterministic_id("payout", pay_id),
+                    type=TYPE_PAYOUT_REQUESTED,
+                    correlation_id=correlation_id,
+                    data={"payId": pay_id},
+                )
+                await db.write_together(
+                    conn,
+                    outbox_writes(
+                        [(self._topics.payout_commands, request.payer_account_id, command)]
+                    ),
+                    notify=NOTIFY_CHANNEL,
+                )
+                return Admission(row, created=True)
+            existing = await conn.fetchrow(_EXISTING, key_id, request.request_id)
+        if existing is None:  # the conflicting insert rolled back after all: a retry will do
+            raise FundhubError(ErrorCode.UNAVAILABLE, "the request raced a failed one; retry")
+        if existing["fingerprint"] != fingerprint:
+            raise FundhubError(
+                ErrorCode.IDEMPOTENCY_CONFLICT,
+                f"requestId: {request.request_id} was used before with another body",
+            )
+        return Admission(existing, created=False)
+
+    async def by_pay_id(self, pay_id: str) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await self._pool.fetchrow(
+            f"SELECT {PAYOUT_COLUMNS} FROM payouts WHERE pay_id = $1", pay_id
+        )
+        return row
+
+    async def by_request_id(self, key_id: str, request_id: str) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await self._pool.fetchrow(
+            f"SELECT {PAYOUT_COLUMNS} FROM payouts WHERE key_id = $1 AND request_id = $2",
+            key_id,
+            request_id,
+        )
+        return row
+
+    async def callbacks(self, pay_id: str) -> list[dict[str, Any]]:
+        """The payout's callback deliveries, oldest first, each with its attempts in order."""
+        async with self._pool.acquire() as conn:
+            deliveries = await conn.fetch(
+                "SELECT delivery_id, state, url, status, attempts, next_attempt_at, "
+                "delivered_at, created_at FROM callback_deliveries "
+                "WHERE pay_id = $1 ORDER BY delivery_id",
+                pay_id,
+            )
+            attempts = await conn.fetch(
+                "SELECT delivery_id, attempted_at, status_code, error, duration_ms "
+                "FROM callback_attempts WHERE delivery_id = ANY($1::bigint[]) "
+                "ORDER BY attempt_id",
+                [d["delivery_id"] for d in deliveries],
+            )
+        by_delivery: dict[int, list[dict[str, Any]]] = {}
+        for a in attempts:
+            by_delivery.setdefault(a["delivery_id"], []).append(
+                {
+                    "at": iso_utc_ms(a["attempted_at"]),
+                    "statusCode": a["status_code"],
+                    "error": a["error"],
+                    "durationMs": a["duration_ms"],
+                }
+            )
+        return [
+            {
+                "state": d["state"],
+                "url": d["url"],
+                "status": d["status"],
+                "attemptCount": d["attempts"],
+                "nextAttemptAt": iso_utc_ms(d["next_attempt_at"])
+                if d["status"] == "PENDING"
+                else None,
+                "deliveredAt": iso_utc_ms(d["delivered_at"]) if d["delivered_at"] else None,
+                "createdAt": iso_utc_ms(d["created_at"]),
+                "attempts": by_delivery.get(d["delivery_id"], []),
+            }
+            for d in deliveries
+        ]
+
+    async def replay_callbacks(self, pay_id: str) -> int:
+        """Set the payout's deliveries back to PENDING, due now; the dispatcher sends them again."""
+        result: str = await self._pool.execute(
+            "UPDATE callback_deliveries SET status = 'PENDING', next_attempt_at = now() "
+            "WHERE pay_id = $1",
+            pay_id,
+        )
+        return int(result.split()[-1])

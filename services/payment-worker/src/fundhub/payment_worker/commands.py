@@ -1,0 +1,103 @@
+"""Accepting payouts: the ``payout.requested`` commands of one batch, in one transaction.
+
+Commands are keyed by the payer account, so all payouts of one account arrive in order on one
+partition; taken in that order against the locked balance, exactly those that fit are frozen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+
+import asyncpg
+import structlog
+
+from fundhub.common import inbox, ledger_store
+from fundhub.common.clock import utcnow
+from fundhub.common.config import Settings
+from fundhub.common.ledger import new_entry_id
+from fundhub.common.topics import Topics
+from fundhub.payment_worker import payouts, store
+from fundhub.payment_worker.messages import PayoutCommand
+from fundhub.payment_worker.payouts import PayoutState, Transition
+from fundhub.payment_worker.settlement import Settlement
+
+log = structlog.get_logger(__name__)
+
+CONSUMER = "payment-worker.commands"
+UNKNOWN_PAYER = "payer account unknown"
+
+
+@dataclass
+class Accepted:
+    """What the batch froze (to send to the bank once committed) and how many it skipped."""
+
+    to_submit: list[store.PayoutRow] = field(default_factory=list)
+    failed: int = 0
+    duplicates: int = 0
+
+
+async def accept_payouts(
+    conn: asyncpg.Connection, topics: Topics, settings: Settings, commands: list[PayoutCommand]
+) -> Accepted:
+    """Run inside the caller's transaction; the caller submits ``to_submit`` after the commit."""
+    accepted = Accepted()
+    fresh_ids = await inbox.claim(conn, CONSUMER, [c.message_id for c in commands])
+    fresh: list[PayoutCommand] = []
+    for command in commands:
+        if command.message_id in fresh_ids:
+            fresh.append(command)
+            fresh_ids.discard(command.message_id)
+        else:
+            accepted.duplicates += 1
+    if not fresh:
+        return accepted
+    rows = await store.lock_payouts(conn, [c.pay_id for c in fresh])
+    await ledger_store.ensure_accounts(
+        conn, [], {payouts.clearing_account(r["currency"]) for r in rows.values()}
+    )
+    balances = await ledger_store.lock_balances(
+        conn, {r["payer_account_id"] for r in rows.values()}
+    )
+    settlement = Settlement(topics, rows, balances)
+    now = utcnow()
+    first_poll = now + timedelta(seconds=settings.payout_poll_base_s)
+    deadline = now + timedelta(seconds=settings.payout_result_deadline_s)
+    for command in fresh:
+        row = rows.get(command.pay_id)
+        if row is None:
+            log.error("payout_command_without_payout", pay_id=command.pay_id)
+            continue
+        if row["state"] != PayoutState.PROCESSING or row["held"]:
+            accepted.duplicates += 1
+            continue
+        payer = balances.get(row["payer_account_id"])
+        if payer is None:
+            transition = Transition(
+                replace(
+                    store.to_payout(row),
+                    state=PayoutState.FAILED,
+                    error_code=payouts.INVALID_PARAMETER,
+                    message=UNKNOWN_PAYER,
+                ),
+                None,
+                "applied",
+                "new -> FAILED: payer account unknown",
+            )
+        else:
+            transition = payouts.accept(
+                row["pay_id"], payer, row["amount"], row["currency"], new_entry_id()
+            )
+        settlement.apply(row["pay_id"], transition, command.correlation_id)
+        if transition.entry is None:
+            accepted.failed += 1
+            continue
+        settlement.touch(
+            row["pay_id"],
+            held=True,
+            next_poll_at=first_poll,
+            deadline_at=row["deadline_at"] or deadline,
+        )
+        accepted.to_submit.append(dict(row))
+    await settlement.flush(conn)
+    return accepted

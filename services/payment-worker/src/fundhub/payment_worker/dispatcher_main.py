@@ -1,0 +1,84 @@
+"""``fundhub-callback-dispatcher``: deliver payouts' final states to the clients' callbackUrl."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+import structlog
+
+from fundhub.common import db
+from fundhub.common.config import Settings, get_settings
+from fundhub.common.health import serve_health
+from fundhub.common.kafka import KafkaPublisher, ensure_topics
+from fundhub.common.logging import configure_logging
+from fundhub.common.topics import topics
+from fundhub.payment_worker.callback_intake import CallbackIntake
+from fundhub.payment_worker.dispatcher import CallbackSender
+
+log = structlog.get_logger(__name__)
+# Past the last attempt's timeout, an unfinished batch is cancelled; its leases expire and
+# another replica (or the next start) sends those callbacks again.
+DRAIN_MARGIN_S = 5.0
+
+
+async def run(settings: Settings) -> None:
+    if not settings.master_key:
+        raise SystemExit("FUNDHUB_MASTER_KEY is required: webhook secrets are sealed with it")
+    pool = await db.connect_pool(settings.database_url, max_size=settings.db_pool_max)
+    await ensure_topics(settings)
+    publisher = KafkaPublisher(settings)  # dead letters only
+    await publisher.start()
+    wake = asyncio.Event()
+    intake = CallbackIntake(settings, topics(settings), pool, publisher, wake)
+    sender = CallbackSender(settings, pool, settings.master_key, wake)
+
+    async def postgres_ready() -> bool:
+        return await db.ping(pool)
+
+    sending = asyncio.create_task(sender.run(), name="sender")
+    others = [
+        asyncio.create_task(intake.run(), name="intake"),
+        asyncio.create_task(
+            serve_health(
+                {"kafka": intake.kafka_ready, "postgres": postgres_ready},
+                settings.gateway_host,
+                settings.callback_dispatcher_port,
+            ),
+            name="health",
+        ),
+    ]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("callback_dispatcher_started", health_port=settings.callback_dispatcher_port)
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([sending, *others, stopper], return_when=asyncio.FIRST_COMPLETED)
+    sender.stop()
+    with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+        await asyncio.wait_for(sending, timeout=settings.callback_timeout_s + DRAIN_MARGIN_S)
+    for task in others:
+        task.cancel()
+    for task in others:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    failed = [t for t in done if t is not stopper and not t.cancelled() and t.exception()]
+    await publisher.stop()
+    await pool.close()
+    log.info("callback_dispatcher_stopped")
+    if failed:
+        raise SystemExit(f"{failed[0].get_name()} failed: {failed[0].exception()!r}")
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging("callback-dispatcher", settings.log_level)
+    import uvloop
+
+    uvloop.run(run(settings))
+
+
+if __name__ == "__main__":
+    main()

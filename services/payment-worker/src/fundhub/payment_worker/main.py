@@ -1,0 +1,166 @@
+"""``fundhub-payment-worker``: accept payouts, send them to the bank, follow each to its end."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+import aiohttp
+import asyncpg
+import structlog
+
+from fundhub.common import db
+from fundhub.common.bank_payouts import HttpBankAdapter
+from fundhub.common.config import Settings, get_settings
+from fundhub.common.health import serve_health
+from fundhub.common.kafka import KafkaPublisher, ensure_topics
+from fundhub.common.logging import configure_logging
+from fundhub.common.outbox import OutboxRelay
+from fundhub.common.topics import Topics, topics
+from fundhub.payment_worker import commands, results
+from fundhub.payment_worker.consumer import BatchConsumer, BatchOutcome, Handler, Record
+from fundhub.payment_worker.messages import (
+    PayoutCommand,
+    PoisonMessage,
+    ResultMessage,
+    decode_command,
+    decode_result,
+)
+from fundhub.payment_worker.metrics import MESSAGES
+from fundhub.payment_worker.poller import Poller
+from fundhub.payment_worker.submitter import Submitter
+
+log = structlog.get_logger(__name__)
+
+CALLBACK_PATH = "/callbacks/bank"
+
+
+def notify_url(settings: Settings) -> str:
+    """Where the bank posts payout results: the gateway's bank callback unless configured."""
+    if settings.payout_notify_url:
+        return settings.payout_notify_url
+    return f"http://{settings.gateway_host}:{settings.gateway_port}{CALLBACK_PATH}"
+
+
+def command_handler(settings: Settings, names: Topics, submitter: Submitter) -> Handler:
+    async def handle(conn: asyncpg.Connection, records: list[Record]) -> BatchOutcome:
+        outcome = BatchOutcome()
+        decoded: list[PayoutCommand] = []
+        for record in records:
+            try:
+                decoded.append(decode_command(record.value))
+            except PoisonMessage as exc:
+                outcome.poison.append((record, str(exc)))
+        accepted = await commands.accept_payouts(conn, names, settings, decoded)
+        MESSAGES.labels("commands", "accepted").inc(len(accepted.to_submit))
+        MESSAGES.labels("commands", "failed").inc(accepted.failed)
+        MESSAGES.labels("commands", "duplicate").inc(accepted.duplicates)
+        MESSAGES.labels("commands", "dead-lettered").inc(len(outcome.poison))
+        to_submit = accepted.to_submit
+        outcome.after_commit = lambda: submitter.submit_later(to_submit)
+        return outcome
+
+    return handle
+
+
+def result_handler(names: Topics) -> Handler:
+    async def handle(conn: asyncpg.Connection, records: list[Record]) -> BatchOutcome:
+        outcome = BatchOutcome()
+        decoded: list[ResultMessage] = []
+        for record in records:
+            try:
+                decoded.append(decode_result(record.value))
+            except PoisonMessage as exc:
+                outcome.poison.append((record, str(exc)))
+        settled = await results.apply_bank_results(conn, names, decoded)
+        MESSAGES.labels("results", "applied").inc(settled.applied)
+        MESSAGES.labels("results", "ignored").inc(settled.ignored)
+        MESSAGES.labels("results", "duplicate").inc(settled.duplicates)
+        MESSAGES.labels("results", "dead-lettered").inc(len(outcome.poison))
+        return outcome
+
+    return handle
+
+
+async def run(settings: Settings) -> None:
+    names = topics(settings)
+    pool = await db.connect_pool(settings.database_url, max_size=max(8, settings.db_pool_max))
+    await ensure_topics(settings)
+    publisher = KafkaPublisher(settings)
+    await publisher.start()
+    connector = aiohttp.TCPConnector(limit=100, keepalive_timeout=2.0)
+    session = aiohttp.ClientSession(connector=connector)
+    bank = HttpBankAdapter(session, settings.bank_base_url, timeout_s=settings.bank_timeout_s)
+    submitter = Submitter(pool, names, bank, notify_url(settings))
+    command_consumer = BatchConsumer(
+        settings,
+        pool,
+        publisher,
+        names.group(commands.CONSUMER),
+        names.payout_commands,
+        command_handler(settings, names, submitter),
+    )
+    result_consumer = BatchConsumer(
+        settings,
+        pool,
+        publisher,
+        names.group(results.CONSUMER),
+        names.bank_payout_results,
+        result_handler(names),
+    )
+    poller = Poller(settings, pool, submitter)
+    relay = OutboxRelay(pool, publisher)
+
+    async def kafka_ready() -> bool:
+        return await command_consumer.kafka_ready() and await result_consumer.kafka_ready()
+
+    async def postgres_ready() -> bool:
+        return await db.ping(pool)
+
+    tasks = [
+        asyncio.create_task(command_consumer.run(), name="commands"),
+        asyncio.create_task(result_consumer.run(), name="results"),
+        asyncio.create_task(poller.run(), name="poller"),
+        asyncio.create_task(relay.run(), name="outbox-relay"),
+        asyncio.create_task(
+            serve_health(
+                {"kafka": kafka_ready, "postgres": postgres_ready},
+                settings.gateway_host,
+                settings.payment_worker_port,
+            ),
+            name="health",
+        ),
+    ]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("payment_worker_started", health_port=settings.payment_worker_port)
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    await submitter.close()
+    failed = [t for t in done if t is not stopper and t.exception() is not None]
+    await session.close()
+    await publisher.stop()
+    await pool.close()
+    log.info("payment_worker_stopped")
+    if failed:
+        raise SystemExit(f"{failed[0].get_name()} failed: {failed[0].exception()!r}")
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging("payment-worker", settings.log_level)
+    import uvloop
+
+    uvloop.run(run(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Decoding the worker's input messages; anything undecodable is a poison message."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from fundhub.common.envelope import Envelope
+from fundhub.common.payout_results import BankResult, InvalidBankResult, parse_bank_result
+
+
+class PoisonMessage(Exception):
+    """The message can never be processed; it goes to the dead-letter topic with this reason."""
+
+
+@dataclass(frozen=True)
+class PayoutCommand:
+    message_id: str
+    correlation_id: str
+    pay_id: str
+
+
+@dataclass(frozen=True)
+class ResultMessage:
+    message_id: str
+    correlation_id: str
+    pay_id: str
+    result: BankResult
+
+
+def _envelope(raw: bytes | None) -> Envelope:
+    if raw is None:
+        raise PoisonMessage("empty message")
+    try:
+        return Envelope.from_bytes(raw)
+    except ValidationError as exc:
+        raise PoisonMessage(f"not an envelope: {exc.errors()[0]['msg']}") from exc
+
+
+def decode_command(raw: bytes | None) -> PayoutCommand:
+    envelope = _envelope(raw)
+    pay_id = envelope.data.get("payId")
+    if not isinstance(pay_id, str) or not pay_id:
+        raise PoisonMessage("payout command without a payId")
+    return PayoutCommand(envelope.id, envelope.correlation_id, pay_id)
+
+
+def decode_result(raw: bytes | None) -> ResultMessage:
+    envelope = _envelope(raw)
+    try:
+        params: Any = envelope.data["params"]
+        biz: Any = orjson.loads(params["biz_content"])
+        if not isinstance(biz, dict):
+            raise PoisonMessage("biz_content: not a JSON object")
+        result = parse_bank_result(biz)
+    except InvalidBankResult as exc:
+        raise PoisonMessage(str(exc)) from exc
+    except (KeyError, TypeError, orjson.JSONDecodeError) as exc:
+        raise PoisonMessage(f"malformed payout result: {exc!r}") from exc
+    assert result.bank_request_id is not None  # required by parse_bank_result
+    return ResultMessage(envelope.id, envelope.correlation_id, result.bank_request_id, result)

@@ -1,0 +1,68 @@
+"""The bank's payout results (verified by the gateway), one transaction per batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+import structlog
+
+from fundhub.common import inbox, ledger_store
+from fundhub.common.ledger import new_entry_id
+from fundhub.common.topics import Topics
+from fundhub.payment_worker import payouts, store
+from fundhub.payment_worker.messages import ResultMessage
+from fundhub.payment_worker.metrics import ALERTS
+from fundhub.payment_worker.settlement import Settlement
+
+log = structlog.get_logger(__name__)
+
+CONSUMER = "payment-worker.results"
+
+
+@dataclass
+class Settled:
+    applied: int = 0
+    ignored: int = 0
+    duplicates: int = 0
+
+
+async def apply_bank_results(
+    conn: asyncpg.Connection, topics: Topics, messages: list[ResultMessage]
+) -> Settled:
+    """Run inside the caller's transaction. Duplicates (same content) stop at the inbox; stale
+    and contradicting reports reach ``payouts.settle``, which moves nothing for them."""
+    settled = Settled()
+    fresh_ids = await inbox.claim(conn, CONSUMER, [m.message_id for m in messages])
+    fresh: list[ResultMessage] = []
+    for message in messages:
+        if message.message_id in fresh_ids:
+            fresh.append(message)
+            fresh_ids.discard(message.message_id)
+        else:
+            settled.duplicates += 1
+    if not fresh:
+        return settled
+    rows = await store.lock_payouts(conn, [m.pay_id for m in fresh])
+    await ledger_store.ensure_accounts(
+        conn, [], {payouts.clearing_account(r["currency"]) for r in rows.values()}
+    )
+    balances = await ledger_store.lock_balances(
+        conn, {r["payer_account_id"] for r in rows.values()}
+    )
+    settlement = Settlement(topics, rows, balances)
+    for message in fresh:
+        row = rows.get(message.pay_id)
+        if row is None or not (row["held"] or row["state"] != payouts.PayoutState.PROCESSING):
+            # A result for a payout we never sent (or never froze): money may be wrong.
+            ALERTS.labels("unknown-payout").inc()
+            log.error("payout_result_for_unknown_payout", pay_id=message.pay_id)
+            settled.ignored += 1
+            continue
+        transition = payouts.settle(store.to_payout(row), message.result, new_entry_id())
+        if settlement.apply(message.pay_id, transition, message.correlation_id):
+            settled.applied += 1
+        else:
+            settled.ignored += 1
+    await settlement.flush(conn)
+    return settled

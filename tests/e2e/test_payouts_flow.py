@@ -1,0 +1,404 @@
+"""Supplier payouts end to end: POST /v1/payouts -> payment-worker -> bank simulator -> results.
+
+Real processes: gateway, notify-ingest (funds the payers from signed transfer notifications),
+payment-worker (SIGKILLed mid-run) and the bank simulator's payout side with its fault rates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import random
+import subprocess
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import httpx
+import pytest
+from aiohttp import web
+from support.api import signed_headers
+from support.env import BIN, ModuleEnv
+from support.ledger import assert_ledger_invariants, balances
+from support.processes import Service, free_port, gateway, notify_ingest
+from support.processes import _die_with_parent as die_with_parent
+
+from e2e.conftest import wait_until
+from fundhub.bank_simulator.notifications import TransferSpec, build_many
+from fundhub.bank_simulator.sender import BankSender, callback_url
+from fundhub.common.ledger import system_account
+from fundhub.common.signing import webhook_signature
+
+CLEARING = system_account("bank-payout-clearing", "CNY")
+PAYOUTS_PATH = "/v1/payouts"
+# The client callbacks are asserted delivered when the dispatcher exists, else as outbox events.
+HAS_DISPATCHER = importlib.util.find_spec("fundhub.payment_worker.dispatcher_main") is not None
+QUIET = {
+    "failRate": 0.0,
+    "timeoutRate": 0.0,
+    "serverErrorRate": 0.0,
+    "duplicateCallbackRate": 0.0,
+    "lateReturnRate": 0.0,
+    "neverAnswerRate": 0.0,
+}
+
+
+@dataclass
+class PayoutStack:
+    env: ModuleEnv
+    gateway: Service
+    worker: Service
+    bank_sim: Service
+    http: httpx.AsyncClient
+    bank: BankSender
+    key_id: str
+    secret: str
+    receiver: CallbackReceiver
+
+    async def fund(self, accounts: dict[str, int]) -> None:
+        """Credit each account's available balance through a signed transfer notification."""
+        specs = [
+            TransferSpec(record_id=f"fund-{uuid.uuid4().hex[:20]}", in_acct_no=a, trans_amount=n)
+            for a, n in accounts.items()
+        ]
+        for params in build_many(specs, self.env.app_id, self.env.bank.private_pem):
+            response = await self.http.post("/callbacks/bank", json=params)
+            assert response.text == "success", response.text
+
+        async def credited() -> bool:
+            now = await balances(self.env.pool)
+            return all(now.get(a, (0, 0))[0] >= n for a, n in accounts.items())
+
+        await wait_until(credited, timeout_s=20)
+
+    async def create_payout(self, payer: str, amount: int, **extra: Any) -> dict[str, Any]:
+        body = json.dumps(
+            {
+                "requestId": f"req-{uuid.uuid4().hex}",
+                "supplierId": "SUP001",
+                "payerAccountId": payer,
+                "amount": amount,
+                "currency": "CNY",
+                "payee": {
+                    "accountName": "Supplier One",
+                    "accountNo": "6222000011112222",
+                    "bankName": "Ping An Bank",
+                },
+                **extra,
+            }
+        ).encode()
+        headers = signed_headers(self.key_id, self.secret, "POST", PAYOUTS_PATH, None, body)
+        headers["Content-Type"] = "application/json"
+        for _ in range(5):  # the gateway answers 503 only when a dependency is away: retry
+            response = await self.http.post(PAYOUTS_PATH, content=body, headers=headers)
+            if response.status_code != 503:
+                break
+            await asyncio.sleep(0.2)
+        assert response.status_code in (200, 202), response.text
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    async def bank_behaviour(self, **rates: Any) -> None:
+        response = await self.http.post(f"{self.bank_sim.url}/bank/v1/behaviour", json=rates)
+        assert response.status_code == 200, response.text
+
+    async def bank_stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = (await self.http.get(f"{self.bank_sim.url}/bank/v1/stats")).json()
+        return stats
+
+
+class WithArguments(Service):
+    """A service started with command-line arguments (the simulator takes its rates so)."""
+
+    def __init__(self, env: ModuleEnv, name: str, command: str, port: int, args: list[str]) -> None:
+        super().__init__(env, name, command, port)
+        self.args = args
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [str(BIN / self.command), *self.args],
+            env=self.env.environ(**self.extra_env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+
+
+class CallbackReceiver:
+    """The client's callbackUrl: records every signed callback it is sent, answers 200."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.webhook_secret = ""
+        self.received: list[tuple[str, str]] = []
+        self.bad_signatures = 0
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/payout-callback"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        timestamp = request.headers.get("X-Fundhub-Timestamp", "")
+        expected = webhook_signature(self.webhook_secret, timestamp, body)
+        if request.headers.get("X-Fundhub-Signature") != expected:
+            self.bad_signatures += 1
+        payload = json.loads(body)
+        self.received.append((payload["payId"], payload["state"]))
+        return web.Response(text="ok")
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/payout-callback", self._handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+def payment_worker(env: ModuleEnv, bank_url: str, gateway_url: str) -> Service:
+    port = free_port()
+    return Service(
+        env,
+        "payment-worker",
+        "fundhub-payment-worker",
+        port,
+        FUNDHUB_PAYMENT_WORKER_PORT=str(port),
+        FUNDHUB_BANK_BASE_URL=bank_url,
+        FUNDHUB_BANK_TIMEOUT_S="1",
+        FUNDHUB_PAYOUT_NOTIFY_URL=callback_url(gateway_url),
+        FUNDHUB_PAYOUT_POLL_INTERVAL_S="0.2",
+        FUNDHUB_PAYOUT_POLL_BASE_S="1",
+        FUNDHUB_PAYOUT_POLL_MAX_S="3",
+    )
+
+
+def bank_simulator(env: ModuleEnv, gateway_url: str) -> Service:
+    port = free_port()
+    key_file = env.tmp / f"bank-private-{port}.pem"
+    key_file.write_text(env.bank.private_pem)
+    return WithArguments(env, "bank-simulator", "fundhub-bank-simulator", port, [
+        "--port", str(port), "--gateway-url", gateway_url, "--app-id", env.app_id,
+        "--private-key-file", str(key_file), "--retries", "5", "--retry-interval", "0.5",
+        "--payout-timeout-delay", "1500", "--payout-callback-delay", "20,300",
+        "--payout-return-delay", "300,1500", "--payout-seed", "20240601",
+    ])  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+async def payouts(env: ModuleEnv) -> AsyncIterator[PayoutStack]:
+    env.register_bank_app()
+    gw, ingest = gateway(env), notify_ingest(env)
+    sim = bank_simulator(env, gw.url)
+    worker = payment_worker(env, sim.url, gw.url)
+    services = [gw, ingest, sim, worker]
+    if HAS_DISPATCHER:
+        port = free_port()
+        services.append(
+            Service(
+                env,
+                "callback-dispatcher",
+                "fundhub-callback-dispatcher",
+                port,
+                FUNDHUB_CALLBACK_DISPATCHER_PORT=str(port),
+                FUNDHUB_CALLBACK_BACKOFF_BASE_S="0.2",
+                FUNDHUB_CALLBACK_BACKOFF_MAX_S="1",
+            )
+        )
+    receiver = CallbackReceiver()
+    await receiver.start()
+    for service in services:
+        service.start()
+    try:
+        await asyncio.gather(*(s.wait_ready() for s in services))
+        created = json.loads(
+            env.cli(
+                "api-key", "create", "--name", "payouts", "--scopes",
+                "payouts:write,payouts:read", "--accounts", "*", "--json",
+            )
+        )  # fmt: skip
+        key_id, secret = created["keyId"], created["secret"]
+        receiver.webhook_secret = created.get("webhookSecret", "")
+        async with (
+            httpx.AsyncClient(base_url=gw.url, timeout=30) as http,
+            aiohttp.ClientSession() as session,
+        ):
+            sender = BankSender(session, callback_url(gw.url), retries=3, retry_interval_s=0.5)
+            yield PayoutStack(env, gw, worker, sim, http, sender, key_id, secret, receiver)
+    finally:
+        for service in reversed(services):
+            service.stop()
+        await receiver.stop()
+
+
+async def payout_rows(pool: Any, pay_ids: list[str]) -> dict[str, dict[str, Any]]:
+    rows = await pool.fetch(
+        "SELECT pay_id, payer_account_id, amount, state, error_code, held, alerted_at "
+        "FROM payouts WHERE pay_id = ANY($1::text[])",
+        pay_ids,
+    )
+    return {r["pay_id"]: dict(r) for r in rows}
+
+
+async def test_concurrent_payouts_from_one_account_only_those_that_fit(
+    payouts: PayoutStack,
+) -> None:
+    await payouts.bank_behaviour(**QUIET)
+    account = "6222990000000001"
+    await payouts.fund({account: 10_000})
+    answers = await asyncio.gather(*(payouts.create_payout(account, 1_000) for _ in range(20)))
+    pay_ids = [a["payId"] for a in answers]
+    pool = payouts.env.pool
+
+    async def all_final() -> bool:
+        rows = await payout_rows(pool, pay_ids)
+        return all(r["state"] != "PROCESSING" for r in rows.values())
+
+    await wait_until(all_final, timeout_s=30)
+    rows = await payout_rows(pool, pay_ids)
+    states = Counter((r["state"], r["error_code"]) for r in rows.values())
+    assert states == {("SUCCESS", None): 10, ("FAILED", "E004_INSUFFICIENT_FUNDS"): 10}, states
+    refused = [p for p, r in rows.items() if r["error_code"] == "E004_INSUFFICIENT_FUNDS"]
+    posted = await pool.fetchval(
+        "SELECT count(*) FROM journal_entries WHERE ref_type = 'payout' AND ref_id = ANY($1)",
+        refused,
+    )
+    assert posted == 0
+    assert (await balances(pool))[account] == (0, 0)
+    await assert_ledger_invariants(pool)
+
+
+async def test_a_thousand_payouts_through_faults_and_two_crashes(payouts: PayoutStack) -> None:
+    await payouts.bank_behaviour(
+        failRate=0.10,
+        timeoutRate=0.10,
+        serverErrorRate=0.0,
+        duplicateCallbackRate=0.05,
+        lateReturnRate=0.02,
+        neverAnswerRate=0.02,
+    )
+    pool = payouts.env.pool
+    payers = [f"62229900000001{i:02d}" for i in range(20)]
+    await payouts.fund({p: 5_000_000 for p in payers})
+    before_clearing = await clearing_total(pool)
+    rng = random.Random(7)
+    plan = [(rng.choice(payers), rng.randint(100, 50_000)) for _ in range(1_000)]
+    semaphore = asyncio.Semaphore(40)
+    created: list[dict[str, Any]] = []
+
+    async def one(payer: str, amount: int) -> None:
+        async with semaphore:
+            created.append(
+                await payouts.create_payout(payer, amount, callbackUrl=payouts.receiver.url)
+            )
+
+    async def crash_twice() -> None:
+        for threshold in (300, 700):
+
+            async def reached(count: int = threshold) -> bool:
+                return len(created) >= count
+
+            await wait_until(reached, timeout_s=60)
+            payouts.worker.kill()
+            payouts.worker.start()
+            await payouts.worker.wait_ready()
+
+    await asyncio.gather(crash_twice(), *(one(p, a) for p, a in plan))
+    pay_ids = [c["payId"] for c in created]
+    assert len(set(pay_ids)) == 1_000
+
+    async def settled() -> bool:
+        rows = await payout_rows(pool, pay_ids)
+        if any(r["state"] == "PROCESSING" and r["alerted_at"] is None for r in rows.values()):
+            return False
+        return bool((await payouts.bank_stats())["pendingTasks"] == 0)
+
+    await wait_until(settled, timeout_s=90, interval_s=0.5)
+    await asyncio.sleep(1.0)  # the last callbacks the bank sent travel through Kafka
+    await wait_until(settled, timeout_s=30, interval_s=0.5)
+    rows = await payout_rows(pool, pay_ids)
+
+    # Each payout ends where the bank says it is (the bank is the truth), once.
+    mismatched = []
+    for pay_id, row in rows.items():
+        bank = (await payouts.http.get(f"{payouts.bank_sim.url}/bank/v1/transfers/{pay_id}")).json()
+        if row["state"] != bank["status"]:
+            mismatched.append((pay_id, row["state"], bank["status"]))
+    assert mismatched == [], mismatched[:10]
+    states = Counter(r["state"] for r in rows.values())
+    assert states["PROCESSING"] == 0, states
+    # The faults happened: timed-out requests, duplicated and withheld callbacks, crashes.
+    stats = await payouts.bank_stats()
+    assert stats["timeouts"] > 0, stats
+    assert stats["callbacks"]["duplicated"] > 0 and stats["callbacks"]["withheld"] > 0, stats
+    worker_log = payouts.worker.log_path.read_text()
+    assert worker_log.count("payment_worker_started") == 3  # started, killed twice
+    assert "payout_report_alert" not in worker_log  # no report contradicted another
+    assert states["FAILED"] > 0 and states["RETURNED"] > 0 and states["SUCCESS"] > 0, states
+
+    # Money: clearing holds exactly the paid (not returned) amounts; payers lost exactly those.
+    paid = sum(r["amount"] for r in rows.values() if r["state"] == "SUCCESS")
+    assert await clearing_total(pool) - before_clearing == paid
+    per_payer = await pool.fetch(
+        "SELECT p.account_id, sum(p.amount) AS net FROM postings p "
+        "JOIN journal_entries e USING (entry_id) "
+        "WHERE e.ref_type = 'payout' AND e.ref_id = ANY($1::text[]) "
+        "AND p.account_id <> $2 GROUP BY p.account_id",
+        pay_ids,
+        CLEARING,
+    )
+    expected = Counter[str]()
+    for r in rows.values():
+        if r["state"] == "SUCCESS":
+            expected[r["payer_account_id"]] -= r["amount"]
+    assert {r["account_id"]: r["net"] for r in per_payer if r["net"]} == {
+        a: n for a, n in expected.items() if n
+    }
+    for account, (_, frozen) in (await balances(pool)).items():
+        if account in payers:
+            assert frozen == 0, account
+    await assert_ledger_invariants(pool)
+
+    # Every final state announced once to the client's callbackUrl (a RETURNED payout's
+    # SUCCESS too, unless the bank's SUCCESS report was lost).
+    callbacks = await pool.fetch(
+        "SELECT convert_from(payload, 'UTF8')::jsonb -> 'data' AS d FROM outbox WHERE topic = $1",
+        f"{payouts.env.settings.topic_namespace}.callbacks.v1",
+    )
+    announced = Counter((c["d"]["payId"], c["d"]["state"]) for c in callbacks)
+    assert all(n == 1 for n in announced.values()), [k for k, n in announced.items() if n > 1]
+    missing = [(p, r["state"]) for p, r in rows.items() if (p, r["state"]) not in announced]
+    assert missing == [], missing[:10]
+    if not HAS_DISPATCHER:
+        return
+    expected_callbacks = {k for k in announced if k[0] in rows}
+
+    async def delivered() -> bool:
+        return expected_callbacks <= set(payouts.receiver.received)
+
+    assert payouts.receiver.webhook_secret, "api-key create --json gave no webhookSecret"
+    await wait_until(delivered, timeout_s=30, interval_s=0.5)
+    assert payouts.receiver.bad_signatures == 0
+    undelivered = await pool.fetchval(
+        "SELECT count(*) FROM callback_deliveries WHERE pay_id = ANY($1::text[]) "
+        "AND status <> 'DELIVERED'",
+        pay_ids,
+    )
+    assert undelivered == 0
+
+
+async def clearing_total(pool: Any) -> int:
+    total = await pool.fetchval(
+        "SELECT coalesce(sum(amount), 0) FROM postings WHERE account_id = $1", CLEARING
+    )
+    return int(total)

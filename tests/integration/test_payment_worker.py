@@ -1,0 +1,184 @@
+"""payment-worker's handlers against real Postgres, with a scripted bank in place of HTTP."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+from support.env import ModuleEnv
+from support.ledger import assert_ledger_invariants, balances
+
+from fundhub.common import db, ledger_store
+from fundhub.common.bank_payouts import BankAnswer, BankStatus, BankUnavailable, PayoutOrder
+from fundhub.common.ledger import BANK_INFLOW, JournalEntry, credit, new_entry_id, system_account
+from fundhub.common.payout_results import BankResult
+from fundhub.common.topics import topics
+from fundhub.payment_worker import commands, results
+from fundhub.payment_worker.messages import PayoutCommand, ResultMessage
+from fundhub.payment_worker.poller import Poller
+from fundhub.payment_worker.submitter import Submitter
+
+CLEARING = system_account("bank-payout-clearing", "CNY")
+
+
+class ScriptedBank:
+    """Answers from a script; records what it was asked."""
+
+    def __init__(self) -> None:
+        self.submitted: list[str] = []
+        self.queried: list[str] = []
+        self.on_submit: dict[str, BankAnswer | Exception] = {}
+        self.on_query: dict[str, BankAnswer | Exception | None] = {}
+
+    async def submit(self, order: PayoutOrder) -> BankAnswer:
+        self.submitted.append(order.bank_request_id)
+        answer = self.on_submit.get(
+            order.bank_request_id, BankAnswer(BankStatus.PROCESSING, "BTX" + order.bank_request_id)
+        )
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def query(self, bank_request_id: str) -> BankAnswer | None:
+        self.queried.append(bank_request_id)
+        answer = self.on_query.get(bank_request_id)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+async def fund(pool: asyncpg.Pool, account: str, amount: int) -> None:
+    inflow = system_account(BANK_INFLOW, "CNY")
+    entry = JournalEntry(
+        new_entry_id(), "test", "test", account, credit(account, "CNY", amount, source=inflow)
+    )
+    async with pool.acquire() as conn, conn.transaction():
+        await ledger_store.ensure_accounts(conn, [(account, "CNY", None)], [inflow])
+        now = await ledger_store.lock_balances(conn, [account])
+        after = now[account].available + amount
+        await db.write_together(
+            conn,
+            [
+                *ledger_store.entry_writes([entry], [None]),
+                *ledger_store.balance_writes([type(now[account])(account, "CNY", after)]),
+            ],
+        )
+
+
+async def insert_payout(pool: asyncpg.Pool, payer: str, amount: int) -> str:
+    pay_id = f"PAY{uuid.uuid4().hex[:16]}"
+    await pool.execute(
+        "INSERT INTO payouts (pay_id, key_id, request_id, supplier_id, payer_account_id, amount, "
+        "currency, payee, callback_url) VALUES ($1, 'k1', $1, 'S1', $2, $3, 'CNY', $4::jsonb, "
+        "'https://client.example/cb')",
+        pay_id,
+        payer,
+        amount,
+        {"accountName": "Supplier", "accountNo": "6222000011112222", "bankName": "Bank"},
+    )
+    return pay_id
+
+
+async def accept(env: ModuleEnv, pay_ids: list[str]) -> commands.Accepted:
+    messages = [PayoutCommand(str(uuid.uuid4()), "test", p) for p in pay_ids]
+    async with env.pool.acquire() as conn, conn.transaction():
+        return await commands.accept_payouts(conn, topics(env.settings), env.settings, messages)
+
+
+async def report(env: ModuleEnv, pay_id: str, amount: int, status: str, msg_id: str = "") -> Any:
+    result = BankResult(
+        status=BankStatus(status), bank_txn_id="BTX" + pay_id, amount=amount, bank_request_id=pay_id
+    )
+    message = ResultMessage(msg_id or str(uuid.uuid4()), "test", pay_id, result)
+    async with env.pool.acquire() as conn, conn.transaction():
+        return await results.apply_bank_results(conn, topics(env.settings), [message])
+
+
+async def state(pool: asyncpg.Pool, pay_id: str) -> tuple[str, str | None]:
+    row = await pool.fetchrow("SELECT state, error_code FROM payouts WHERE pay_id = $1", pay_id)
+    assert row is not None
+    return row["state"], row["error_code"]
+
+
+async def test_accept_freezes_what_fits_in_order_and_fails_the_rest(env: ModuleEnv) -> None:
+    await fund(env.pool, "acct-fit", 2_500)
+    pay_ids = [await insert_payout(env.pool, "acct-fit", 1_000) for _ in range(3)]
+    unknown = await insert_payout(env.pool, "acct-nobody", 1_000)
+    accepted = await accept(env, [*pay_ids, unknown])
+    assert [r["pay_id"] for r in accepted.to_submit] == pay_ids[:2]
+    assert await state(env.pool, pay_ids[2]) == ("FAILED", "E004_INSUFFICIENT_FUNDS")
+    assert await state(env.pool, unknown) == ("FAILED", "E001")
+    assert (await balances(env.pool))["acct-fit"] == (500, 2_000)
+    # A re-delivered command (a crash before the offset commit) changes nothing.
+    again = await accept(env, pay_ids)
+    assert again.to_submit == [] and again.duplicates == 3
+    assert (await balances(env.pool))["acct-fit"] == (500, 2_000)
+    await assert_ledger_invariants(env.pool)
+
+
+async def test_results_settle_once_and_ignore_stale_and_contradicting(env: ModuleEnv) -> None:
+    await fund(env.pool, "acct-res", 10_000)
+    paid, failed = [await insert_payout(env.pool, "acct-res", 1_000) for _ in range(2)]
+    await accept(env, [paid, failed])
+    settled = await report(env, paid, 1_000, "SUCCESS", "m-1")
+    assert settled.applied == 1
+    assert (await report(env, paid, 1_000, "SUCCESS", "m-1")).duplicates == 1  # same message
+    assert (await report(env, paid, 1_000, "SUCCESS")).ignored == 1  # same fact, other message
+    assert (await report(env, paid, 1_000, "FAILED")).ignored == 1  # contradicts: alert only
+    assert (await report(env, paid, 999, "RETURNED")).ignored == 1  # another amount: rejected
+    assert await state(env.pool, paid) == ("SUCCESS", None)
+    await report(env, failed, 1_000, "FAILED")
+    assert (await balances(env.pool))["acct-res"] == (9_000, 0)
+    await report(env, paid, 1_000, "RETURNED")
+    assert await state(env.pool, paid) == ("RETURNED", "E014_RETURNED")
+    assert (await balances(env.pool))["acct-res"] == (10_000, 0)
+    clearing = await env.pool.fetchval(
+        "SELECT coalesce(sum(amount), 0) FROM postings WHERE account_id = $1", CLEARING
+    )
+    assert clearing == 0
+    callbacks = await env.pool.fetch(
+        "SELECT key FROM outbox WHERE topic = $1 AND key = ANY($2::text[])",
+        topics(env.settings).client_callbacks,
+        [paid, failed],
+    )
+    assert sorted(r["key"] for r in callbacks) == sorted([paid, paid, failed])
+    await assert_ledger_invariants(env.pool)
+
+
+async def test_submit_answers_and_poller_resubmits_what_the_bank_never_got(
+    env: ModuleEnv,
+) -> None:
+    await fund(env.pool, "acct-poll", 10_000)
+    ok, lost, silent = [await insert_payout(env.pool, "acct-poll", 1_000) for _ in range(3)]
+    accepted = await accept(env, [ok, lost, silent])
+    bank = ScriptedBank()
+    bank.on_submit[ok] = BankAnswer(BankStatus.SUCCESS, "BTX1")
+    bank.on_submit[lost] = BankUnavailable("no answer")
+    bank.on_submit[silent] = BankUnavailable("no answer")
+    submitter = Submitter(env.pool, topics(env.settings), bank, "http://gw/callbacks/bank")
+    for row in accepted.to_submit:
+        await submitter.submit(row)
+    assert await state(env.pool, ok) == ("SUCCESS", None)
+    assert await state(env.pool, lost) == ("PROCESSING", None)  # no answer is not a failure
+
+    settings = env.settings.model_copy(
+        update={"payout_poll_base_s": 0.0, "payout_result_deadline_s": 0}
+    )
+    await env.pool.execute(
+        "UPDATE payouts SET next_poll_at = now(), deadline_at = now() - interval '1 second' "
+        "WHERE pay_id = ANY($1::text[])",
+        [lost, silent],
+    )
+    bank.on_query[lost] = None  # never received: send it again under the same id
+    bank.on_query[silent] = BankUnavailable("still nothing")
+    bank.on_submit[lost] = BankAnswer(BankStatus.FAILED, "BTX2", "payee account closed")
+    looked = await Poller(settings, env.pool, submitter).poll_once()
+    assert looked == 2
+    assert bank.submitted.count(lost) == 2
+    assert await state(env.pool, lost) == ("FAILED", "E016_PAYEE_INVALID")
+    assert await state(env.pool, silent) == ("PROCESSING", None)  # never guessed
+    alerted = await env.pool.fetchval("SELECT alerted_at FROM payouts WHERE pay_id = $1", silent)
+    assert alerted is not None
+    assert (await balances(env.pool))["acct-poll"] == (8_000, 1_000)
+    await assert_ledger_invariants(env.pool)
