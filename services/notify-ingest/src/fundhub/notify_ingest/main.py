@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 
 import structlog
 
@@ -12,6 +10,7 @@ from fundhub.common import db
 from fundhub.common.config import Settings, get_settings
 from fundhub.common.health import serve_health
 from fundhub.common.kafka import KafkaPublisher, ensure_topics
+from fundhub.common.lifecycle import exit_if_failed, run_until_stopped
 from fundhub.common.logging import configure_logging
 from fundhub.common.outbox import OutboxRelay
 from fundhub.common.topics import topics
@@ -43,24 +42,12 @@ async def run(settings: Settings) -> None:
             name="health",
         ),
     ]
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     log.info("notify_ingest_started", health_port=settings.notify_ingest_port)
-    stopper = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-    failed = [t for t in done if t is not stopper and t.exception() is not None]
+    failed = await run_until_stopped(tasks)
     await publisher.stop()
     await pool.close()
     log.info("notify_ingest_stopped")
-    if failed:
-        raise SystemExit(f"{failed[0].get_name()} failed: {failed[0].exception()!r}")
+    exit_if_failed(failed)
 
 
 def main() -> None:

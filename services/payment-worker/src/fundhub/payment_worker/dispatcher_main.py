@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 
 import structlog
 
@@ -12,6 +10,7 @@ from fundhub.common import db
 from fundhub.common.config import Settings, get_settings
 from fundhub.common.health import serve_health
 from fundhub.common.kafka import KafkaPublisher, ensure_topics
+from fundhub.common.lifecycle import exit_if_failed, run_until_stopped
 from fundhub.common.logging import configure_logging
 from fundhub.common.topics import topics
 from fundhub.payment_worker.callback_intake import CallbackIntake
@@ -49,27 +48,18 @@ async def run(settings: Settings) -> None:
             name="health",
         ),
     ]
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     log.info("callback_dispatcher_started", health_port=settings.callback_dispatcher_port)
-    stopper = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait([sending, *others, stopper], return_when=asyncio.FIRST_COMPLETED)
-    sender.stop()
-    with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+
+    async def drain() -> None:
+        """Let the attempts under way finish and be recorded before the process ends."""
+        sender.stop()
         await asyncio.wait_for(sending, timeout=settings.callback_timeout_s + DRAIN_MARGIN_S)
-    for task in others:
-        task.cancel()
-    for task in others:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-    failed = [t for t in done if t is not stopper and not t.cancelled() and t.exception()]
+
+    failed = await run_until_stopped([sending, *others], drain)
     await publisher.stop()
     await pool.close()
     log.info("callback_dispatcher_stopped")
-    if failed:
-        raise SystemExit(f"{failed[0].get_name()} failed: {failed[0].exception()!r}")
+    exit_if_failed(failed)
 
 
 def main() -> None:
