@@ -8,13 +8,15 @@ import structlog
 
 from fundhub.common import db
 from fundhub.common.config import Settings, get_settings
+from fundhub.common.consumer import BatchConsumer
 from fundhub.common.health import serve_health
 from fundhub.common.kafka import KafkaPublisher, ensure_topics
 from fundhub.common.lifecycle import exit_if_failed, run_until_stopped
 from fundhub.common.logging import configure_logging
 from fundhub.common.outbox import OutboxRelay
 from fundhub.common.topics import topics
-from fundhub.notify_ingest.worker import TransferNotifyWorker
+from fundhub.notify_ingest.handler import CONSUMER
+from fundhub.notify_ingest.worker import transfer_notify_handler
 
 log = structlog.get_logger(__name__)
 
@@ -24,7 +26,15 @@ async def run(settings: Settings) -> None:
     await ensure_topics(settings)
     publisher = KafkaPublisher(settings)
     await publisher.start()
-    worker = TransferNotifyWorker(settings, topics(settings), pool, publisher)
+    names = topics(settings)
+    worker = BatchConsumer(
+        settings,
+        pool,
+        publisher,
+        names.group(CONSUMER),
+        names.bank_transfer_notify,
+        transfer_notify_handler(names),
+    )
     relay = OutboxRelay(pool, publisher)
 
     async def postgres_ready() -> bool:

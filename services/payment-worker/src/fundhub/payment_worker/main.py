@@ -11,6 +11,7 @@ import structlog
 from fundhub.common import db
 from fundhub.common.bank_payouts import HttpBankAdapter
 from fundhub.common.config import Settings, get_settings
+from fundhub.common.consumer import BatchConsumer, BatchOutcome, Handler, Record
 from fundhub.common.health import serve_health
 from fundhub.common.kafka import KafkaPublisher, ensure_topics
 from fundhub.common.lifecycle import exit_if_failed, run_until_stopped
@@ -18,7 +19,6 @@ from fundhub.common.logging import configure_logging
 from fundhub.common.outbox import OutboxRelay
 from fundhub.common.topics import Topics, topics
 from fundhub.payment_worker import commands, results
-from fundhub.payment_worker.consumer import BatchConsumer, BatchOutcome, Handler, Record
 from fundhub.payment_worker.messages import (
     PayoutCommand,
     PoisonMessage,

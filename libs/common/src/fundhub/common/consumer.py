@@ -1,6 +1,7 @@
-"""The consumer loop both of the worker's inputs share: a batch per poll, one database
-transaction per batch, offsets committed only after it (so a crash re-delivers, and the inbox
-makes the re-delivery harmless)."""
+"""The consumer loop every service shares: a batch per poll, one database transaction per batch,
+offsets committed only after it (so a crash re-delivers, and the inbox makes the re-delivery
+harmless). Poison messages, and messages the database refuses for their data, are parked on the
+dead-letter topic; infrastructure failures retry the same batch, so nothing is skipped."""
 
 from __future__ import annotations
 
@@ -16,7 +17,13 @@ from aiokafka.structs import ConsumerRecord
 
 from fundhub.common.config import Settings
 from fundhub.common.envelope import HEADER_CORRELATION_ID
-from fundhub.common.kafka import KafkaPublisher, dead_letter, header, make_consumer
+from fundhub.common.kafka import (
+    KafkaPublisher,
+    PublishFailed,
+    dead_letter,
+    header,
+    make_consumer,
+)
 from fundhub.common.logging import correlation
 
 log = structlog.get_logger(__name__)
@@ -57,6 +64,8 @@ class BatchConsumer:
         self._topic = topic
         self._handle = handle
         self._consumer: AIOKafkaConsumer | None = None
+        # Held across batches: a pool release costs a reset round trip per batch.
+        self._conn: asyncpg.Connection | None = None
 
     async def run(self) -> None:
         consumer = make_consumer(self._settings, self._group, self._topic)
@@ -76,6 +85,7 @@ class BatchConsumer:
                 for action in actions:
                     action()
         finally:
+            await self._drop_connection()
             await consumer.stop()
 
     async def _process_until_done(self, records: list[Record]) -> list[Callable[[], None]]:
@@ -85,6 +95,7 @@ class BatchConsumer:
             try:
                 return await self._process(records)
             except DETERMINISTIC_DB_ERRORS as exc:
+                await self._drop_connection()
                 if len(records) == 1:
                     await dead_letter(
                         self._publisher, self._settings, records[0], f"database refused: {exc}"
@@ -94,19 +105,31 @@ class BatchConsumer:
                 for record in records:
                     actions.extend(await self._process_until_done([record]))
                 return actions
-            except (TimeoutError, asyncpg.PostgresError, OSError) as exc:
+            except (TimeoutError, asyncpg.PostgresError, OSError, PublishFailed) as exc:
+                await self._drop_connection()
                 delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
                 log.error("batch_failed_will_retry", error=str(exc), attempt=attempt, delay=delay)
                 attempt += 1
                 await asyncio.sleep(delay)
 
     async def _process(self, records: list[Record]) -> list[Callable[[], None]]:
-        async with self._pool.acquire() as conn, conn.transaction():
+        if self._conn is None:
+            self._conn = await self._pool.acquire()
+        conn = self._conn
+        async with conn.transaction():
             outcome = await self._handle(conn, records)
             for record, reason in outcome.poison:
                 with correlation(header(record, HEADER_CORRELATION_ID) or "unknown"):
                     await dead_letter(self._publisher, self._settings, record, reason)
         return [outcome.after_commit] if outcome.after_commit else []
+
+    async def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await self._pool.release(conn, timeout=5)
+            except Exception:
+                conn.terminate()
 
     async def kafka_ready(self) -> bool:
         return self._consumer is not None and bool(self._consumer.assignment())
