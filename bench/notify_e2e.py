@@ -23,6 +23,7 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
+import uvloop
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -293,4 +294,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    uvloop.run(main())  # the client shares the box: spend as little of it as possible
