@@ -61,14 +61,9 @@ async def apply_transfer_notifications(
 ) -> BatchResult:
     """Run inside the caller's transaction; the caller commits Kafka offsets after it commits."""
     result = BatchResult()
-    fresh_ids = await inbox.claim(conn, CONSUMER, [m.message_id for m in messages])
-    fresh: list[TransferMessage] = []
-    for message in messages:
-        if message.message_id in fresh_ids:
-            fresh.append(message)
-            fresh_ids.discard(message.message_id)  # a copy later in the same batch is a duplicate
-        else:
-            result.duplicates += 1
+    fresh, result.duplicates = await inbox.take_fresh(
+        conn, CONSUMER, messages, lambda m: m.message_id
+    )
     if not fresh:
         return result
 

@@ -12,7 +12,7 @@ from datetime import timedelta
 import asyncpg
 import structlog
 
-from fundhub.common import inbox, ledger_store
+from fundhub.common import inbox
 from fundhub.common.clock import utcnow
 from fundhub.common.config import Settings
 from fundhub.common.ledger import new_entry_id
@@ -20,7 +20,7 @@ from fundhub.common.topics import Topics
 from fundhub.payment_worker import payouts, store
 from fundhub.payment_worker.messages import PayoutCommand
 from fundhub.payment_worker.payouts import PayoutState, Transition
-from fundhub.payment_worker.settlement import Settlement
+from fundhub.payment_worker.settlement import lock_settlement
 
 log = structlog.get_logger(__name__)
 
@@ -42,24 +42,13 @@ async def accept_payouts(
 ) -> Accepted:
     """Run inside the caller's transaction; the caller submits ``to_submit`` after the commit."""
     accepted = Accepted()
-    fresh_ids = await inbox.claim(conn, CONSUMER, [c.message_id for c in commands])
-    fresh: list[PayoutCommand] = []
-    for command in commands:
-        if command.message_id in fresh_ids:
-            fresh.append(command)
-            fresh_ids.discard(command.message_id)
-        else:
-            accepted.duplicates += 1
+    fresh, accepted.duplicates = await inbox.take_fresh(
+        conn, CONSUMER, commands, lambda m: m.message_id
+    )
     if not fresh:
         return accepted
-    rows = await store.lock_payouts(conn, [c.pay_id for c in fresh])
-    await ledger_store.ensure_accounts(
-        conn, [], {payouts.clearing_account(r["currency"]) for r in rows.values()}
-    )
-    balances = await ledger_store.lock_balances(
-        conn, {r["payer_account_id"] for r in rows.values()}
-    )
-    settlement = Settlement(topics, rows, balances)
+    settlement = await lock_settlement(conn, topics, [c.pay_id for c in fresh])
+    rows = settlement.rows
     now = utcnow()
     first_poll = now + timedelta(seconds=settings.payout_poll_base_s)
     deadline = now + timedelta(seconds=settings.payout_result_deadline_s)
@@ -71,7 +60,7 @@ async def accept_payouts(
         if row["state"] != PayoutState.PROCESSING or row["held"]:
             accepted.duplicates += 1
             continue
-        payer = balances.get(row["payer_account_id"])
+        payer = settlement.balances.get(row["payer_account_id"])
         if payer is None:
             transition = Transition(
                 replace(

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import asyncpg
 import structlog
 
-from fundhub.common import inbox, ledger_store
+from fundhub.common import inbox
 from fundhub.common.ledger import new_entry_id
 from fundhub.common.topics import Topics
 from fundhub.payment_worker import payouts, store
 from fundhub.payment_worker.messages import ResultMessage
 from fundhub.payment_worker.metrics import ALERTS
-from fundhub.payment_worker.settlement import Settlement
+from fundhub.payment_worker.settlement import lock_settlement
 
 log = structlog.get_logger(__name__)
 
@@ -33,24 +33,13 @@ async def apply_bank_results(
     """Run inside the caller's transaction. Duplicates (same content) stop at the inbox; stale
     and contradicting reports reach ``payouts.settle``, which moves nothing for them."""
     settled = Settled()
-    fresh_ids = await inbox.claim(conn, CONSUMER, [m.message_id for m in messages])
-    fresh: list[ResultMessage] = []
-    for message in messages:
-        if message.message_id in fresh_ids:
-            fresh.append(message)
-            fresh_ids.discard(message.message_id)
-        else:
-            settled.duplicates += 1
+    fresh, settled.duplicates = await inbox.take_fresh(
+        conn, CONSUMER, messages, lambda m: m.message_id
+    )
     if not fresh:
         return settled
-    rows = await store.lock_payouts(conn, [m.pay_id for m in fresh])
-    await ledger_store.ensure_accounts(
-        conn, [], {payouts.clearing_account(r["currency"]) for r in rows.values()}
-    )
-    balances = await ledger_store.lock_balances(
-        conn, {r["payer_account_id"] for r in rows.values()}
-    )
-    settlement = Settlement(topics, rows, balances)
+    settlement = await lock_settlement(conn, topics, [m.pay_id for m in fresh])
+    rows = settlement.rows
     for message in fresh:
         row = rows.get(message.pay_id)
         if row is None or not (row["held"] or row["state"] != payouts.PayoutState.PROCESSING):

@@ -20,8 +20,8 @@ from fundhub.common.ledger import Balance, JournalEntry, apply_entry
 from fundhub.common.payout_wire import payout_body
 from fundhub.common.topics import Topics
 from fundhub.payment_worker.metrics import ALERTS, TRANSITIONS
-from fundhub.payment_worker.payouts import PayoutState, Transition
-from fundhub.payment_worker.store import PayoutRow, payout_writes
+from fundhub.payment_worker.payouts import PayoutState, Transition, clearing_account
+from fundhub.payment_worker.store import PayoutRow, lock_payouts, payout_writes
 
 log = structlog.get_logger(__name__)
 
@@ -132,3 +132,17 @@ class Settlement:
             ],
             notify=outbox.NOTIFY_CHANNEL if self.events else None,
         )
+
+
+async def lock_settlement(
+    conn: asyncpg.Connection, topics: Topics, pay_ids: list[str]
+) -> Settlement:
+    """Lock the payouts, then their payers' balances (one order everywhere: no deadlocks)."""
+    rows = await lock_payouts(conn, pay_ids)
+    await ledger_store.ensure_accounts(
+        conn, [], {clearing_account(r["currency"]) for r in rows.values()}
+    )
+    balances = await ledger_store.lock_balances(
+        conn, {r["payer_account_id"] for r in rows.values()}
+    )
+    return Settlement(topics, rows, balances)

@@ -14,7 +14,6 @@ from typing import Any
 import asyncpg
 import structlog
 
-from fundhub.common import ledger_store
 from fundhub.common.bank_payouts import (
     BankAnswer,
     BankPayoutAdapter,
@@ -29,7 +28,7 @@ from fundhub.common.payout_results import BankResult
 from fundhub.common.topics import Topics
 from fundhub.payment_worker import payouts, store
 from fundhub.payment_worker.metrics import BANK_CALLS
-from fundhub.payment_worker.settlement import Settlement
+from fundhub.payment_worker.settlement import lock_settlement
 
 log = structlog.get_logger(__name__)
 
@@ -142,12 +141,10 @@ class Submitter:
             bank_request_id=pay_id,
         )
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await store.lock_payouts(conn, [pay_id])
-            row = rows.get(pay_id)
+            settlement = await lock_settlement(conn, self._topics, [pay_id])
+            row = settlement.rows.get(pay_id)
             if row is None:
                 return
-            balances = await ledger_store.lock_balances(conn, [row["payer_account_id"]])
-            settlement = Settlement(self._topics, rows, balances)
             if row["state"] == payouts.PayoutState.PROCESSING or answer.final:
                 transition = payouts.settle(store.to_payout(row), result, new_entry_id())
                 settlement.apply(pay_id, transition, f"bank-answer:{pay_id}")
