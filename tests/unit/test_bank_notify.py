@@ -525,3 +525,37 @@ def test_message_id_distinguishes_content_and_app() -> None:
 def test_message_id_of_text_that_is_not_json() -> None:
     assert notification_message_id("a", "{oops") == notification_message_id("a", "{oops")
     assert notification_message_id("a", "{oops") != notification_message_id("a", "{oops ")
+
+
+@pytest.mark.parametrize(
+    "biz",
+    [
+        '{"b": "收款方", "a": 1, "c": [1, {"z": null, "y": true}]}',
+        '{ "record_id" : "D1", "trans_amount": "100000", "remark": "tab\\there \\u00e9 \\" / ok" }',
+        '{"n": -12, "f": 1.5, "u64": 18446744073709551615}',
+        "not json at all",
+        "[1, 2, 3]",
+    ],
+)
+def test_message_id_is_the_stdlib_canonical_form(biz: str) -> None:
+    """The id must not change with the JSON library: the bank's retries dedupe by it."""
+    import json
+    import uuid
+
+    try:
+        canonical = json.dumps(
+            json.loads(biz), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
+    except ValueError:
+        canonical = biz
+    expected = str(uuid.uuid5(uuid.NAMESPACE_URL, "fundhub:" + "app\x1f" + canonical))
+    assert notification_message_id("app", biz) == expected
+
+
+@pytest.mark.parametrize(
+    "biz", ['{"lone": "\\ud800", "a": 1}', '{"big": 12345678901234567890123}', '{"x": 1.5e300}']
+)
+def test_message_id_of_unusual_json_is_stable(biz: str) -> None:
+    first = notification_message_id("app", biz)
+    assert first == notification_message_id("app", biz)
+    assert first != notification_message_id("app", biz.replace("1", "2"))

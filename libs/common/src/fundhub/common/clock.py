@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta, timezone
 
 BANK_TZ = timezone(timedelta(hours=8), "GMT+8")
 BANK_FORMAT = "%Y-%m-%d %H:%M:%S"
+_BANK_TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2})")
 
 
 def utcnow() -> datetime:
@@ -18,15 +20,19 @@ def iso_utc(moment: datetime) -> str:
 
 
 def iso_utc_ms(moment: datetime) -> str:
-    millis = f"{moment.microsecond // 1000:03d}"
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + millis + "Z"
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def parse_bank_time(text: str) -> datetime:
-    """Parse the bank's GMT+8 timestamp; raises ValueError on any other shape."""
-    if len(text) != 19:
+    """Parse the bank's GMT+8 timestamp; raises ValueError on any other shape.
+
+    A pattern and the constructor rather than ``strptime``, which was a tenth of the CPU the
+    gateway spends on a notification; the constructor still refuses impossible dates."""
+    match = _BANK_TIME.fullmatch(text)
+    if match is None:
         raise ValueError("expected yyyy-MM-dd HH:mm:ss")
-    return datetime.strptime(text, BANK_FORMAT).replace(tzinfo=BANK_TZ)
+    year, month, day, hour, minute, second = map(int, match.groups())
+    return datetime(year, month, day, hour, minute, second, tzinfo=BANK_TZ)
 
 
 def format_bank_time(moment: datetime) -> str:

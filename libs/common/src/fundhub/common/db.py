@@ -9,6 +9,7 @@ from importlib import resources
 from typing import Any
 
 import asyncpg
+import orjson
 import structlog
 
 log = structlog.get_logger(__name__)
@@ -16,9 +17,18 @@ log = structlog.get_logger(__name__)
 _MIGRATION_LOCK = 0x66756E64  # "fund": one migrator at a time across replicas
 
 
+def json_text(value: Any) -> str:
+    """JSON for a json/jsonb parameter: orjson, or the standard library for what orjson cannot
+    write (an integer beyond 64 bits, a non-string key), so no value is ever refused here."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value)
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
-    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("jsonb", encoder=json_text, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("json", encoder=json_text, decoder=json.loads, schema="pg_catalog")
 
 
 async def connect_pool(dsn: str, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
@@ -93,7 +103,7 @@ class ArrayStatement:
     def arrays(self, rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
         arrays = [[row[i] for row in rows] for i in range(self.width)]
         for i in self._json:
-            arrays[i] = [None if v is None else json.dumps(v) for v in arrays[i]]
+            arrays[i] = [None if v is None else json_text(v) for v in arrays[i]]
         return arrays
 
     def renumbered(self, offset: int) -> str:

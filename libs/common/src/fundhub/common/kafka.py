@@ -120,14 +120,16 @@ class KafkaPublisher:
         producer: AIOKafkaProducer | None = None
         try:
             producer = await self._current()
-            futures = [
-                await asyncio.wait_for(
-                    producer.send(m.topic, value=m.value, key=m.key, headers=list(m.headers)),
-                    timeout=self._timeout_s,
-                )
-                for m in messages
-            ]
-            await asyncio.wait_for(asyncio.gather(*futures), timeout=self._timeout_s)
+            # One deadline for the whole send (asyncio.timeout, not wait_for: no task per call).
+            async with asyncio.timeout(self._timeout_s):
+                futures = [
+                    await producer.send(m.topic, value=m.value, key=m.key, headers=list(m.headers))
+                    for m in messages
+                ]
+                if len(futures) == 1:
+                    await futures[0]
+                else:
+                    await asyncio.gather(*futures)
         except Exception as exc:
             if producer is not None:
                 self._discard(producer, f"{type(exc).__name__}: {exc}")

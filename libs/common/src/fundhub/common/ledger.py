@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from fundhub.common.ids import is_canonical_uuid, random_uuid
+
 BANK_INFLOW = "bank-inflow"
 DEDUCTION_CLEARING = "deduction-clearing"
 
@@ -25,6 +27,9 @@ class Bucket(StrEnum):
     AVAILABLE = "available"
     FROZEN = "frozen"
     PENDING = "pending"
+
+
+_BUCKETS = tuple(Bucket)
 
 
 class UnbalancedEntry(ValueError):
@@ -71,7 +76,8 @@ class JournalEntry:
     description: str = ""
 
     def __post_init__(self) -> None:
-        uuid.UUID(self.entry_id)  # ValueError early rather than at insert time
+        if not is_canonical_uuid(self.entry_id):
+            uuid.UUID(self.entry_id)  # ValueError early rather than at insert time
         object.__setattr__(self, "postings", tuple(self.postings))
         if not self.postings:
             raise UnbalancedEntry(f"entry {self.entry_id} has no postings")
@@ -129,7 +135,7 @@ def apply_entry(balances: Mapping[str, Balance], entry: JournalEntry) -> dict[st
     result: dict[str, Balance] = {}
     for account_id, by_bucket in deltas.items():
         balance = balances[account_id]
-        after = {bucket: balance.bucket(bucket) + by_bucket.get(bucket, 0) for bucket in Bucket}
+        after = {bucket: balance.bucket(bucket) + by_bucket.get(bucket, 0) for bucket in _BUCKETS}
         for bucket, delta in by_bucket.items():
             if delta < 0 and after[bucket] < 0 and not balance.allow_negative:
                 raise InsufficientFunds(
@@ -199,4 +205,4 @@ def unfreeze(account_id: str, currency: str, amount: int) -> tuple[Posting, ...]
 
 
 def new_entry_id() -> str:
-    return str(uuid.uuid4())
+    return random_uuid()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -47,7 +47,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
 
 
 def new_correlation_id() -> str:
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 @contextmanager

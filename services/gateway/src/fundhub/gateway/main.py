@@ -7,17 +7,19 @@ import uvicorn
 from fundhub.common.config import get_settings
 from fundhub.common.logging import configure_logging
 from fundhub.gateway.app import create_app
+from fundhub.gateway.bank_callbacks import BankCallbackFastPath
 
 
 def main() -> None:
     settings = get_settings()
     configure_logging("gateway", settings.log_level)
     uvicorn.run(
-        create_app(settings),
+        BankCallbackFastPath(create_app(settings)),
         host=settings.gateway_host,
         port=settings.gateway_port,
         log_level="warning",
         access_log=False,
+        proxy_headers=False,  # nothing reads the client address
         loop="uvloop",
         http="httptools",
         timeout_graceful_shutdown=10,

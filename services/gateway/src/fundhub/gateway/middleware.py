@@ -15,6 +15,18 @@ HEADER_CORRELATION = b"x-correlation-id"
 _SAFE_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
 
 
+def begin_request(scope: Scope) -> str:
+    """Adopt or make the request's correlation id, keep it in the scope and bind it for logs."""
+    given = next((v for k, v in scope["headers"] if k == HEADER_CORRELATION), b"")
+    correlation_id = given.decode() if _SAFE_ID.match(given) else new_correlation_id()
+    scope.setdefault("state", {})["correlation_id"] = correlation_id
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(
+        correlation_id=correlation_id, method=scope["method"], path=scope["path"]
+    )
+    return correlation_id
+
+
 class CorrelationMiddleware:
     """Adopts the caller's X-Correlation-Id when it is safe to log, else makes one; echoes it."""
 
@@ -25,13 +37,7 @@ class CorrelationMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = next((v for k, v in scope["headers"] if k == HEADER_CORRELATION), b"")
-        correlation_id = given.decode() if _SAFE_ID.match(given) else new_correlation_id()
-        scope.setdefault("state", {})["correlation_id"] = correlation_id
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(
-            correlation_id=correlation_id, method=scope["method"], path=scope["path"]
-        )
+        correlation_id = begin_request(scope)
         status = 500
         started = time.perf_counter()
 
