@@ -1,6 +1,7 @@
 """Bank notifications end to end: signed POST -> `success` -> committed in the ledger.
 
-Runs against a running stack (`make up`, or one this script starts with --start-stack). Three
+Runs against a running stack (`make up`). First a warm-up (not measured): the broker's JIT
+compiler alone takes most of a core for the first minute or two after a start. Then three
 phases, each on fresh record ids:
   throughput  N notifications posted with C in flight; rate = N / (first POST -> last commit)
   latency     a steady R/s for S seconds; per notification, `success` -> ledger entry committed
@@ -16,12 +17,13 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
-import aiohttp
 import asyncpg
 import uvloop
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -29,6 +31,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from fundhub.bank_simulator.notifications import DEFAULT_APP_ID, TransferSpec, build_many
 from fundhub.common.config import Settings
+
+sys.path.insert(0, str(Path(__file__).parent))
+from load_client import LoadConnection, post_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,40 +49,43 @@ class Tracker:
 
 
 async def post_all(
-    session: aiohttp.ClientSession,
-    url: str,
+    gateway_url: str,
     items: list[tuple[str, bytes]],
     concurrency: int,
     tracker: Tracker,
     rate: float | None = None,
 ) -> None:
+    """POST each body to /callbacks/bank over ``concurrency`` keep-alive connections."""
+    url = urlsplit(gateway_url)
+    host, port = url.hostname or "127.0.0.1", url.port or 80
+    requests = [(r, post_bytes(url.netloc, "/callbacks/bank", body)) for r, body in items]
     queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
-    for item in items:
+    for item in requests:
         queue.put_nowait(item)
+    connections = [await LoadConnection.open(host, port) for _ in range(concurrency)]
     started = time.perf_counter()
 
-    async def worker(index: int) -> None:
-        sent = 0
+    async def worker(connection: LoadConnection) -> None:
         while not queue.empty():
-            record_id, body = queue.get_nowait()
+            record_id, request = queue.get_nowait()
             if rate:
                 # Open-loop pacing: the k-th request of the run leaves at k / rate.
                 due = started + (len(items) - queue.qsize() - 1) / rate
                 delay = due - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            async with session.post(
-                url, data=body, headers={"content-type": "application/json"}
-            ) as response:
-                text = await response.text()
-            if text == "success":
+            _, body = await connection.send(request)
+            if body == b"success":
                 tracker.answered[record_id] = time.perf_counter()
                 tracker.unseen.add(record_id)
             else:
                 tracker.failures += 1
-            sent += 1
 
-    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    try:
+        await asyncio.gather(*(worker(c) for c in connections))
+    finally:
+        for connection in connections:
+            connection.close()
 
 
 async def watch_commits(
@@ -131,18 +139,14 @@ async def phase_throughput(
     items = prepare(run, "t", args.count, args.app_id, key)
     tracker = Tracker()
     stop = asyncio.Event()
-    connector = aiohttp.TCPConnector(limit=args.concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        watcher = asyncio.ensure_future(  # noqa: RUF006
-            watch_commits(pool, [i for i, _ in items], tracker, stop, every_s=0.05)
-        )
-        print(json.dumps({"throughput": "posting", "notifications": len(items)}), flush=True)
-        started = time.perf_counter()
-        await post_all(
-            session, args.gateway_url + "/callbacks/bank", items, args.concurrency, tracker
-        )
-        posted = time.perf_counter()
-        await asyncio.wait_for(watcher, timeout=120)
+    watcher = asyncio.ensure_future(  # noqa: RUF006
+        watch_commits(pool, [i for i, _ in items], tracker, stop, every_s=0.05)
+    )
+    print(json.dumps({"throughput": "posting", "notifications": len(items)}), flush=True)
+    started = time.perf_counter()
+    await post_all(args.gateway_url, items, args.concurrency, tracker)
+    posted = time.perf_counter()
+    await asyncio.wait_for(watcher, timeout=120)
     done = max(tracker.committed.values())
     return {
         "notifications": len(items),
@@ -159,15 +163,11 @@ async def phase_latency(
     items = prepare(run, "l", count, args.app_id, key)
     tracker = Tracker()
     stop = asyncio.Event()
-    connector = aiohttp.TCPConnector(limit=64)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        watcher = asyncio.ensure_future(  # noqa: RUF006
-            watch_commits(pool, [i for i, _ in items], tracker, stop, every_s=0.005)
-        )
-        await post_all(
-            session, args.gateway_url + "/callbacks/bank", items, 64, tracker, rate=args.rate
-        )
-        await asyncio.wait_for(watcher, timeout=120)
+    watcher = asyncio.ensure_future(  # noqa: RUF006
+        watch_commits(pool, [i for i, _ in items], tracker, stop, every_s=0.005)
+    )
+    await post_all(args.gateway_url, items, 64, tracker, rate=args.rate)
+    await asyncio.wait_for(watcher, timeout=120)
     lags = [
         max(0.0, tracker.committed[r] - tracker.answered[r]) * 1000
         for r in tracker.answered
@@ -274,6 +274,9 @@ async def main() -> None:
     parser.add_argument("--rate", type=float, default=300.0)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--phases", default="throughput,latency,baseline")
+    parser.add_argument(
+        "--warmup", type=int, default=10000, help="notifications posted before measuring (0: none)"
+    )
     parser.add_argument("--out", default=str(ROOT / "bench/results/notify_e2e.json"))
     args = parser.parse_args()
     key = Path(args.private_key_file).read_text()  # noqa: ASYNC240 (before the clock starts)
@@ -282,6 +285,10 @@ async def main() -> None:
     assert pool is not None
     results: dict[str, object] = {"machine": machine(), "run": run}
     phases = args.phases.split(",")
+    if args.warmup:
+        warm = argparse.Namespace(**{**vars(args), "count": args.warmup})
+        results["warmup"] = await phase_throughput(warm, pool, key, run + "w")
+        print(json.dumps({"warmup": results["warmup"]}), flush=True)
     if "throughput" in phases:
         results["throughput"] = await phase_throughput(args, pool, key, run)
         print(json.dumps({"throughput": results["throughput"]}), flush=True)

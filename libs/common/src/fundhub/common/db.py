@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -155,3 +156,40 @@ async def write_together(
         return
     final = f"SELECT pg_notify('{notify}', '')" if notify else "SELECT 1"
     await conn.execute(f"WITH {', '.join(parts)} {final}", *args)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One statement of ``run_together``: a data-modifying statement or a locking SELECT."""
+
+    sql: str  # parameters $1.. of its own
+    args: Sequence[Any]
+    returns: bool = True
+
+
+async def run_together(
+    conn: asyncpg.Connection, steps: Sequence[Step]
+) -> list[list[dict[str, Any]]]:
+    """Run several statements as one (top-level CTEs): one round trip instead of one each.
+
+    Each step's rows come back as dicts (through JSON, so numbers are ints and timestamps are
+    ISO strings). Every step sees the snapshot the statement started with, not the others'
+    effects; a step that must see another's work belongs in a later round trip.
+    """
+    parts: list[str] = []
+    args: list[Any] = []
+    for i, step in enumerate(steps):
+        sql = _PARAM.sub(lambda m: f"${int(m.group(1)) + len(args)}", step.sql)
+        parts.append(f"s{i} AS ({sql})")
+        args.extend(step.args)
+    collected = ", ".join(
+        f"(SELECT coalesce(json_agg(s{i}), '[]'::json) FROM s{i})" if step.returns else "NULL"
+        for i, step in enumerate(steps)
+    )
+    row = await conn.fetchrow(f"WITH {', '.join(parts)} SELECT {collected}", *args)
+    assert row is not None
+    return [_rows(row[i]) if step.returns else [] for i, step in enumerate(steps)]
+
+
+def _rows(value: Any) -> list[dict[str, Any]]:
+    return json.loads(value) if isinstance(value, str) else list(value)

@@ -6,11 +6,12 @@ what those rules decided.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import asyncpg
 
-from fundhub.common.db import ArrayStatement, BatchInsert, Write
+from fundhub.common.db import ArrayStatement, BatchInsert, Step, Write, run_together
 from fundhub.common.ledger import Balance, JournalEntry
 
 
@@ -19,39 +20,68 @@ async def ensure_accounts(
     customers: Iterable[tuple[str, str, str | None]],
     system_ids: Iterable[str],
 ) -> None:
-    """Create accounts on first sight, in one statement; existing ones are left alone.
+    """Create accounts on first sight, in one statement; existing ones are left alone."""
+    await run_together(conn, ensure_and_lock_steps(customers, system_ids, lock=False))
+
+
+_ENSURE_SYSTEM = (
+    "INSERT INTO accounts (account_id, kind, currency, allow_negative) "
+    "SELECT a, 'system', split_part(a, ':', 3), true FROM unnest($1::text[]) AS t(a) "
+    "ON CONFLICT (account_id) DO NOTHING"
+)
+_ENSURE_CUSTOMERS = (
+    "INSERT INTO accounts (account_id, kind, currency, name) "
+    "SELECT a, 'customer', c, n FROM unnest($1::text[], $2::text[], $3::text[]) AS t(a, c, n) "
+    "ON CONFLICT (account_id) DO NOTHING"
+)
+_ENSURE_BALANCES = (
+    "INSERT INTO account_balances (account_id, currency) "
+    "SELECT a, c FROM unnest($1::text[], $2::text[]) AS t(a, c) "
+    "ON CONFLICT (account_id) DO NOTHING"
+)
+# The no-op update locks an existing row and returns it as it stands (a plain SELECT in the
+# same statement could not see a row inserted by it, nor one a concurrent batch just created).
+_ENSURE_AND_LOCK_BALANCES = (
+    "INSERT INTO account_balances (account_id, currency) "
+    "SELECT a, c FROM unnest($1::text[], $2::text[]) AS t(a, c) "
+    "ON CONFLICT (account_id) DO UPDATE SET version = account_balances.version "
+    "RETURNING account_id, currency, available, frozen, pending, allow_negative"
+)
+
+
+def ensure_and_lock_steps(
+    customers: Iterable[tuple[str, str, str | None]],
+    system_ids: Iterable[str],
+    lock: bool = True,
+) -> list[Step]:
+    """``ensure_accounts`` (and with ``lock`` the lock of the customers' balances) as steps
+    of ``db.run_together``; with ``lock`` the last step's rows are the locked balances
+    (``balances_from``). Rows are sorted, so concurrent batches lock in the same order.
 
     Customers are (account_id, currency, name) and get a balance row; system accounts
     (``sys:<purpose>:<currency>``) may go negative and keep none, so that no hot row
-    serialises every consumer.
-    """
+    serialises every consumer."""
     rows = sorted(set(customers))
-    ids = sorted(set(system_ids))
-    await conn.execute(
-        "WITH s AS (INSERT INTO accounts (account_id, kind, currency, allow_negative) "
-        "  SELECT a, 'system', split_part(a, ':', 3), true FROM unnest($4::text[]) AS t(a) "
-        "  ON CONFLICT (account_id) DO NOTHING), "
-        "c AS (INSERT INTO accounts (account_id, kind, currency, name) "
-        "  SELECT a, 'customer', c, n "
-        "  FROM unnest($1::text[], $2::text[], $3::text[]) AS t(a, c, n) "
-        "  ON CONFLICT (account_id) DO NOTHING) "
-        "INSERT INTO account_balances (account_id, currency) "
-        "SELECT a, c FROM unnest($1::text[], $2::text[]) AS t(a, c) "
-        "ON CONFLICT (account_id) DO NOTHING",
-        [r[0] for r in rows],
-        [r[1] for r in rows],
-        [r[2] for r in rows],
-        ids,
-    )
+    ids = [r[0] for r in rows]
+    currencies = [r[1] for r in rows]
+    return [
+        Step(_ENSURE_SYSTEM, (sorted(set(system_ids)),), returns=False),
+        Step(_ENSURE_CUSTOMERS, (ids, currencies, [r[2] for r in rows]), returns=False),
+        Step(_ENSURE_AND_LOCK_BALANCES if lock else _ENSURE_BALANCES, (ids, currencies), lock),
+    ]
 
 
-async def lock_balances(conn: asyncpg.Connection, account_ids: Iterable[str]) -> dict[str, Balance]:
-    """Lock in a fixed order so that concurrent batches cannot deadlock."""
-    rows = await conn.fetch(
-        "SELECT account_id, currency, available, frozen, pending, allow_negative "
-        "FROM account_balances WHERE account_id = ANY($1::text[]) ORDER BY account_id FOR UPDATE",
-        sorted(set(account_ids)),
-    )
+async def ensure_and_lock(
+    conn: asyncpg.Connection,
+    customers: Iterable[tuple[str, str, str | None]],
+    system_ids: Iterable[str],
+) -> dict[str, Balance]:
+    """``ensure_accounts`` then ``lock_balances`` of the customers, in one round trip."""
+    results = await run_together(conn, ensure_and_lock_steps(customers, system_ids))
+    return balances_from(results[-1])
+
+
+def balances_from(rows: Iterable[Mapping[str, Any]]) -> dict[str, Balance]:
     return {
         r["account_id"]: Balance(
             account_id=r["account_id"],
@@ -63,6 +93,16 @@ async def lock_balances(conn: asyncpg.Connection, account_ids: Iterable[str]) ->
         )
         for r in rows
     }
+
+
+async def lock_balances(conn: asyncpg.Connection, account_ids: Iterable[str]) -> dict[str, Balance]:
+    """Lock in a fixed order so that concurrent batches cannot deadlock."""
+    rows = await conn.fetch(
+        "SELECT account_id, currency, available, frozen, pending, allow_negative "
+        "FROM account_balances WHERE account_id = ANY($1::text[]) ORDER BY account_id FOR UPDATE",
+        sorted(set(account_ids)),
+    )
+    return balances_from(rows)
 
 
 _ENTRY_COLUMNS = (

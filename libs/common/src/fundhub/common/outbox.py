@@ -19,14 +19,18 @@ from fundhub.common.kafka import KafkaPublisher, OutgoingMessage
 
 log = structlog.get_logger(__name__)
 
-NOTIFY_CHANNEL = "fundhub_outbox"
+# Who is woken when rows are written. Any relay publishes any row (SKIP LOCKED shares the work,
+# and an idle relay looks every half second anyway), but each write wakes only the relay of the
+# service that follows it up, not every relay for every batch.
+LEDGER_CHANNEL = "fundhub_outbox_ledger"  # notify-ingest's relay: ledger events
+PAYOUTS_CHANNEL = "fundhub_outbox_payouts"  # payment-worker's relay: payout commands and events
 _INSERT_OUTBOX = BatchInsert(
     "outbox", (("topic", "text"), ("key", "text"), ("payload", "bytea"), ("headers", "jsonb"))
 )
 
 
 def outbox_writes(events: list[tuple[str, str | None, Envelope]]) -> list[Write]:
-    """Rows for ``db.write_together``; pass ``notify=NOTIFY_CHANNEL`` to wake the relay."""
+    """Rows for ``db.write_together``; pass ``notify=`` a channel above to wake its relay."""
     return [
         (
             _INSERT_OUTBOX,
@@ -38,26 +42,54 @@ def outbox_writes(events: list[tuple[str, str | None, Envelope]]) -> list[Write]
     ]
 
 
+_TAKE = (
+    "UPDATE outbox SET published_at = now() WHERE id IN ("
+    "  SELECT id FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1"
+    "  FOR UPDATE SKIP LOCKED) "
+    "RETURNING id, topic, key, payload, headers"
+)
+
+
 class OutboxRelay:
-    """Publishes committed outbox rows in id order; several replicas share work via SKIP LOCKED."""
+    """Publishes committed outbox rows in id order; several replicas share work via SKIP LOCKED.
+
+    Rows are marked published and sent in one transaction that commits only after Kafka
+    acknowledged every one: a failed send rolls the mark back, a crash re-sends (consumers
+    dedupe by envelope id)."""
 
     def __init__(
-        self, pool: asyncpg.Pool, publisher: KafkaPublisher, batch: int = 500, idle_s: float = 0.5
+        self,
+        pool: asyncpg.Pool,
+        publisher: KafkaPublisher,
+        channel: str,
+        batch: int = 500,
+        idle_s: float = 0.5,
+        gather_s: float = 0.01,
     ) -> None:
         self._pool = pool
         self._publisher = publisher
+        self._channel = channel
         self._batch = batch
         self._idle_s = idle_s
+        self._gather_s = gather_s
         self._wake = asyncio.Event()
+        self._conn: asyncpg.Connection | None = None  # held: no pool reset per pass
         self.published = 0
 
     async def relay_once(self) -> int:
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                "SELECT id, topic, key, payload, headers FROM outbox "
-                "WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-                self._batch,
-            )
+        if self._conn is None:
+            self._conn = await self._pool.acquire()
+        conn = self._conn
+        try:
+            return await self._relay(conn)
+        except BaseException:
+            self._conn = None
+            await self._pool.release(conn)
+            raise
+
+    async def _relay(self, conn: asyncpg.Connection) -> int:
+        async with conn.transaction():
+            rows = sorted(await conn.fetch(_TAKE, self._batch), key=lambda r: r["id"])
             if not rows:
                 return 0
             await self._publisher.send_many(
@@ -71,10 +103,6 @@ class OutboxRelay:
                     for r in rows
                 ]
             )
-            await conn.execute(
-                "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
-                [r["id"] for r in rows],
-            )
         self.published += len(rows)
         return len(rows)
 
@@ -84,8 +112,9 @@ class OutboxRelay:
     async def run(self) -> None:
         listener = await self._pool.acquire()
         try:
-            await listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            await listener.add_listener(self._channel, self._on_notify)
             while True:
+                self._wake.clear()  # before the pass: a commit during it wakes the next one
                 try:
                     sent = await self.relay_once()
                 except asyncio.CancelledError:
@@ -94,10 +123,16 @@ class OutboxRelay:
                     log.error("outbox_relay_failed", error=str(exc))
                     await asyncio.sleep(1)
                     continue
-                if sent == 0:
-                    self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), timeout=self._idle_s)
+                if sent >= self._batch:
+                    continue  # more are waiting
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._idle_s)
+                # Let a few more commits land: fewer, larger passes (one per writer batch
+                # would cost more than the events themselves).
+                await asyncio.sleep(self._gather_s)
         finally:
-            await listener.remove_listener(NOTIFY_CHANNEL, self._on_notify)
+            await listener.remove_listener(self._channel, self._on_notify)
             await self._pool.release(listener)
+            if self._conn is not None:
+                conn, self._conn = self._conn, None
+                await self._pool.release(conn)

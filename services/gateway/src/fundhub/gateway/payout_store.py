@@ -18,7 +18,7 @@ from fundhub.common import db
 from fundhub.common.clock import iso_utc_ms, utcnow
 from fundhub.common.envelope import Envelope, deterministic_id
 from fundhub.common.errors import ErrorCode, FundhubError
-from fundhub.common.outbox import NOTIFY_CHANNEL, outbox_writes
+from fundhub.common.outbox import PAYOUTS_CHANNEL, outbox_writes
 from fundhub.common.payout_request import PayoutRequest, new_pay_id
 from fundhub.common.topics import Topics
 
@@ -106,7 +106,7 @@ class PayoutStore:
                     outbox_writes(
                         [(self._topics.payout_commands, request.payer_account_id, command)]
                     ),
-                    notify=NOTIFY_CHANNEL,
+                    notify=PAYOUTS_CHANNEL,
                 )
                 return Admission(row, created=True)
             existing = await conn.fetchrow(_EXISTING, key_id, request.request_id)

@@ -61,21 +61,30 @@ async def apply_transfer_notifications(
 ) -> BatchResult:
     """Run inside the caller's transaction; the caller commits Kafka offsets after it commits."""
     result = BatchResult()
-    fresh, result.duplicates = await inbox.take_fresh(
-        conn, CONSUMER, messages, lambda m: m.message_id
+    # One round trip claims the ids, creates accounts on first sight and locks the records
+    # and balances. It does so for the whole batch; duplicates are dropped afterwards.
+    currencies = {m.notice.currency for m in messages}
+    purposes = (BANK_INFLOW, DEDUCTION_CLEARING)
+    system_ids = [system_account(p, c) for c in currencies for p in purposes]
+    claimed, *_, balance_rows, record_rows = await db.run_together(
+        conn,
+        [
+            inbox.claim_step(CONSUMER, [m.message_id for m in messages]),
+            *ledger_store.ensure_and_lock_steps(
+                [(m.notice.in_acct_no, m.notice.currency, m.notice.in_acct_name) for m in messages],
+                system_ids,
+            ),
+            store.lock_records_step([(m.app_id, m.notice.record_id) for m in messages]),
+        ],
+    )
+    fresh, result.duplicates = inbox.fresh_items(
+        messages, lambda m: m.message_id, {r["message_id"] for r in claimed}
     )
     if not fresh:
         return result
-
-    currencies = {m.notice.currency for m in fresh}
-    await ledger_store.ensure_accounts(
-        conn,
-        [(m.notice.in_acct_no, m.notice.currency, m.notice.in_acct_name) for m in fresh],
-        [system_account(p, c) for c in currencies for p in (BANK_INFLOW, DEDUCTION_CLEARING)],
-    )
     work = _Work(
-        positions=await store.lock_records(conn, [(m.app_id, m.notice.record_id) for m in fresh]),
-        balances=await ledger_store.lock_balances(conn, {m.notice.in_acct_no for m in fresh}),
+        positions=store.positions_from(record_rows),
+        balances=ledger_store.balances_from(balance_rows),
     )
     for message in fresh:
         with correlation(message.correlation_id):
@@ -91,7 +100,7 @@ async def apply_transfer_notifications(
             *store.notification_writes(work.notifications),
             *outbox.outbox_writes(work.events),
         ],
-        notify=outbox.NOTIFY_CHANNEL if work.events else None,
+        notify=outbox.LEDGER_CHANNEL if work.events else None,
     )
     return result
 

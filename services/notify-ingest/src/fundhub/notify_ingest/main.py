@@ -13,7 +13,7 @@ from fundhub.common.health import serve_health
 from fundhub.common.kafka import KafkaPublisher, ensure_topics
 from fundhub.common.lifecycle import exit_if_failed, run_until_stopped
 from fundhub.common.logging import configure_logging
-from fundhub.common.outbox import OutboxRelay
+from fundhub.common.outbox import LEDGER_CHANNEL, OutboxRelay
 from fundhub.common.topics import topics
 from fundhub.notify_ingest.handler import CONSUMER
 from fundhub.notify_ingest.worker import transfer_notify_handler
@@ -35,7 +35,7 @@ async def run(settings: Settings) -> None:
         names.bank_transfer_notify,
         transfer_notify_handler(names),
     )
-    relay = OutboxRelay(pool, publisher)
+    relay = OutboxRelay(pool, publisher, LEDGER_CHANNEL)
 
     async def postgres_ready() -> bool:
         return await db.ping(pool)

@@ -2,31 +2,41 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
-from fundhub.common.db import BatchInsert, Write
+from fundhub.common.db import BatchInsert, Step, Write
 from fundhub.notify_ingest.transfer_records import RecordPosition, RecordState
 
 RecordKey = tuple[str, str]  # (app_id, record_id)
 
 
+_LOCK_RECORDS = (
+    "SELECT r.app_id, r.record_id, r.state, r.held_available, r.held_frozen, "
+    "r.deducted_amount, r.reversed_amount, r.trans_amount, r.account_id, r.currency "
+    "FROM bank_transfer_records r "
+    "JOIN unnest($1::text[], $2::text[]) AS k(a, i) ON r.app_id = k.a AND r.record_id = k.i "
+    "ORDER BY r.app_id, r.record_id FOR UPDATE OF r"
+)
+
+
+def lock_records_step(keys: Sequence[RecordKey]) -> Step:
+    """The records' rows, locked in key order, as a step of ``db.run_together``."""
+    ordered = sorted(set(keys))
+    return Step(_LOCK_RECORDS, ([k[0] for k in ordered], [k[1] for k in ordered]))
+
+
 async def lock_records(
     conn: asyncpg.Connection, keys: Sequence[RecordKey]
 ) -> dict[RecordKey, RecordPosition]:
-    ordered = sorted(set(keys))
-    rows = await conn.fetch(
-        "SELECT r.app_id, r.record_id, r.state, r.held_available, r.held_frozen, "
-        "r.deducted_amount, r.reversed_amount, r.trans_amount, r.account_id, r.currency "
-        "FROM bank_transfer_records r "
-        "JOIN unnest($1::text[], $2::text[]) AS k(a, i) ON r.app_id = k.a AND r.record_id = k.i "
-        "ORDER BY r.app_id, r.record_id FOR UPDATE OF r",
-        [k[0] for k in ordered],
-        [k[1] for k in ordered],
-    )
+    step = lock_records_step(keys)
+    return positions_from(await conn.fetch(step.sql, *step.args))
+
+
+def positions_from(rows: Iterable[Mapping[str, Any]]) -> dict[RecordKey, RecordPosition]:
     return {
         (r["app_id"], r["record_id"]): RecordPosition(
             state=RecordState(r["state"]),

@@ -16,7 +16,7 @@ from fundhub.common.health import serve_health
 from fundhub.common.kafka import KafkaPublisher, ensure_topics
 from fundhub.common.lifecycle import exit_if_failed, run_until_stopped
 from fundhub.common.logging import configure_logging
-from fundhub.common.outbox import OutboxRelay
+from fundhub.common.outbox import PAYOUTS_CHANNEL, OutboxRelay
 from fundhub.common.topics import Topics, topics
 from fundhub.payment_worker import commands, results
 from fundhub.payment_worker.messages import (
@@ -109,7 +109,7 @@ async def run(settings: Settings) -> None:
         result_handler(names),
     )
     poller = Poller(settings, pool, submitter)
-    relay = OutboxRelay(pool, publisher)
+    relay = OutboxRelay(pool, publisher, PAYOUTS_CHANNEL)
 
     async def kafka_ready() -> bool:
         return await command_consumer.kafka_ready() and await result_consumer.kafka_ready()

@@ -130,7 +130,7 @@ class Settlement:
                 *payout_writes([self.rows[p] for p in sorted(self.changed_rows)]),
                 *outbox.outbox_writes(self.events),
             ],
-            notify=outbox.NOTIFY_CHANNEL if self.events else None,
+            notify=outbox.PAYOUTS_CHANNEL if self.events else None,
         )
 
 

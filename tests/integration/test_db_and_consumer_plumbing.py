@@ -1,0 +1,165 @@
+"""The shared plumbing against real Postgres and Kafka: fused statements, balance locks, the
+background offset commits and the outbox relay."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+from support.env import ModuleEnv
+
+from fundhub.common import db, inbox, ledger_store
+from fundhub.common.consumer import BatchConsumer, BatchOutcome, Record
+from fundhub.common.envelope import Envelope
+from fundhub.common.kafka import KafkaPublisher
+from fundhub.common.outbox import LEDGER_CHANNEL, OutboxRelay, outbox_writes
+from fundhub.common.topics import topics
+
+
+async def test_run_together_returns_each_steps_rows_in_one_statement(env: ModuleEnv) -> None:
+    ids = [f"m-{uuid.uuid4().hex}" for _ in range(3)]
+    async with env.pool.acquire() as conn, conn.transaction():
+        claimed, silent, counted = await db.run_together(
+            conn,
+            [
+                inbox.claim_step("plumbing", [*ids, ids[0]]),
+                db.Step(
+                    "INSERT INTO inbox (consumer, message_id) VALUES ($1, $2)",
+                    ("plumbing-other", ids[0]),
+                    returns=False,
+                ),
+                # Every step sees the statement's starting snapshot, not its siblings' rows.
+                db.Step("SELECT count(*) AS n FROM inbox WHERE consumer = $1", ("plumbing",)),
+            ],
+        )
+    assert sorted(r["message_id"] for r in claimed) == sorted(ids)
+    assert silent == []
+    assert counted == [{"n": 0}]
+    others = await env.pool.fetchval("SELECT count(*) FROM inbox WHERE consumer = 'plumbing-other'")
+    assert others == 1  # a step that returns nothing still ran
+    async with env.pool.acquire() as conn, conn.transaction():
+        (again,) = await db.run_together(conn, [inbox.claim_step("plumbing", ids)])
+    assert again == []
+
+
+async def test_ensure_and_lock_creates_then_locks_and_returns_balances(env: ModuleEnv) -> None:
+    new, old = f"pl-{uuid.uuid4().hex[:8]}", f"pl-{uuid.uuid4().hex[:8]}"
+    await ledger_store.ensure_accounts(env.pool, [(old, "CNY", "old")], [])  # type: ignore[arg-type]
+    await env.pool.execute(
+        "UPDATE account_balances SET available = 700, frozen = 5 WHERE account_id = $1", old
+    )
+    async with env.pool.acquire() as conn, conn.transaction():
+        balances = await ledger_store.ensure_and_lock(
+            conn, [(new, "CNY", "new"), (old, "CNY", "old")], ["sys:plumbing:CNY"]
+        )
+        assert (balances[new].available, balances[new].frozen) == (0, 0)
+        assert (balances[old].available, balances[old].frozen) == (700, 5)
+        assert balances[old].currency == "CNY"
+        # Both are held until this transaction ends: the existing row is locked, and the new one
+        # is this transaction's own insert, which another's must wait for.
+        async with env.pool.acquire() as other:
+            await other.execute("SET lock_timeout = '200ms'")
+            with pytest.raises(asyncpg.LockNotAvailableError):
+                await other.execute(
+                    "UPDATE account_balances SET pending = 1 WHERE account_id = $1", old
+                )
+            with pytest.raises(asyncpg.LockNotAvailableError):
+                await ledger_store.ensure_and_lock(other, [(new, "CNY", "new")], [])
+    kinds = await env.pool.fetch(
+        "SELECT account_id, kind FROM accounts WHERE account_id = ANY($1::text[])",
+        [new, "sys:plumbing:CNY"],
+    )
+    assert {r["account_id"]: r["kind"] for r in kinds} == {
+        new: "customer",
+        "sys:plumbing:CNY": "system",
+    }
+
+
+async def test_offsets_are_committed_in_the_background_and_flushed_on_stop(
+    env: ModuleEnv,
+) -> None:
+    names = topics(env.settings)
+    topic = names.dead_letter  # any topic of this module's namespace will do
+    producer = AIOKafkaProducer(bootstrap_servers=env.settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for i in range(40):
+            await producer.send_and_wait(topic, f"m{i}".encode(), key=str(i % 6).encode())
+    finally:
+        await producer.stop()
+    seen: list[bytes] = []
+    done = asyncio.Event()
+
+    async def handle(conn: asyncpg.Connection, records: list[Record]) -> BatchOutcome:
+        seen.extend(r.value or b"" for r in records)
+        if len(seen) >= 40:
+            done.set()
+        return BatchOutcome()
+
+    publisher = KafkaPublisher(env.settings)
+    group = names.group(f"plumbing-{uuid.uuid4().hex[:6]}")
+    consumer = BatchConsumer(env.settings, env.pool, publisher, group, topic, handle)
+    task = asyncio.create_task(consumer.run())
+    try:
+        await asyncio.wait_for(done.wait(), timeout=30)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await publisher.stop()
+    assert sorted(seen) == sorted(f"m{i}".encode() for i in range(40))
+
+    check = AIOKafkaConsumer(
+        bootstrap_servers=env.settings.kafka_bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await check.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in check.partitions_for_topic(topic) or []]
+        ends = await check.end_offsets(partitions)
+        committed = {tp: await check.committed(tp) for tp in partitions}
+    finally:
+        await check.stop()
+    assert committed == {tp: (end or None) for tp, end in ends.items()}
+
+
+async def test_the_relay_publishes_in_order_and_marks_rows_published(env: ModuleEnv) -> None:
+    names = topics(env.settings)
+    events = [Envelope(type="plumbing.test", correlation_id="c", data={"n": i}) for i in range(25)]
+    async with env.pool.acquire() as conn, conn.transaction():
+        await db.write_together(
+            conn,
+            outbox_writes([(names.ledger_events, "same-key", e) for e in events]),
+            notify=LEDGER_CHANNEL,
+        )
+    consumer = AIOKafkaConsumer(
+        names.ledger_events,
+        bootstrap_servers=env.settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        group_id=f"plumbing-{uuid.uuid4().hex[:6]}",
+    )
+    await consumer.start()
+    publisher = KafkaPublisher(env.settings)
+    relay = OutboxRelay(env.pool, publisher, LEDGER_CHANNEL, batch=10)
+    task = asyncio.create_task(relay.run())
+    received: list[Envelope] = []
+    try:
+        async with asyncio.timeout(30):
+            while len(received) < len(events):
+                polled = await consumer.getmany(timeout_ms=500)
+                for batch in polled.values():
+                    received.extend(Envelope.from_bytes(r.value or b"") for r in batch)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await consumer.stop()
+        await publisher.stop()
+    ours = [e.data["n"] for e in received if e.type == "plumbing.test"]
+    assert ours == list(range(25))  # one key: one partition, in the order written
+    unpublished = await env.pool.fetchval(
+        "SELECT count(*) FROM outbox WHERE published_at IS NULL AND topic = $1",
+        names.ledger_events,
+    )
+    assert unpublished == 0
