@@ -182,3 +182,42 @@ async def test_submit_answers_and_poller_resubmits_what_the_bank_never_got(
     assert alerted is not None
     assert (await balances(env.pool))["acct-poll"] == (8_000, 1_000)
     await assert_ledger_invariants(env.pool)
+
+
+async def test_a_processing_answer_is_noted_without_moving_money(env: ModuleEnv) -> None:
+    """The usual answer to a submission: submitted_at and the bank's id, nothing else; an id
+    that disagrees with the one recorded goes the full way and raises its alert."""
+    await fund(env.pool, "acct-noted", 5_000)
+    plain, raced, disagreeing = [
+        await insert_payout(env.pool, "acct-noted", 1_000) for _ in range(3)
+    ]
+    accepted = await accept(env, [plain, raced, disagreeing])
+    await report(env, raced, 1_000, "SUCCESS")  # its callback came before the answer
+    await env.pool.execute(
+        "UPDATE payouts SET bank_txn_id = 'BTX-first' WHERE pay_id = $1", disagreeing
+    )
+    bank = ScriptedBank()
+    bank.on_submit[disagreeing] = BankAnswer(BankStatus.PROCESSING, "BTX-other")
+    submitter = Submitter(env.pool, topics(env.settings), bank, "http://gw/callbacks/bank")
+    for row in accepted.to_submit:
+        await submitter.submit(row)
+    rows = {
+        r["pay_id"]: r
+        for r in await env.pool.fetch(
+            "SELECT pay_id, state, bank_txn_id, submitted_at FROM payouts "
+            "WHERE pay_id = ANY($1::text[])",
+            [plain, raced, disagreeing],
+        )
+    }
+    assert (rows[plain]["state"], rows[plain]["bank_txn_id"]) == ("PROCESSING", "BTX" + plain)
+    assert rows[plain]["submitted_at"] is not None
+    assert rows[raced]["state"] == "SUCCESS"  # the late PROCESSING answer changes nothing
+    assert rows[raced]["submitted_at"] is not None
+    assert (rows[disagreeing]["state"], rows[disagreeing]["bank_txn_id"]) == (
+        "PROCESSING",
+        "BTX-first",
+    )
+    assert rows[disagreeing]["submitted_at"] is not None  # the bank has it, whatever its id
+    # 5,000 funded; raced paid 1,000; the other two still frozen.
+    assert (await balances(env.pool))["acct-noted"] == (2_000, 2_000)
+    await assert_ledger_invariants(env.pool)

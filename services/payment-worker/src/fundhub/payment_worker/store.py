@@ -138,3 +138,22 @@ async def mark_overdue(conn: asyncpg.Connection, limit: int) -> list[PayoutRow]:
         limit,
     )
     return [_row(r) for r in records]
+
+
+async def note_submitted(pool: asyncpg.Pool, pay_id: str, bank_txn_id: str | None) -> bool:
+    """The bank holds the order and still works on it: note that, and its transaction id.
+
+    What ``payouts.settle`` decides for a PROCESSING report on a PROCESSING payout whose bank
+    transaction id agrees, done in one statement without the settlement's balance locks: the
+    usual answer to a submission moves no money. False when that is not the case (the payout
+    settled meanwhile, or the ids disagree): the caller then takes the full path.
+    """
+    noted = await pool.fetchval(
+        "UPDATE payouts SET submitted_at = coalesce(submitted_at, now()), "
+        "bank_txn_id = coalesce(bank_txn_id, $2), updated_at = now() "
+        "WHERE pay_id = $1 AND state = 'PROCESSING' "
+        "AND (bank_txn_id IS NULL OR $2::text IS NULL OR bank_txn_id = $2) RETURNING true",
+        pay_id,
+        bank_txn_id,
+    )
+    return bool(noted)

@@ -134,6 +134,9 @@ class Submitter:
 
     async def record(self, pay_id: str, answer: BankAnswer, submitted: bool) -> None:
         """Settle the payout with the bank's answer (and note that the bank has the order)."""
+        usual = submitted and answer.status is BankStatus.PROCESSING
+        if usual and await store.note_submitted(self._pool, pay_id, answer.bank_txn_id):
+            return
         result = BankResult(
             status=answer.status,
             bank_txn_id=answer.bank_txn_id,
