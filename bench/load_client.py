@@ -61,12 +61,14 @@ class LoadConnection(asyncio.Protocol):
             self._transport.close()
 
 
-def post_bytes(host: str, path: str, body: bytes, headers: Mapping[str, str] = {}) -> bytes:
+def post_bytes(
+    host: str, path: str, body: bytes, headers: Mapping[str, str] | None = None
+) -> bytes:
     lines = [
         f"POST {path} HTTP/1.1",
         f"Host: {host}",
         "Content-Type: application/json",
         f"Content-Length: {len(body)}",
-        *(f"{k}: {v}" for k, v in headers.items()),
+        *(f"{k}: {v}" for k, v in (headers or {}).items()),
     ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body

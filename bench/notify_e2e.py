@@ -255,10 +255,10 @@ def machine() -> str:
     return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, {cpu}"
 
 
-async def main() -> None:
-    settings = Settings()
+def stack_arguments(doc: str | None, settings: Settings) -> argparse.ArgumentParser:
+    """The options every benchmark shares: where the running stack is, and the dev bank key."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--gateway-url", default=f"http://127.0.0.1:{settings.gateway_port}")
     parser.add_argument("--database-url", default=settings.database_url)
@@ -269,6 +269,12 @@ async def main() -> None:
             "FUNDHUB_BANK_SIM_PRIVATE_KEY_FILE", str(ROOT / ".data/dev/bank-sim-private.pem")
         ),
     )
+    return parser
+
+
+async def main() -> None:
+    settings = Settings()
+    parser = stack_arguments(__doc__, settings)
     parser.add_argument("--count", type=int, default=20000)
     parser.add_argument("--concurrency", type=int, default=128)
     parser.add_argument("--rate", type=float, default=300.0)

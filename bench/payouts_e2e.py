@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import secrets
 import statistics
 import subprocess
@@ -28,13 +27,13 @@ import aiohttp
 import asyncpg
 import uvloop
 
-from fundhub.bank_simulator.notifications import DEFAULT_APP_ID, TransferSpec, build_many
+from fundhub.bank_simulator.notifications import TransferSpec, build_many
 from fundhub.common.config import Settings
 from fundhub.common.signing import sign_api_request
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
-from notify_e2e import machine, pct, phase_baseline  # noqa: E402
+from notify_e2e import machine, pct, phase_baseline, stack_arguments  # noqa: E402
 
 
 @dataclass
@@ -147,18 +146,7 @@ async def watch_final(pool: asyncpg.Pool, run: Run, expected: int, deadline: flo
 
 async def main() -> None:
     settings = Settings()
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--gateway-url", default=f"http://127.0.0.1:{settings.gateway_port}")
-    parser.add_argument("--database-url", default=settings.database_url)
-    parser.add_argument("--app-id", default=DEFAULT_APP_ID)
-    parser.add_argument(
-        "--private-key-file",
-        default=os.environ.get(
-            "FUNDHUB_BANK_SIM_PRIVATE_KEY_FILE", str(ROOT / ".data/dev/bank-sim-private.pem")
-        ),
-    )
+    parser = stack_arguments(__doc__, settings)
     parser.add_argument("--count", type=int, default=10000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--accounts", type=int, default=50)

@@ -16,8 +16,18 @@ from fundhub.common import db, inbox, ledger_store
 from fundhub.common.consumer import BatchConsumer, BatchOutcome, Record
 from fundhub.common.envelope import Envelope
 from fundhub.common.kafka import KafkaPublisher
+from fundhub.common.ledger import Balance
 from fundhub.common.outbox import LEDGER_CHANNEL, OutboxRelay, outbox_writes
 from fundhub.common.topics import topics
+
+
+async def ensure_and_lock(
+    conn: asyncpg.Connection, customers: list[tuple[str, str, str | None]], system_ids: list[str]
+) -> dict[str, Balance]:
+    *_, locked = await db.run_together(
+        conn, ledger_store.ensure_and_lock_steps(customers, system_ids)
+    )
+    return ledger_store.balances_from(locked)
 
 
 async def test_run_together_returns_each_steps_rows_in_one_statement(env: ModuleEnv) -> None:
@@ -53,7 +63,7 @@ async def test_ensure_and_lock_creates_then_locks_and_returns_balances(env: Modu
         "UPDATE account_balances SET available = 700, frozen = 5 WHERE account_id = $1", old
     )
     async with env.pool.acquire() as conn, conn.transaction():
-        balances = await ledger_store.ensure_and_lock(
+        balances = await ensure_and_lock(
             conn, [(new, "CNY", "new"), (old, "CNY", "old")], ["sys:plumbing:CNY"]
         )
         assert (balances[new].available, balances[new].frozen) == (0, 0)
@@ -68,7 +78,7 @@ async def test_ensure_and_lock_creates_then_locks_and_returns_balances(env: Modu
                     "UPDATE account_balances SET pending = 1 WHERE account_id = $1", old
                 )
             with pytest.raises(asyncpg.LockNotAvailableError):
-                await ledger_store.ensure_and_lock(other, [(new, "CNY", "new")], [])
+                await ensure_and_lock(other, [(new, "CNY", "new")], [])
     kinds = await env.pool.fetch(
         "SELECT account_id, kind FROM accounts WHERE account_id = ANY($1::text[])",
         [new, "sys:plumbing:CNY"],

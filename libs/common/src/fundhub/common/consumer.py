@@ -73,13 +73,11 @@ class BatchConsumer:
         self._consumer: AIOKafkaConsumer | None = None
         # Held across batches: a pool release costs a reset round trip per batch.
         self._conn: asyncpg.Connection | None = None
-        self._committer: OffsetCommitter | None = None
 
     async def run(self) -> None:
         consumer = make_consumer(self._settings, self._group, self._topic)
         self._consumer = consumer
         committer = OffsetCommitter(consumer)
-        self._committer = committer
         await consumer.start()
         log.info("consumer_started", topic=self._topic)
         try:

@@ -34,16 +34,14 @@ _ENSURE_CUSTOMERS = (
     "SELECT a, 'customer', c, n FROM unnest($1::text[], $2::text[], $3::text[]) AS t(a, c, n) "
     "ON CONFLICT (account_id) DO NOTHING"
 )
-_ENSURE_BALANCES = (
+_INSERT_BALANCES = (
     "INSERT INTO account_balances (account_id, currency) "
     "SELECT a, c FROM unnest($1::text[], $2::text[]) AS t(a, c) "
-    "ON CONFLICT (account_id) DO NOTHING"
 )
+_ENSURE_BALANCES = _INSERT_BALANCES + "ON CONFLICT (account_id) DO NOTHING"
 # The no-op update locks an existing row and returns it as it stands (a plain SELECT in the
 # same statement could not see a row inserted by it, nor one a concurrent batch just created).
-_ENSURE_AND_LOCK_BALANCES = (
-    "INSERT INTO account_balances (account_id, currency) "
-    "SELECT a, c FROM unnest($1::text[], $2::text[]) AS t(a, c) "
+_ENSURE_AND_LOCK_BALANCES = _INSERT_BALANCES + (
     "ON CONFLICT (account_id) DO UPDATE SET version = account_balances.version "
     "RETURNING account_id, currency, available, frozen, pending, allow_negative"
 )
@@ -69,16 +67,6 @@ def ensure_and_lock_steps(
         Step(_ENSURE_CUSTOMERS, (ids, currencies, [r[2] for r in rows]), returns=False),
         Step(_ENSURE_AND_LOCK_BALANCES if lock else _ENSURE_BALANCES, (ids, currencies), lock),
     ]
-
-
-async def ensure_and_lock(
-    conn: asyncpg.Connection,
-    customers: Iterable[tuple[str, str, str | None]],
-    system_ids: Iterable[str],
-) -> dict[str, Balance]:
-    """``ensure_accounts`` then ``lock_balances`` of the customers, in one round trip."""
-    results = await run_together(conn, ensure_and_lock_steps(customers, system_ids))
-    return balances_from(results[-1])
 
 
 def balances_from(rows: Iterable[Mapping[str, Any]]) -> dict[str, Balance]:

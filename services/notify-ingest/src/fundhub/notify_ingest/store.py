@@ -6,8 +6,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
-
 from fundhub.common.db import BatchInsert, Step, Write
 from fundhub.notify_ingest.transfer_records import RecordPosition, RecordState
 
@@ -27,13 +25,6 @@ def lock_records_step(keys: Sequence[RecordKey]) -> Step:
     """The records' rows, locked in key order, as a step of ``db.run_together``."""
     ordered = sorted(set(keys))
     return Step(_LOCK_RECORDS, ([k[0] for k in ordered], [k[1] for k in ordered]))
-
-
-async def lock_records(
-    conn: asyncpg.Connection, keys: Sequence[RecordKey]
-) -> dict[RecordKey, RecordPosition]:
-    step = lock_records_step(keys)
-    return positions_from(await conn.fetch(step.sql, *step.args))
 
 
 def positions_from(rows: Iterable[Mapping[str, Any]]) -> dict[RecordKey, RecordPosition]:
