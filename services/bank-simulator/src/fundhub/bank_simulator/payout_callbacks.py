@@ -157,12 +157,15 @@ class PayoutNotifier:
         if plan.return_after_s is not None:
             await asyncio.sleep(plan.return_after_s)
             if self.bank.return_payout(request_id, utcnow()):
-                self._notify(transfer)
+                # Always announced: the payout is final on our side by then and no longer
+                # polled, so a withheld return could only be found by reconciliation.
+                self._notify(transfer, always=True)
 
-    def _notify(self, transfer: Transfer) -> None:
-        """Send the transfer's current result (and a copy, if planned), or withhold it."""
+    def _notify(self, transfer: Transfer, always: bool = False) -> None:
+        """Send the transfer's current result (and a copy, if planned), or withhold it
+        (``never_answer_rate``: the outcome's callback never comes, polling must find it)."""
         plan = transfer.plan
-        if not plan.callback:
+        if not plan.callback and not always:
             self.bank.stats.callbacks_withheld += 1
             return
         biz = result_biz(transfer)  # taken now: the transfer may move on before it is sent
