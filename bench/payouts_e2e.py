@@ -22,9 +22,11 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
+import orjson
 import uvloop
 
 from fundhub.bank_simulator.notifications import TransferSpec, build_many
@@ -33,6 +35,7 @@ from fundhub.common.signing import sign_api_request
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
+from load_client import LoadConnection, post_bytes  # noqa: E402
 from notify_e2e import machine, pct, phase_baseline, stack_arguments  # noqa: E402
 
 
@@ -85,11 +88,13 @@ async def submit_all(
     for i in range(args.count):
         queue.put_nowait(i)
     path = "/v1/payouts"
+    url = urlsplit(args.gateway_url)
+    host, port = url.hostname or "127.0.0.1", url.port or 80
 
-    async def worker(session: aiohttp.ClientSession) -> None:
+    async def worker(connection: LoadConnection) -> None:
         while not queue.empty():
             i = queue.get_nowait()
-            body = json.dumps(
+            body = orjson.dumps(
                 {
                     "requestId": f"bench-{uuid.uuid4().hex}",
                     "supplierId": f"SUP{i % 100:05d}",
@@ -102,29 +107,31 @@ async def submit_all(
                         "bankName": "ICBC",
                     },
                 }
-            ).encode()
+            )
             ts, nonce = str(int(time.time())), secrets.token_hex(16)
             headers = {
-                "content-type": "application/json",
                 "X-Api-Key": key_id,
                 "X-Timestamp": ts,
                 "X-Nonce": nonce,
                 "X-Signature": sign_api_request(secret, "POST", path, [], ts, nonce, body),
             }
             started = time.perf_counter()
-            async with session.post(args.gateway_url + path, data=body, headers=headers) as r:
-                answer = await r.json()
+            status, raw = await connection.send(post_bytes(url.netloc, path, body, headers))
             now = time.perf_counter()
-            if r.status == 202:
+            if status == 202:
+                pay_id = orjson.loads(raw)["payId"]
                 run.submit_ms.append((now - started) * 1000)
-                run.accepted[answer["payId"]] = now
-                run.unseen.add(answer["payId"])
+                run.accepted[pay_id] = now
+                run.unseen.add(pay_id)
             else:
                 run.refused += 1
 
-    connector = aiohttp.TCPConnector(limit=args.concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        await asyncio.gather(*(worker(session) for _ in range(args.concurrency)))
+    connections = [await LoadConnection.open(host, port) for _ in range(args.concurrency)]
+    try:
+        await asyncio.gather(*(worker(c) for c in connections))
+    finally:
+        for connection in connections:
+            connection.close()
 
 
 async def watch_final(pool: asyncpg.Pool, run: Run, expected: int, deadline: float) -> None:

@@ -252,6 +252,20 @@ async def test_auth_refusals(stack: Stack, writer: tuple[str, str]) -> None:
 
     accepted = await post(stack, writer, payout("auth-4"))
     pay_id = accepted.json()["payId"]
+    # The nonce is recorded with the payout, in one statement: the same signed request sent
+    # again (a replay), or another request under a used nonce, is refused and writes nothing.
+    nonce = "replayed-nonce-0001"
+    raw = json.dumps(payout("auth-5")).encode()
+    once = signed_headers(*writer, "POST", PATH, body=raw, nonce=nonce)
+    assert (await stack.http.post(PATH, content=raw, headers=once)).status_code == 202
+    after = await counts(stack)
+    replay = await stack.http.post(PATH, content=raw, headers=once)
+    refused(replay, 401, "E006_NONCE_REPLAYED")
+    assert_signed(replay, writer[1])
+    raw = json.dumps(payout("auth-6")).encode()
+    reused = signed_headers(*writer, "POST", PATH, body=raw, nonce=nonce)
+    refused(await stack.http.post(PATH, content=raw, headers=reused), 401, "E006_NONCE_REPLAYED")
+    assert await counts(stack) == after
     # Reading: payouts:read, and only payouts of the key's own accounts.
     balance_only = stack.env.create_api_key("balance:read", ACCOUNT)
     refused(

@@ -32,9 +32,24 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("json", encoder=json_text, decoder=json.loads, schema="pg_catalog")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Released connections keep their session: nothing here sets any session state.
+
+    asyncpg still rolls back an open transaction and drops listener callbacks before calling
+    this; what it no longer does is send ``RESET ALL; UNLISTEN *; ...`` to the server on every
+    release, a round trip per pool use that cost more than many of the statements themselves.
+    The migrator's advisory lock is taken on its own connection (``connect``), never a pooled one.
+    """
+
+
 async def connect_pool(dsn: str, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=30
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        reset=_keep_session,
+        command_timeout=30,
     )
     assert pool is not None
     return pool

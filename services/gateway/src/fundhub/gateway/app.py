@@ -22,7 +22,7 @@ from fundhub.gateway.bank_callbacks import BankNotificationIntake, install_bank_
 from fundhub.gateway.middleware import CorrelationMiddleware
 from fundhub.gateway.payout_store import PayoutStore
 from fundhub.gateway.payouts import payouts_router
-from fundhub.gateway.responses import failure, signed
+from fundhub.gateway.responses import failure, refusal_response
 from fundhub.gateway.stores import ApiKeyStore, BankAppStore
 
 log = structlog.get_logger(__name__)
@@ -95,7 +95,7 @@ def _install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(FundhubError)
     async def on_refusal(request: Request, exc: FundhubError) -> Response:
-        return signed(request, failure(exc.error, exc.message))
+        return refusal_response(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -107,5 +107,4 @@ def _install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def on_crash(request: Request, exc: Exception) -> Response:
-        log.exception("request_failed")
-        return failure(ErrorCode.INTERNAL)
+        return refusal_response(request, exc)

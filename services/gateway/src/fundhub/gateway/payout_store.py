@@ -1,5 +1,5 @@
-"""The payouts API's SQL: idempotent acceptance (request, payout and command in one transaction),
-the reads, and the client-callback deliveries.
+"""The payouts API's SQL: idempotent acceptance (nonce, request, payout and command in one
+statement), the reads, and the client-callback deliveries.
 
 Acceptance relies on the ``payout_requests`` primary key (key_id, request_id): concurrent copies
 of one request all try to insert it; the first commits, the others wait for that commit inside
@@ -9,6 +9,8 @@ statement a fresh snapshot), so all of them answer with the same payId.
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +20,7 @@ from fundhub.common import db
 from fundhub.common.clock import iso_utc_ms, utcnow
 from fundhub.common.envelope import Envelope, deterministic_id
 from fundhub.common.errors import ErrorCode, FundhubError
-from fundhub.common.outbox import PAYOUTS_CHANNEL, outbox_writes
+from fundhub.common.outbox import PAYOUTS_CHANNEL
 from fundhub.common.payout_request import PayoutRequest, new_pay_id
 from fundhub.common.topics import Topics
 
@@ -30,21 +32,38 @@ PAYOUT_COLUMNS = (
     "error_code, message, bank_txn_id, extension, callback_url, created_at, finished_at"
 )
 
+# One statement, so one round trip and atomic without a transaction block: the caller's nonce,
+# the request, the payout and its command for payment-worker, and the wake-up of the relay
+# that publishes the command. A used nonce stops everything after it; a known requestId stops
+# the payout and its command (the caller then reads what that request created).
 _ACCEPT = f"""
-WITH accepted AS (
+WITH nonce AS (
+    INSERT INTO api_nonces (key_id, nonce) VALUES ($1, $15)
+    ON CONFLICT DO NOTHING
+    RETURNING key_id
+), accepted AS (
     INSERT INTO payout_requests (key_id, request_id, fingerprint, pay_id)
-    VALUES ($1, $2, $3, $4)
+    SELECT $1, $2, $3, $4 FROM nonce
     ON CONFLICT DO NOTHING
     RETURNING pay_id
+), payout AS (
+    INSERT INTO payouts (
+        pay_id, key_id, request_id, supplier_id, payer_account_id, amount, currency, payee,
+        purpose, callback_url, extension, state, deadline_at, next_poll_at
+    )
+    SELECT accepted.pay_id, $1, $2, $5, $6, $7, $8, $9::jsonb, $10, $11, $12::jsonb,
+           'PROCESSING', now() + make_interval(secs => $13), now() + make_interval(secs => $14)
+    FROM accepted
+    RETURNING {PAYOUT_COLUMNS}
+), command AS (
+    INSERT INTO outbox (topic, key, payload, headers)
+    SELECT $16, payout.payer_account_id, $17, $18::jsonb FROM payout
+    RETURNING id
 )
-INSERT INTO payouts (
-    pay_id, key_id, request_id, supplier_id, payer_account_id, amount, currency, payee,
-    purpose, callback_url, extension, state, deadline_at, next_poll_at
-)
-SELECT accepted.pay_id, $1, $2, $5, $6, $7, $8, $9::jsonb, $10, $11, $12::jsonb, 'PROCESSING',
-       now() + make_interval(secs => $13), now() + make_interval(secs => $14)
-FROM accepted
-RETURNING {PAYOUT_COLUMNS}
+SELECT EXISTS (SELECT 1 FROM nonce) AS nonce_fresh,
+       (SELECT count(*) FROM command, pg_notify('{PAYOUTS_CHANNEL}', '')) AS queued,
+       payout.*
+FROM (SELECT 1) AS one LEFT JOIN payout ON true
 """
 
 _EXISTING = f"""
@@ -62,54 +81,86 @@ class Admission:
     created: bool
 
 
+class NonceUsed(Exception):
+    """The request's nonce was seen before: a replay, refused before anything was written."""
+
+
+class PayIdSequence:
+    """Sequence numbers for payIds, reserved from Postgres a block at a time.
+
+    One round trip per ``block`` payouts instead of one each. A stop forgets the unused rest of
+    a block: payIds are unique and increase per gateway, but have gaps and interleave between
+    replicas, which nothing relies on.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, block: int = 100) -> None:
+        self._pool = pool
+        self._block = block
+        self._free: deque[int] = deque()
+        self._refill = asyncio.Lock()
+
+    async def next(self) -> int:
+        if not self._free:
+            async with self._refill:
+                if not self._free:
+                    numbers = await self._pool.fetch(
+                        "SELECT nextval('payout_seq') AS n FROM generate_series(1, $1)",
+                        self._block,
+                    )
+                    self._free.extend(sorted(int(r["n"]) for r in numbers))
+        return self._free.popleft()
+
+
 class PayoutStore:
     def __init__(self, pool: asyncpg.Pool, topics: Topics, deadline_s: float) -> None:
         self._pool = pool
         self._topics = topics
         self._deadline_s = float(deadline_s)
+        self._sequence = PayIdSequence(pool)
 
-    async def admit(self, key_id: str, request: PayoutRequest, correlation_id: str) -> Admission:
+    async def admit(
+        self, key_id: str, nonce: str, request: PayoutRequest, correlation_id: str
+    ) -> Admission:
         """Accept a new payout, or resolve a repeated requestId to the payout it created.
 
+        Records ``nonce`` in the same statement (raises NonceUsed when it was seen before).
         Raises E010 when the requestId was used before with another body.
         """
         fingerprint = request.fingerprint()
-        async with self._pool.acquire() as conn, conn.transaction():
-            sequence = await conn.fetchval("SELECT nextval('payout_seq')")
-            pay_id = new_pay_id(utcnow().date(), int(sequence))
-            row = await conn.fetchrow(
-                _ACCEPT,
-                key_id,
-                request.request_id,
-                fingerprint,
-                pay_id,
-                request.supplier_id,
-                request.payer_account_id,
-                request.amount,
-                request.currency,
-                request.payee.model_dump(mode="json", by_alias=True),
-                request.purpose,
-                request.callback_url,
-                request.extension,
-                self._deadline_s,
-                FIRST_POLL_AFTER_S,
-            )
-            if row is not None:
-                command = Envelope(
-                    id=deterministic_id("payout", pay_id),
-                    type=TYPE_PAYOUT_REQUESTED,
-                    correlation_id=correlation_id,
-                    data={"payId": pay_id},
-                )
-                await db.write_together(
-                    conn,
-                    outbox_writes(
-                        [(self._topics.payout_commands, request.payer_account_id, command)]
-                    ),
-                    notify=PAYOUTS_CHANNEL,
-                )
-                return Admission(row, created=True)
-            existing = await conn.fetchrow(_EXISTING, key_id, request.request_id)
+        pay_id = new_pay_id(utcnow().date(), await self._sequence.next())
+        command = Envelope(
+            id=deterministic_id("payout", pay_id),
+            type=TYPE_PAYOUT_REQUESTED,
+            correlation_id=correlation_id,
+            data={"payId": pay_id},
+        )
+        row = await self._pool.fetchrow(
+            _ACCEPT,
+            key_id,
+            request.request_id,
+            fingerprint,
+            pay_id,
+            request.supplier_id,
+            request.payer_account_id,
+            request.amount,
+            request.currency,
+            request.payee.model_dump(mode="json", by_alias=True),
+            request.purpose,
+            request.callback_url,
+            request.extension,
+            self._deadline_s,
+            FIRST_POLL_AFTER_S,
+            nonce,
+            self._topics.payout_commands,
+            command.to_bytes(),
+            db.json_text({k: v.decode() for k, v in command.headers()}),
+        )
+        assert row is not None  # the final SELECT always yields one row
+        if not row["nonce_fresh"]:
+            raise NonceUsed(nonce)
+        if row["pay_id"] is not None:
+            return Admission(row, created=True)
+        existing = await self._pool.fetchrow(_EXISTING, key_id, request.request_id)
         if existing is None:  # the conflicting insert rolled back after all: a retry will do
             raise FundhubError(ErrorCode.UNAVAILABLE, "the request raced a failed one; retry")
         if existing["fingerprint"] != fingerprint:

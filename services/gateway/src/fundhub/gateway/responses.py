@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import structlog
 from fastapi import Request
 from fastapi.responses import Response
 
 from fundhub.common.clock import iso_utc, utcnow
-from fundhub.common.errors import ErrorCode
+from fundhub.common.errors import ErrorCode, FundhubError
 from fundhub.common.signing import body_signature
 
 
@@ -48,3 +49,14 @@ def signed(request: Request, response: Response) -> Response:
     if key is not None:
         response.headers[HEADER_SIGNATURE] = body_signature(key.secret, bytes(response.body))
     return response
+
+
+log = structlog.get_logger(__name__)
+
+
+def refusal_response(request: Request, exc: Exception) -> Response:
+    """What a request that raised answers: its refusal (signed once authenticated), else 500."""
+    if isinstance(exc, FundhubError):
+        return signed(request, failure(exc.error, exc.message))
+    log.exception("request_failed", exc_info=exc)
+    return failure(ErrorCode.INTERNAL)
