@@ -91,11 +91,16 @@ async def test_accept_then_read_by_id_and_request_id(stack: Stack, writer: tuple
     assert row["payee"] == body["payee"] and row["purpose"] == "May invoices"
     assert round(float(row["deadline_s"])) == 600 and round(float(row["poll_s"])) == 5
     command = await stack.env.pool.fetchrow(
-        "SELECT topic, key, payload FROM outbox ORDER BY id DESC LIMIT 1"
+        "SELECT topic, key, payload, headers FROM outbox ORDER BY id DESC LIMIT 1"
     )
     assert command["topic"].endswith("payouts.commands.v1") and command["key"] == ACCOUNT
     envelope = json.loads(bytes(command["payload"]))
     assert envelope["type"] == "payout.requested"
+    # The relay sends these as Kafka headers: an object of strings, as every outbox row has.
+    assert command["headers"] == {
+        "correlation-id": envelope["correlationId"],
+        "message-type": "payout.requested",
+    }
     assert envelope["data"] == {"payId": answer["payId"]}
 
     by_id = await signed_get(stack.http, *writer, f"{PATH}/{answer['payId']}")

@@ -24,6 +24,18 @@ async def ensure_accounts(
     await run_together(conn, ensure_and_lock_steps(customers, system_ids, lock=False))
 
 
+async def ensure_system_accounts(conn: asyncpg.Connection, account_ids: Iterable[str]) -> set[str]:
+    """Create system accounts on first sight; return those that already existed, committed.
+
+    ``ON CONFLICT DO NOTHING`` skips a row only once the conflicting one is committed (it waits
+    for a concurrent inserter), so a caller may cache the returned ids; the ones created here
+    exist only if the caller's transaction commits.
+    """
+    wanted = sorted(set(account_ids))
+    created = await conn.fetch(_ENSURE_SYSTEM + " RETURNING account_id", wanted)
+    return set(wanted) - {r["account_id"] for r in created}
+
+
 _ENSURE_SYSTEM = (
     "INSERT INTO accounts (account_id, kind, currency, allow_negative) "
     "SELECT a, 'system', split_part(a, ':', 3), true FROM unnest($1::text[]) AS t(a) "

@@ -16,7 +16,6 @@ from typing import Any
 
 import asyncpg
 
-from fundhub.common import db
 from fundhub.common.clock import iso_utc_ms, utcnow
 from fundhub.common.envelope import Envelope, deterministic_id
 from fundhub.common.errors import ErrorCode, FundhubError
@@ -153,7 +152,7 @@ class PayoutStore:
             nonce,
             self._topics.payout_commands,
             command.to_bytes(),
-            db.json_text({k: v.decode() for k, v in command.headers()}),
+            {k: v.decode() for k, v in command.headers()},
         )
         assert row is not None  # the final SELECT always yields one row
         if not row["nonce_fresh"]:
