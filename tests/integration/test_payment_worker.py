@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+import pytest
 from support.env import ModuleEnv
 from support.ledger import assert_ledger_invariants, balances
 
 from fundhub.common import db, ledger_store
-from fundhub.common.bank_payouts import BankAnswer, BankStatus, BankUnavailable, PayoutOrder
+from fundhub.common.bank_payouts import (
+    BankAnswer,
+    BankRequestRefused,
+    BankStatus,
+    BankUnavailable,
+    PayoutOrder,
+)
 from fundhub.common.ledger import BANK_INFLOW, JournalEntry, credit, new_entry_id, system_account
 from fundhub.common.payout_results import BankResult
 from fundhub.common.topics import topics
-from fundhub.payment_worker import commands, results
+from fundhub.payment_worker import commands, results, store
 from fundhub.payment_worker.messages import PayoutCommand, ResultMessage
 from fundhub.payment_worker.poller import Poller
 from fundhub.payment_worker.submitter import Submitter
@@ -23,13 +32,33 @@ CLEARING = system_account("bank-payout-clearing", "CNY")
 
 
 class ScriptedBank:
-    """Answers from a script; records what it was asked."""
+    """Answers from a script; records what it was asked.
+
+    A batch answers each order as ``submit`` would, a refusal in its place; an order scripted
+    to go unanswered leaves the whole batch unanswered, as would ``on_batch``.
+    """
 
     def __init__(self) -> None:
         self.submitted: list[str] = []
         self.queried: list[str] = []
+        self.batches: list[list[str]] = []
         self.on_submit: dict[str, BankAnswer | Exception] = {}
         self.on_query: dict[str, BankAnswer | Exception | None] = {}
+        self.on_batch: Exception | None = None
+
+    async def submit_many(
+        self, orders: Sequence[PayoutOrder]
+    ) -> list[BankAnswer | BankRequestRefused]:
+        self.batches.append([order.bank_request_id for order in orders])
+        if self.on_batch is not None:
+            raise self.on_batch
+        outcomes: list[BankAnswer | BankRequestRefused] = []
+        for order in orders:
+            try:
+                outcomes.append(await self.submit(order))
+            except BankRequestRefused as exc:
+                outcomes.append(exc)
+        return outcomes
 
     async def submit(self, order: PayoutOrder) -> BankAnswer:
         self.submitted.append(order.bank_request_id)
@@ -221,3 +250,136 @@ async def test_a_processing_answer_is_noted_without_moving_money(env: ModuleEnv)
     # 5,000 funded; raced paid 1,000; the other two still frozen.
     assert (await balances(env.pool))["acct-noted"] == (2_000, 2_000)
     await assert_ledger_invariants(env.pool)
+
+
+async def noted_rows(pool: asyncpg.Pool, pay_ids: list[str]) -> dict[str, dict[str, Any]]:
+    records = await pool.fetch(
+        "SELECT pay_id, state, error_code, bank_txn_id, submitted_at FROM payouts "
+        "WHERE pay_id = ANY($1::text[])",
+        pay_ids,
+    )
+    return {r["pay_id"]: dict(r) for r in records}
+
+
+class NoteCalls:
+    """Counts the statements that note submissions (the batch's one, and the single path's)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.many = 0
+        self.single = 0
+        note_many, note_one = store.note_submitted_many, store.note_submitted
+
+        async def counting_many(pool: asyncpg.Pool, answers: Any) -> set[str]:
+            self.many += 1
+            return await note_many(pool, answers)
+
+        async def counting_one(pool: asyncpg.Pool, pay_id: str, txn_id: str | None) -> bool:
+            self.single += 1
+            return await note_one(pool, pay_id, txn_id)
+
+        monkeypatch.setattr(store, "note_submitted_many", counting_many)
+        monkeypatch.setattr(store, "note_submitted", counting_one)
+
+
+async def test_a_batch_goes_to_the_bank_in_one_request_and_is_noted_in_one_pass(
+    env: ModuleEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await fund(env.pool, "acct-batch", 10_000)
+    pay_ids = [await insert_payout(env.pool, "acct-batch", 1_000) for _ in range(6)]
+    accepted = await accept(env, pay_ids)
+    bank = ScriptedBank()
+    calls = NoteCalls(monkeypatch)
+    submitter = Submitter(env.pool, topics(env.settings), bank, "http://gw/callbacks/bank")
+    submitter.submit_later(accepted.to_submit)  # what the consumer does after its commit
+
+    async def all_noted() -> bool:
+        rows = await noted_rows(env.pool, pay_ids)
+        return all(r["submitted_at"] is not None for r in rows.values())
+
+    for _ in range(200):
+        if await all_noted():
+            break
+        await asyncio.sleep(0.02)
+    await submitter.close()
+    assert bank.batches == [pay_ids], "one request for the whole committed batch"
+    assert bank.submitted == pay_ids
+    assert (calls.many, calls.single) == (1, 0), "one statement notes them all"
+    rows = await noted_rows(env.pool, pay_ids)
+    for pay_id in pay_ids:
+        assert rows[pay_id]["state"] == "PROCESSING"
+        assert rows[pay_id]["bank_txn_id"] == "BTX" + pay_id
+        assert rows[pay_id]["submitted_at"] is not None
+    assert (await balances(env.pool))["acct-batch"] == (4_000, 6_000)
+    await assert_ledger_invariants(env.pool)
+
+
+async def test_each_payout_of_a_batch_ends_as_it_would_have_alone(
+    env: ModuleEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await fund(env.pool, "acct-mixed", 10_000)
+    names = ["plain", "raced", "disagreeing", "failed", "invalid", "taken", "unsendable"]
+    ids = {name: await insert_payout(env.pool, "acct-mixed", 1_000) for name in names}
+    await env.pool.execute(
+        "UPDATE payouts SET payee = $2::jsonb WHERE pay_id = $1",
+        ids["unsendable"],
+        {"accountName": "Supplier", "bankName": "Bank"},  # no account number
+    )
+    accepted = await accept(env, list(ids.values()))
+    await report(env, ids["raced"], 1_000, "SUCCESS")  # its callback came before the answer
+    await env.pool.execute(
+        "UPDATE payouts SET bank_txn_id = 'BTX-first' WHERE pay_id = $1", ids["disagreeing"]
+    )
+    bank = ScriptedBank()
+    bank.on_submit[ids["disagreeing"]] = BankAnswer(BankStatus.PROCESSING, "BTX-other")
+    bank.on_submit[ids["failed"]] = BankAnswer(BankStatus.FAILED, "BTX-f", "payee account closed")
+    bank.on_submit[ids["invalid"]] = BankRequestRefused(
+        400, "amount: a positive integer string of fen"
+    )
+    bank.on_submit[ids["taken"]] = BankRequestRefused(409, "used for another transfer")
+    calls = NoteCalls(monkeypatch)
+    submitter = Submitter(env.pool, topics(env.settings), bank, "http://gw/callbacks/bank")
+    await submitter.submit_batch(accepted.to_submit)
+
+    assert bank.batches == [[ids[n] for n in names if n != "unsendable"]]
+    assert calls.many == 1
+    rows = {name: (await noted_rows(env.pool, [pay_id]))[pay_id] for name, pay_id in ids.items()}
+    assert (rows["plain"]["state"], rows["plain"]["bank_txn_id"]) == (
+        "PROCESSING",
+        "BTX" + ids["plain"],
+    )
+    assert rows["raced"]["state"] == "SUCCESS" and rows["raced"]["submitted_at"] is not None
+    assert (rows["disagreeing"]["state"], rows["disagreeing"]["bank_txn_id"]) == (
+        "PROCESSING",
+        "BTX-first",
+    )
+    assert rows["disagreeing"]["submitted_at"] is not None  # the bank has it, whatever its id
+    assert (rows["failed"]["state"], rows["failed"]["error_code"]) == (
+        "FAILED",
+        "E016_PAYEE_INVALID",
+    )
+    assert (rows["invalid"]["state"], rows["invalid"]["error_code"]) == (
+        "FAILED",
+        "E015_BANK_REJECTED",
+    )
+    assert rows["invalid"]["submitted_at"] is None  # the bank made nothing
+    assert (rows["taken"]["state"], rows["taken"]["submitted_at"]) == ("PROCESSING", None)
+    assert rows["unsendable"]["state"] == "FAILED"
+    # 10,000 funded; raced paid 1,000; failed, invalid and unsendable unfrozen; three frozen.
+    assert (await balances(env.pool))["acct-mixed"] == (6_000, 3_000)
+    await assert_ledger_invariants(env.pool)
+
+
+async def test_a_batch_without_an_answer_is_left_to_the_poller(env: ModuleEnv) -> None:
+    await fund(env.pool, "acct-silent", 10_000)
+    pay_ids = [await insert_payout(env.pool, "acct-silent", 1_000) for _ in range(3)]
+    accepted = await accept(env, pay_ids)
+    bank = ScriptedBank()
+    submitter = Submitter(env.pool, topics(env.settings), bank, "http://gw/callbacks/bank")
+    for failure in (BankUnavailable("no answer"), BankRequestRefused(400, "transfers: 1 to 200")):
+        bank.on_batch = failure
+        await submitter.submit_batch(accepted.to_submit)
+        rows = await noted_rows(env.pool, pay_ids)
+        # Never a failure: not even a malformed batch says anything about one payout.
+        assert {(r["state"], r["submitted_at"]) for r in rows.values()} == {("PROCESSING", None)}
+    assert len(bank.batches) == 2
+    assert (await balances(env.pool))["acct-silent"] == (7_000, 3_000)

@@ -11,17 +11,28 @@ import random
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 import uvicorn
+from aiohttp import web
 
 from fundhub.bank_simulator.app import create_app
 from fundhub.bank_simulator.config import SimulatorConfig
-from fundhub.bank_simulator.payouts_bank import Fault, PayoutBehaviour, attempt_fault
+from fundhub.bank_simulator.payouts_bank import (
+    Fault,
+    PayoutBehaviour,
+    attempt_fault,
+    bank_txn_id,
+    batch_fault,
+)
 from fundhub.common.bank_payouts import (
+    BATCH_PATH,
+    MAX_BATCH,
     BankAnswer,
     BankRequestRefused,
     BankStatus,
@@ -29,6 +40,7 @@ from fundhub.common.bank_payouts import (
     HttpBankAdapter,
     PayoutOrder,
     parse_answer,
+    parse_batch_answer,
     payee_invalid,
 )
 from fundhub.common.signing import generate_rsa_keypair
@@ -135,6 +147,18 @@ def id_with_faults(behaviour: PayoutBehaviour, *faults: Fault | None) -> str:
         if drawn == list(faults):
             return candidate
     raise AssertionError("no such id in 10,000 tries")
+
+
+def ids_with_batch_faults(
+    behaviour: PayoutBehaviour, size: int, *faults: Fault | None
+) -> list[str]:
+    """Ids whose batch (these ids, in this order) meets exactly these faults, in order."""
+    for _ in range(10_000):
+        candidates = [new_id("PAYB") for _ in range(size)]
+        drawn = [batch_fault(behaviour, candidates, n + 1) for n in range(len(faults))]
+        if drawn == list(faults):
+            return candidates
+    raise AssertionError("no such batch in 10,000 tries")
 
 
 def adapter(
@@ -266,6 +290,207 @@ async def test_a_404_from_the_wrong_place_is_not_never_received(
     assert refused.value.status_code == 404
 
 
+# --- batches ---------------------------------------------------------------------------------
+
+
+async def test_a_batch_is_answered_per_order_in_order(
+    bank: BankServer, session: aiohttp.ClientSession
+) -> None:
+    await behave(session, bank)
+    client, sleeps = adapter(session, bank.url)
+    orders = [order() for _ in range(5)]
+    before = await stats(session, bank)
+    answers = await client.submit_many(orders)
+    assert [a.bank_txn_id for a in answers if isinstance(a, BankAnswer)] == [
+        bank_txn_id(o.bank_request_id) for o in orders
+    ]
+    assert all(isinstance(a, BankAnswer) and a.status is BankStatus.PROCESSING for a in answers)
+    after = await stats(session, bank)
+    assert after["batches"] - before["batches"] == 1
+    assert after["transfers"] - before["transfers"] == 5
+
+    again = await client.submit_many(orders)  # the bank dedupes each order of a batch
+    assert [a.bank_txn_id for a in again if isinstance(a, BankAnswer)] == [
+        a.bank_txn_id for a in answers if isinstance(a, BankAnswer)
+    ]
+    for payout in orders:  # and each stays what it is when asked alone
+        queried = await client.query(payout.bank_request_id)
+        assert queried is not None and queried.bank_txn_id == bank_txn_id(payout.bank_request_id)
+    final = await stats(session, bank)
+    assert final["transfers"] - before["transfers"] == 5
+    assert final["duplicateSubmits"] - after["duplicateSubmits"] == 5
+    assert await client.submit_many([]) == []
+    assert sleeps.waits == []
+
+
+async def test_a_bad_order_is_refused_alone(
+    bank: BankServer, session: aiohttp.ClientSession
+) -> None:
+    await behave(session, bank)
+    client, sleeps = adapter(session, bank.url)
+    taken = order()
+    await client.submit(taken)
+    good, bad, conflicting = (
+        order(),
+        order(payee_account_no="6217-0000"),
+        order(taken.bank_request_id, amount=2000),
+    )
+    first, second, third = await client.submit_many([good, bad, conflicting])
+    assert isinstance(first, BankAnswer) and first.bank_txn_id == bank_txn_id(good.bank_request_id)
+    assert isinstance(second, BankRequestRefused) and second.status_code == 400
+    assert second.reason.startswith("payee_account_no:")
+    assert isinstance(third, BankRequestRefused) and third.status_code == 409
+    assert await client.query(bad.bank_request_id) is None, "the bank made nothing of it"
+    assert sleeps.waits == []
+
+
+async def test_a_timed_out_batch_is_retried_with_the_same_ids(
+    bank: BankServer, session: aiohttp.ClientSession
+) -> None:
+    rates = {"timeoutRate": 0.5, "timeoutDelayMs": 1_000}
+    await behave(session, bank, **rates)
+    behaviour = PayoutBehaviour.model_validate({**QUIET, **rates})
+    request_ids = ids_with_batch_faults(behaviour, 4, Fault.TIMEOUT, None)
+    before = await stats(session, bank)
+
+    client, sleeps = adapter(session, bank.url, timeout_s=0.3)
+    answers = await client.submit_many([order(request_id) for request_id in request_ids])
+    assert [a.bank_txn_id for a in answers if isinstance(a, BankAnswer)] == [
+        bank_txn_id(request_id) for request_id in request_ids
+    ]
+    assert len(sleeps.waits) == 1
+
+    after = await stats(session, bank)
+    assert after["transfers"] - before["transfers"] == 4, "each made once, not twice"
+    assert after["duplicateSubmits"] - before["duplicateSubmits"] == 4
+    assert after["batches"] - before["batches"] == 2
+    assert after["timeouts"] - before["timeouts"] == 1, "one fault for the request, not per order"
+
+
+async def test_a_5xx_batch_is_retried_until_it_is_answered(
+    bank: BankServer, session: aiohttp.ClientSession
+) -> None:
+    rates = {"serverErrorRate": 0.5}
+    await behave(session, bank, **rates)
+    behaviour = PayoutBehaviour.model_validate({**QUIET, **rates})
+    request_ids = ids_with_batch_faults(behaviour, 3, Fault.SERVER_ERROR, Fault.SERVER_ERROR, None)
+    before = await stats(session, bank)
+    client, sleeps = adapter(session, bank.url)
+    answers = await client.submit_many([order(request_id) for request_id in request_ids])
+    assert all(isinstance(a, BankAnswer) for a in answers) and len(answers) == 3
+    assert len(sleeps.waits) == 2
+    after = await stats(session, bank)
+    assert after["serverErrors"] - before["serverErrors"] == 2
+    assert after["transfers"] - before["transfers"] == 3
+
+
+async def test_a_batch_without_an_answer_is_bank_unavailable(
+    bank: BankServer, session: aiohttp.ClientSession
+) -> None:
+    await behave(session, bank, timeoutRate=1.0, timeoutDelayMs=1_000)
+    client, sleeps = adapter(session, bank.url, timeout_s=0.2, retries=2)
+    orders = [order() for _ in range(3)]
+    with pytest.raises(BankUnavailable, match="3 attempts"):
+        await client.submit_many(orders)
+    assert len(sleeps.waits) == 2
+    for payout in orders:
+        assert await client.query(payout.bank_request_id) is not None, "made all the same"
+
+    await behave(session, bank, serverErrorRate=1.0)
+    with pytest.raises(BankUnavailable, match="HTTP 500"):
+        await client.submit_many([order()])
+
+
+async def test_more_than_a_batch_goes_in_several_requests(
+    bank: BankServer, session: aiohttp.ClientSession
+) -> None:
+    await behave(session, bank)
+    client, _ = adapter(session, bank.url)
+    orders = [order() for _ in range(2 * MAX_BATCH + 1)]
+    before = await stats(session, bank)
+    answers = await client.submit_many(orders)
+    assert [a.bank_txn_id for a in answers if isinstance(a, BankAnswer)] == [
+        bank_txn_id(o.bank_request_id) for o in orders
+    ]
+    after = await stats(session, bank)
+    assert after["batches"] - before["batches"] == 3
+    assert after["transfers"] - before["transfers"] == 2 * MAX_BATCH + 1
+
+    small = HttpBankAdapter(session, bank.url, max_batch=2)
+    assert len(await small.submit_many([order() for _ in range(5)])) == 5
+    assert (await stats(session, bank))["batches"] - after["batches"] == 3
+    with pytest.raises(ValueError):
+        HttpBankAdapter(session, bank.url, max_batch=MAX_BATCH + 1)
+
+
+Answer = Callable[[list[str]], tuple[int, Any]]
+
+
+@asynccontextmanager
+async def scripted_bank(*script: Answer) -> AsyncIterator[tuple[str, list[list[str]]]]:
+    """A stand-in bank answering batch requests from a script (answers the simulator never
+    gives); yields its URL and the ids of every request it got."""
+    seen: list[list[str]] = []
+    answers = list(script)
+
+    async def handle(request: web.Request) -> web.Response:
+        body = orjson.loads(await request.read())
+        request_ids = [transfer["bank_request_id"] for transfer in body["transfers"]]
+        seen.append(request_ids)
+        status, answer = answers.pop(0)(request_ids)
+        return web.Response(body=orjson.dumps(answer), status=status)
+
+    app = web.Application()
+    app.router.add_post(BATCH_PATH, handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}", seen
+    finally:
+        await runner.cleanup()
+
+
+def processing(request_ids: list[str]) -> tuple[int, Any]:
+    return 200, {
+        "results": [
+            {"bank_request_id": i, "bank_txn_id": "BTX" + i, "status": "PROCESSING"}
+            for i in request_ids
+        ]
+    }
+
+
+async def test_an_answer_that_does_not_match_the_ids_is_retried(
+    session: aiohttp.ClientSession,
+) -> None:
+    def reordered(request_ids: list[str]) -> tuple[int, Any]:
+        return processing(request_ids[::-1])
+
+    def one_short(request_ids: list[str]) -> tuple[int, Any]:
+        return processing(request_ids[:-1])
+
+    async with scripted_bank(reordered, one_short, processing) as (url, seen):
+        client, sleeps = adapter(session, url)
+        orders = [order() for _ in range(3)]
+        answers = await client.submit_many(orders)
+    assert answers == [BankAnswer(BankStatus.PROCESSING, "BTX" + o.bank_request_id) for o in orders]
+    assert seen == [[o.bank_request_id for o in orders]] * 3, "the same ids, in the same order"
+    assert len(sleeps.waits) == 2
+
+
+async def test_a_batch_refused_whole_is_not_retried(session: aiohttp.ClientSession) -> None:
+    def malformed(_: list[str]) -> tuple[int, Any]:
+        return 400, {"status": "REFUSED", "error": "transfers: a list of 1 to 200"}
+
+    async with scripted_bank(malformed) as (url, seen):
+        client, sleeps = adapter(session, url)
+        with pytest.raises(BankRequestRefused) as refused:
+            await client.submit_many([order(), order()])
+    assert refused.value.status_code == 400 and refused.value.reason.startswith("transfers:")
+    assert len(seen) == 1 and sleeps.waits == []
+
+
 # --- the pure parts -------------------------------------------------------------------------
 
 
@@ -332,3 +557,25 @@ def test_payee_reasons_are_told_apart() -> None:
     assert payee_invalid("Payee name does not match the account")
     assert not payee_invalid("refused by the bank's risk control")
     assert not payee_invalid(None)
+
+
+def test_batch_answers_must_match_the_ids_one_to_one() -> None:
+    good = {"bank_request_id": "PAY1", "bank_txn_id": "BTX1", "status": "PROCESSING"}
+    refusal = {"bank_request_id": "PAY2", "status": "REFUSED", "code": 409, "error": "taken"}
+    first, second = parse_batch_answer({"results": [good, refusal]}, ["PAY1", "PAY2"])
+    assert first == BankAnswer(BankStatus.PROCESSING, "BTX1")
+    assert isinstance(second, BankRequestRefused)
+    assert (second.status_code, second.reason) == (409, "taken")
+    for bad, message in [
+        ([], "not a JSON object"),
+        ({"results": {}}, "results: missing or not a list"),
+        ({"results": [good]}, "1 items for 2 orders"),
+        ({"results": [good, refusal, good]}, "3 items for 2 orders"),
+        ({"results": [refusal, good]}, r"results\[0\]: answer is about another"),
+        ({"results": [good, {**refusal, "code": 500}]}, r"results\[1\]: code"),
+        ({"results": [good, {**refusal, "code": "409"}]}, r"results\[1\]: code"),
+        ({"results": [good, {**refusal, "bank_request_id": None}]}, "another bank_request_id"),
+        ({"results": [good, None]}, r"results\[1\]: answer is not a JSON object"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            parse_batch_answer(bad, ["PAY1", "PAY2"])

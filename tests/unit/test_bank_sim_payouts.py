@@ -9,7 +9,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from fundhub.bank_simulator.payout_callbacks import build_result_notification, result_biz
+from fundhub.bank_simulator.payout_callbacks import (
+    build_result_notification,
+    build_results_notification,
+    result_biz,
+)
 from fundhub.bank_simulator.payouts_bank import (
     FAIL_REASONS,
     RETURN_REASONS,
@@ -23,8 +27,15 @@ from fundhub.bank_simulator.payouts_bank import (
     order_from_wire,
     plan_transfer,
 )
-from fundhub.common.bank_payouts import RESULT_METHOD, BankStatus, PayoutOrder, payee_invalid
+from fundhub.common.bank_payouts import (
+    RESULT_METHOD,
+    RESULTS_METHOD,
+    BankStatus,
+    PayoutOrder,
+    payee_invalid,
+)
 from fundhub.common.clock import parse_bank_time
+from fundhub.common.payout_results import MAX_BATCH_RESULTS
 from fundhub.common.signing import generate_rsa_keypair, load_public_key, rsa2_verify
 
 NOW = datetime(2025, 4, 30, 6, 0, 0, tzinfo=UTC)
@@ -358,3 +369,27 @@ def test_the_result_notification_is_signed_like_the_transfer_notify() -> None:
 
     success = PayoutBank(PayoutBehaviour(seed=1)).submit(order(), NOW).transfer
     assert result_biz(success)["reason"] == ""
+
+
+def test_the_batch_notification_carries_many_results_under_one_signature() -> None:
+    private_pem, public_pem = generate_rsa_keypair()
+    bank = PayoutBank(PayoutBehaviour(fail_rate=0.5, seed=1))
+    transfers = [bank.submit(order(request_id), NOW).transfer for request_id in ids(3)]
+    for transfer in transfers:
+        bank.settle(transfer.bank_request_id, NOW + timedelta(seconds=2))
+    items = [result_biz(transfer) for transfer in transfers]
+    params = build_results_notification(items, "2021091188888888", private_pem, now=NOW)
+    assert rsa2_verify(params, params["sign"], load_public_key(public_pem))
+    single = build_result_notification(items[0], "2021091188888888", private_pem, now=NOW)
+    public = {key for key in params if key not in {"sign", "biz_content", "method"}}
+    assert {k: params[k] for k in public} == {k: single[k] for k in public}
+    assert params["method"] == RESULTS_METHOD
+    assert json.loads(params["biz_content"]) == {"results": items}
+
+
+@pytest.mark.parametrize("count", [0, MAX_BATCH_RESULTS + 1])
+def test_a_batch_notification_holds_one_to_the_maximum(count: int) -> None:
+    private_pem, _ = generate_rsa_keypair()
+    item = result_biz(PayoutBank(PayoutBehaviour(seed=1)).submit(order(), NOW).transfer)
+    with pytest.raises(ValueError, match="1 to 500"):
+        build_results_notification([item] * count, "2021091188888888", private_pem)

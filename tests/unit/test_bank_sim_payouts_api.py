@@ -19,7 +19,7 @@ from fundhub.bank_simulator import main as cli
 from fundhub.bank_simulator.app import create_app
 from fundhub.bank_simulator.config import SimulatorConfig
 from fundhub.bank_simulator.payouts_bank import FAIL_REASONS, PayoutBehaviour
-from fundhub.common.bank_payouts import RESULT_METHOD, TRANSFERS_PATH
+from fundhub.common.bank_payouts import RESULTS_METHOD, TRANSFERS_PATH
 from fundhub.common.clock import parse_bank_time
 from fundhub.common.signing import generate_rsa_keypair, load_public_key, rsa2_verify
 
@@ -63,8 +63,10 @@ class Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def results(self) -> list[dict[str, Any]]:
+        """Every result received, batches flattened, in arrival order."""
         with self.lock:
-            return [json.loads(notice["biz_content"]) for notice in self.notices]
+            notices = list(self.notices)
+        return [item for notice in notices for item in json.loads(notice["biz_content"])["results"]]
 
     def close(self) -> None:
         self.server.shutdown()
@@ -127,8 +129,9 @@ def test_processing_then_signed_callbacks_duplicates_and_returns(
         assert answer.json()["status"] == "PROCESSING"
         assert answer.json()["bank_txn_id"].startswith("BTX")
 
-    wait_for(lambda: len(receiver.notices) == 20)  # (SUCCESS + RETURNED) x 2 copies x 5
-    assert {notice["method"] for notice in receiver.notices} == {RESULT_METHOD}
+    wait_for(lambda: len(receiver.results()) == 20)  # (SUCCESS + RETURNED) x 2 copies x 5
+    assert {notice["method"] for notice in receiver.notices} == {RESULTS_METHOD}
+    assert len(receiver.notices) <= 20  # batches: as many as results at most, usually fewer
     results = receiver.results()
     for request_id in request_ids:
         mine = [r for r in results if r["bank_request_id"] == request_id]

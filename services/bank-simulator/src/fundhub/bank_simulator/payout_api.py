@@ -1,9 +1,12 @@
 """The bank's payout API (``/bank/v1``), as the payment worker's HTTP adapter calls it.
 
 ``POST /bank/v1/transfers`` takes a transfer (idempotent by ``bank_request_id``);
-``GET /bank/v1/transfers/{id}`` tells its state or ``NOT_FOUND``; ``POST /bank/v1/behaviour``
-sets this run's rates; ``GET /bank/v1/stats`` counts what happened. Bodies are snake_case JSON
-with amounts as strings of fen, like the bank's notifications.
+``POST /bank/v1/transfers/batch`` takes ``{"transfers": [...]}`` (1 to ``MAX_BATCH``), each as
+if sent alone, and answers ``{"results": [...]}`` in the same order, a refused order
+(``"status": "REFUSED"``, ``code`` 400 or 409) in its place; its faults are the request's, one
+for the whole batch. ``GET /bank/v1/transfers/{id}`` tells a transfer's state or ``NOT_FOUND``;
+``POST /bank/v1/behaviour`` sets this run's rates; ``GET /bank/v1/stats`` counts what happened.
+Bodies are snake_case JSON with amounts as strings of fen, like the bank's notifications.
 """
 
 from __future__ import annotations
@@ -23,15 +26,18 @@ from fundhub.bank_simulator.payouts_bank import (
     PayoutBehaviour,
     TransferConflict,
     TransferRequestError,
+    batch_from_wire,
     not_found,
     order_from_wire,
 )
-from fundhub.common.bank_payouts import TRANSFERS_PATH
+from fundhub.common.bank_payouts import BATCH_PATH, MAX_BATCH, TRANSFERS_PATH
 from fundhub.common.clock import utcnow
 
 log = structlog.get_logger("fundhub.bank_simulator.payout_api")
 
 _MAX_BODY = 64 * 1024
+# Room for MAX_BATCH orders of the longest fields the bank takes (about 3 KB each in UTF-8).
+_MAX_BATCH_BODY = MAX_BATCH * 4 * 1024
 
 
 def _json(body: Any, status_code: int = status.HTTP_200_OK) -> Response:
@@ -76,6 +82,39 @@ def payout_router(bank: PayoutBank, notifier: PayoutNotifier) -> APIRouter:
             log.info("bank_payout_fault", bank_request_id=order.bank_request_id, fault="timeout")
             await asyncio.sleep(bank.behaviour.timeout_delay_ms / 1000.0)
         return _json(transfer.answer())
+
+    @router.post(BATCH_PATH, summary=f"Take 1 to {MAX_BATCH} payouts, each as if sent alone")
+    async def submit_batch(request: Request) -> Response:
+        # Raw bytes, orjson and plain dicts: no model per item, as batches exist to be cheap.
+        raw = await request.body()
+        try:
+            if len(raw) > _MAX_BATCH_BODY:
+                raise TransferRequestError(f"body: over {_MAX_BATCH_BODY} bytes")
+            try:
+                items = batch_from_wire(orjson.loads(raw))
+            except orjson.JSONDecodeError:
+                raise TransferRequestError("body: not JSON") from None
+        except TransferRequestError as exc:
+            bank.stats.refused += 1
+            return _refusal(status.HTTP_400_BAD_REQUEST, str(exc))
+        if not notifier.is_running:
+            return _refusal(status.HTTP_503_SERVICE_UNAVAILABLE, "bank not started")
+        batch = bank.submit_batch(items, utcnow())
+        for transfer in batch.created:
+            notifier.follow(transfer)
+        if batch.fault is not None:
+            log.info(
+                "bank_payout_batch_fault",
+                first_bank_request_id=batch.items[0].bank_request_id,
+                orders=len(batch.items),
+                fault="5xx" if batch.fault is Fault.SERVER_ERROR else "timeout",
+            )
+        if batch.fault is Fault.SERVER_ERROR:
+            return _refusal(status.HTTP_500_INTERNAL_SERVER_ERROR, "internal error")
+        if batch.fault is Fault.TIMEOUT:
+            # Every transfer is made; the answer comes after the client has stopped waiting.
+            await asyncio.sleep(bank.behaviour.timeout_delay_ms / 1000.0)
+        return _json(batch.answer())
 
     @router.get(TRANSFERS_PATH + "/{bank_request_id}", summary="A payout's current state")
     async def query(bank_request_id: str) -> Response:

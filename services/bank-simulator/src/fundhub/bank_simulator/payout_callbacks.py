@@ -1,22 +1,30 @@
 """After the answer: a payout's outcome lands, and the bank tells ``notify_url``, signed.
 
-The result notification is signed exactly like the transfer notify (same public parameters,
-RSA2 over them) with method ``bkfunds.payout.result.notify``, and delivered with the bank's
-retries (``BankSender``: HTTP 200 ``success`` or try again). Following each transfer's plan it
-may come twice, late (a RETURNED after the SUCCESS, possibly overtaking a SUCCESS still being
-retried), or never.
+Results are reported in batches, as banks commonly do for batch payouts: the results due for
+one ``notify_url`` within a few milliseconds go out as ONE notification, method
+``bkfunds.payout.results.notify``, ``biz_content`` = ``{"results": [<result>, ...]}``. It is
+signed exactly like the transfer notify (same public parameters, RSA2 over them), so one RSA
+signature and one POST serve many payouts; and it is delivered with the bank's retries
+(``BankSender``: HTTP 200 ``success`` or try again), the whole batch each time. Following each
+transfer's plan a result may come twice (its copy in a later batch, or the same one), late (a
+RETURNED after the SUCCESS, possibly overtaking a SUCCESS still being retried), or never.
+The single form (``bkfunds.payout.result.notify``, ``build_result_notification``) stays
+available for scenarios that want it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Collection, Coroutine, Mapping
+from collections import deque
+from collections.abc import AsyncIterator, Collection, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import aiohttp
+import orjson
 import structlog
 
 from fundhub.bank_simulator.notifications import (
@@ -27,10 +35,22 @@ from fundhub.bank_simulator.notifications import (
 )
 from fundhub.bank_simulator.payouts_bank import PayoutBank, Transfer
 from fundhub.bank_simulator.sender import BankSender, DeliveryObserver
-from fundhub.common.bank_payouts import RESULT_METHOD
+from fundhub.common.bank_payouts import RESULT_METHOD, RESULTS_METHOD
 from fundhub.common.clock import format_bank_time, utcnow
+from fundhub.common.payout_results import MAX_BATCH_RESULTS
 
 log = structlog.get_logger("fundhub.bank_simulator.payout_callbacks")
+
+# How long a sender waits after the first queued result before taking the queue: the results
+# settling meanwhile share its signature and its POST. A few ms add nothing a payout's owner
+# could notice (the bank's own delays are tens of ms and more), yet under load they gather
+# dozens of results; and while batches are in flight the queue fills on its own.
+GATHER_S = 0.005
+# Batches in flight at once per notify_url: a batch waiting out its retry interval does not
+# hold up the results after it, and the receiver gets a few POSTs in parallel. Only when all
+# of them are being retried (the receiver is down) do new results wait, for the first to end.
+MAX_IN_FLIGHT = 4
+_LOGGED_IDS = 10
 
 
 def result_biz(transfer: Transfer) -> dict[str, str]:
@@ -54,18 +74,63 @@ def build_result_notification(
     excludes: Collection[str] = DEFAULT_EXCLUDES,
 ) -> dict[str, str]:
     """The signed parameters of ``bkfunds.payout.result.notify`` carrying ``biz``."""
+    text = json.dumps(dict(biz), ensure_ascii=False, separators=(",", ":"))
+    return _signed(RESULT_METHOD, text, app_id, key, now, excludes)
+
+
+def build_results_notification(
+    items: Sequence[Mapping[str, str]],
+    app_id: str,
+    key: PrivateKey,
+    now: datetime | None = None,
+    excludes: Collection[str] = DEFAULT_EXCLUDES,
+) -> dict[str, str]:
+    """The signed parameters of ``bkfunds.payout.results.notify`` carrying every item (each a
+    ``result_biz``); 1 to MAX_BATCH_RESULTS of them, as the receiver accepts no other count."""
+    if not 0 < len(items) <= MAX_BATCH_RESULTS:
+        raise ValueError(f"a batch holds 1 to {MAX_BATCH_RESULTS} results, not {len(items)}")
+    # orjson: this runs for every batch, and its output is the same compact UTF-8 JSON.
+    text = orjson.dumps({"results": [dict(item) for item in items]}).decode()
+    return _signed(RESULTS_METHOD, text, app_id, key, now, excludes)
+
+
+def _signed(
+    method: str,
+    biz_content: str,
+    app_id: str,
+    key: PrivateKey,
+    now: datetime | None,
+    excludes: Collection[str],
+) -> dict[str, str]:
     params = {
         "app_id": app_id,
-        "method": RESULT_METHOD,
+        "method": method,
         "format": "json",
         "charset": "utf-8",
         "sign_type": "RSA2",
         "timestamp": format_bank_time(now or utcnow()),
         "version": "1.0",
-        "biz_content": json.dumps(dict(biz), ensure_ascii=False, separators=(",", ":")),
+        "biz_content": biz_content,
     }
     params["sign"] = sign_params(params, key, excludes)
     return params
+
+
+@dataclass(eq=False)
+class _Outbox:
+    """The results waiting for one notify_url, and the sender loops working on them.
+
+    At most one loop is ``gathering`` (waiting GATHER_S, then taking the queue), so results
+    are never split between two half-empty batches; the others are delivering.
+    """
+
+    url: str
+    queue: deque[dict[str, str]] = field(default_factory=deque)
+    loops: int = 0
+    gathering: bool = False
+
+    def take(self, limit: int) -> list[dict[str, str]]:
+        return [self.queue.popleft() for _ in range(min(limit, len(self.queue)))]
 
 
 class PayoutNotifier:
@@ -99,7 +164,9 @@ class PayoutNotifier:
         self._observer = observer
         self._session: aiohttp.ClientSession | None = None
         self._senders: dict[str, BankSender] = {}
+        self._outboxes: dict[str, _Outbox] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.batches_sent = 0
 
     @property
     def is_running(self) -> bool:
@@ -107,7 +174,8 @@ class PayoutNotifier:
 
     @property
     def pending(self) -> int:
-        """Timelines and deliveries not finished yet."""
+        """Timelines, planned copies and sender loops not finished yet (a queued result
+        always has a loop about to take it)."""
         return len(self._tasks)
 
     @asynccontextmanager
@@ -124,6 +192,7 @@ class PayoutNotifier:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
                 self._tasks.clear()
                 self._senders.clear()
+                self._outboxes.clear()
                 self._session = None
 
     def follow(self, transfer: Transfer) -> None:
@@ -162,7 +231,7 @@ class PayoutNotifier:
                 self._notify(transfer, always=True)
 
     def _notify(self, transfer: Transfer, always: bool = False) -> None:
-        """Send the transfer's current result (and a copy, if planned), or withhold it
+        """Queue the transfer's current result (and a copy, if planned), or withhold it
         (``never_answer_rate``: the outcome's callback never comes, polling must find it)."""
         plan = transfer.plan
         if not plan.callback and not always:
@@ -170,30 +239,72 @@ class PayoutNotifier:
             return
         biz = result_biz(transfer)  # taken now: the transfer may move on before it is sent
         url = transfer.order.notify_url
-        tag = f"{transfer.bank_request_id}-{transfer.status.value}"
-        self._spawn(self._deliver(url, biz, 0.0), f"cb-{tag}")
+        self._enqueue(url, biz)
         if plan.duplicate:
             self.bank.stats.callbacks_duplicated += 1
-            self._spawn(self._deliver(url, biz, plan.duplicate_after_s), f"cb-dup-{tag}")
+            tag = f"{transfer.bank_request_id}-{transfer.status.value}"
+            self._spawn(self._enqueue_later(url, biz, plan.duplicate_after_s), f"cb-dup-{tag}")
 
-    async def _deliver(self, url: str, biz: dict[str, str], delay_s: float) -> None:
-        if delay_s > 0:
-            await asyncio.sleep(delay_s)  # a later copy, signed with a later timestamp
-        # RSA signing (~1 ms) releases the GIL: off the loop, it leaves the API responsive.
-        params = await asyncio.to_thread(build_result_notification, biz, self.app_id, self._key)
-        self.bank.stats.callbacks_sent += 1
+    async def _enqueue_later(self, url: str, biz: dict[str, str], delay_s: float) -> None:
+        await asyncio.sleep(delay_s)  # a later copy: a later batch, unless the first still waits
+        self._enqueue(url, biz)
+
+    def _enqueue(self, url: str, biz: dict[str, str]) -> None:
+        outbox = self._outboxes.get(url)
+        if outbox is None:
+            outbox = self._outboxes[url] = _Outbox(url)
+        outbox.queue.append(biz)
+        self._wake(outbox)
+
+    def _wake(self, outbox: _Outbox) -> None:
+        """Start a loop to gather the queue, unless one is gathering or all are delivering
+        (one of those takes the queue when its delivery ends)."""
+        if outbox.queue and not outbox.gathering and outbox.loops < MAX_IN_FLIGHT:
+            outbox.loops += 1
+            outbox.gathering = True
+            self._spawn(self._send_loop(outbox), f"cb-batch-{outbox.url}")
+
+    async def _send_loop(self, outbox: _Outbox) -> None:
+        """Gather, take, deliver; again while results wait and no other loop gathers them."""
+        try:
+            while True:
+                await asyncio.sleep(GATHER_S)
+                batch = outbox.take(MAX_BATCH_RESULTS)
+                outbox.gathering = False
+                self._wake(outbox)  # more than a batch was queued: the rest starts gathering
+                if batch:
+                    await self._deliver(outbox.url, batch)
+                if outbox.gathering or not outbox.queue:
+                    return
+                outbox.gathering = True
+        finally:
+            outbox.loops -= 1
+
+    async def _deliver(self, url: str, batch: list[dict[str, str]]) -> None:
+        stats = self.bank.stats
+        try:
+            # RSA signing (~1 ms) releases the GIL: off the loop, it leaves the API responsive.
+            params = await asyncio.to_thread(
+                build_results_notification, batch, self.app_id, self._key
+            )
+        except Exception:  # a bug: counted and logged, the loop goes on with later results
+            stats.callbacks_failed += len(batch)
+            log.exception("payout_callback_batch_unsigned", results=len(batch))
+            return
+        stats.callbacks_sent += len(batch)
+        self.batches_sent += 1
         delivery = await self._sender(url).send(params)
         if delivery.ok:
-            self.bank.stats.callbacks_delivered += 1
-        else:
-            self.bank.stats.callbacks_failed += 1
-            log.error(
-                "payout_callback_gave_up",
-                bank_request_id=biz["bank_request_id"],
-                status=biz["status"],
-                attempts=delivery.attempts,
-                reason=delivery.answer,
-            )
+            stats.callbacks_delivered += len(batch)
+            return
+        stats.callbacks_failed += len(batch)
+        log.error(
+            "payout_callback_gave_up",
+            results=len(batch),
+            bank_request_ids=[biz["bank_request_id"] for biz in batch[:_LOGGED_IDS]],
+            attempts=delivery.attempts,
+            reason=delivery.answer,
+        )
 
     def _sender(self, url: str) -> BankSender:
         sender = self._senders.get(url)

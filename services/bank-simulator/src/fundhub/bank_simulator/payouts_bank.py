@@ -5,7 +5,8 @@ timeline that settles transfers and sends their callbacks (``payout_callbacks``)
 
 Every random decision about a transfer comes from a generator seeded with the behaviour's seed
 and the transfer's id (plus the attempt number for per-request faults), so a run with a given
-seed decides the same for the same ids however the requests interleave.
+seed decides the same for the same ids however the requests interleave. A batch request's one
+fault is drawn alike, from the seed, the batch's ids and its attempt number.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import random
 import re
 import secrets
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -24,7 +25,14 @@ from typing import Any, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from fundhub.common.bank_payouts import NOT_FOUND, PAYEE_REASON_PREFIX, BankStatus, PayoutOrder
+from fundhub.common.bank_payouts import (
+    MAX_BATCH,
+    NOT_FOUND,
+    PAYEE_REASON_PREFIX,
+    REFUSED,
+    BankStatus,
+    PayoutOrder,
+)
 from fundhub.common.clock import format_bank_time
 from fundhub.common.money import MoneyError, normalize_currency, parse_minor_units
 
@@ -64,9 +72,10 @@ class PayoutBehaviour(BaseModel):
     """How the bank behaves this run (``POST /bank/v1/behaviour``, camelCase; CLI flags).
 
     Rates are probabilities per transfer, except ``timeoutRate`` and ``serverErrorRate``,
-    which apply to each request: a client's retry may get through where the first try did
-    not. A timed-out or 5xx request still makes its transfer. ``processingRate`` is the share
-    of first answers that say PROCESSING; the others already carry the outcome.
+    which apply to each request (a batch is one request): a client's retry may get through
+    where the first try did not. A timed-out or 5xx request still makes its transfers.
+    ``processingRate`` is the share of first answers that say PROCESSING; the others already
+    carry the outcome.
     """
 
     model_config = ConfigDict(
@@ -179,7 +188,19 @@ def plan_transfer(behaviour: PayoutBehaviour, bank_request_id: str) -> TransferP
 
 def attempt_fault(behaviour: PayoutBehaviour, bank_request_id: str, attempt: int) -> Fault | None:
     """What goes wrong with the ``attempt``-th POST (1-based) of this transfer, if anything."""
-    draw = _rng(behaviour.seed, "attempt", bank_request_id, attempt).random()
+    return _fault(behaviour, _rng(behaviour.seed, "attempt", bank_request_id, attempt).random())
+
+
+def batch_fault(
+    behaviour: PayoutBehaviour, bank_request_ids: Sequence[str], attempt: int
+) -> Fault | None:
+    """What goes wrong with the ``attempt``-th POST (1-based) of a batch of these ids, in this
+    order, if anything: one draw for the whole request, as the rates are per request."""
+    digest = hashlib.sha256("\n".join(bank_request_ids).encode()).hexdigest()
+    return _fault(behaviour, _rng(behaviour.seed, "batch", digest, attempt).random())
+
+
+def _fault(behaviour: PayoutBehaviour, draw: float) -> Fault | None:
     if draw < behaviour.timeout_rate:
         return Fault.TIMEOUT
     if draw < behaviour.timeout_rate + behaviour.server_error_rate:
@@ -248,6 +269,17 @@ def order_from_wire(body: Any) -> PayoutOrder:
     )
 
 
+def batch_from_wire(body: Any) -> list[Any]:
+    """The items of a ``POST /bank/v1/transfers/batch`` body, each still to be read as an order
+    (``order_from_wire``): a bad item is refused alone, a bad batch as a whole."""
+    if not isinstance(body, Mapping):
+        raise TransferRequestError("body: not a JSON object")
+    items = body.get("transfers")
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
+        raise TransferRequestError(f"transfers: a list of 1 to {MAX_BATCH} transfer requests")
+    return items
+
+
 class TransferConflict(Exception):
     """The id was already used for a transfer with other details (HTTP 409)."""
 
@@ -294,12 +326,44 @@ class Submission:
     fault: Fault | None
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An order of a batch refused alone: 400, invalid (nothing made); 409, the id is taken."""
+
+    bank_request_id: str | None
+    code: int
+    error: str
+
+    def answer(self) -> dict[str, Any]:
+        """The JSON of a refused item, in the batch answer where the order's answer would be."""
+        return {
+            "bank_request_id": self.bank_request_id,
+            "status": REFUSED,
+            "code": self.code,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSubmission:
+    """What a batch POST did: per order its transfer or refusal, the new transfers, and what
+    goes wrong with the answer (the same for every order in it)."""
+
+    items: list[Transfer | Refusal]
+    created: list[Transfer]
+    fault: Fault | None
+
+    def answer(self) -> dict[str, list[dict[str, Any]]]:
+        return {"results": [item.answer() for item in self.items]}
+
+
 @dataclass(slots=True)
 class PayoutStats:
     """Counters behind ``GET /bank/v1/stats``."""
 
     submits: int = 0
     duplicate_submits: int = 0
+    batches: int = 0
     refused: int = 0
     conflicts: int = 0
     timeouts: int = 0
@@ -329,6 +393,7 @@ class PayoutStats:
             "transfers": sum(self.statuses.values()),
             "submits": self.submits,
             "duplicateSubmits": self.duplicate_submits,
+            "batches": self.batches,
             "refused": self.refused,
             "conflicts": self.conflicts,
             "timeouts": self.timeouts,
@@ -373,6 +438,51 @@ class PayoutBank:
 
     def submit(self, order: PayoutOrder, now: datetime) -> Submission:
         """Take a transfer request; a repeat of a known id changes nothing but the counters."""
+        transfer, created = self._take(order, now)
+        fault = self._count_fault(
+            attempt_fault(self._behaviour, transfer.bank_request_id, transfer.submits)
+        )
+        if created and transfer.plan.answer_final and fault is None:
+            self.stats.final_first_answers += 1
+        return Submission(transfer, created, fault)
+
+    def submit_batch(self, items: Sequence[Any], now: datetime) -> BatchSubmission:
+        """Take each item of a batch as ``submit`` takes an order, refusing bad ones alone.
+
+        The request's one fault is drawn from the batch's ids and its attempt number, which is
+        the most times any of its transfers has now been sent: a client's retry of the batch
+        draws anew, and the same requests replayed draw the same.
+        """
+        self.stats.batches += 1
+        taken: list[Transfer | Refusal] = []
+        created: list[Transfer] = []
+        for item in items:
+            outcome, new = self._take_item(item, now)
+            taken.append(outcome)
+            if new and isinstance(outcome, Transfer):
+                created.append(outcome)
+        attempt = max((t.submits for t in taken if isinstance(t, Transfer)), default=1)
+        request_ids = [t.bank_request_id or "" for t in taken]
+        fault = self._count_fault(batch_fault(self._behaviour, request_ids, attempt))
+        if fault is None:
+            self.stats.final_first_answers += sum(t.plan.answer_final for t in created)
+        return BatchSubmission(taken, created, fault)
+
+    def _take_item(self, item: Any, now: datetime) -> tuple[Transfer | Refusal, bool]:
+        try:
+            order = order_from_wire(item)
+        except TransferRequestError as exc:
+            self.stats.refused += 1
+            request_id = item.get("bank_request_id") if isinstance(item, Mapping) else None
+            refused_id = request_id if isinstance(request_id, str) else None
+            return Refusal(refused_id, 400, str(exc)), False
+        try:
+            return self._take(order, now)
+        except TransferConflict as exc:
+            return Refusal(order.bank_request_id, 409, str(exc)), False
+
+    def _take(self, order: PayoutOrder, now: datetime) -> tuple[Transfer, bool]:
+        """The transfer for this order, made now unless known (then True); no fault drawn."""
         existing = self._transfers.get(order.bank_request_id)
         if existing is not None:
             if existing.order != order:
@@ -383,7 +493,7 @@ class PayoutBank:
             existing.submits += 1
             self.stats.submits += 1
             self.stats.duplicate_submits += 1
-            return Submission(existing, False, self._fault(existing))
+            return existing, False
         plan = plan_transfer(self._behaviour, order.bank_request_id)
         transfer = Transfer(
             order=order,
@@ -394,15 +504,11 @@ class PayoutBank:
         self._transfers[order.bank_request_id] = transfer
         self.stats.submits += 1
         self.stats.move(order, None, BankStatus.PROCESSING)
-        fault = self._fault(transfer)
         if plan.answer_final:
             self.settle(order.bank_request_id, now)
-            if fault is None:
-                self.stats.final_first_answers += 1
-        return Submission(transfer, True, fault)
+        return transfer, True
 
-    def _fault(self, transfer: Transfer) -> Fault | None:
-        fault = attempt_fault(self._behaviour, transfer.bank_request_id, transfer.submits)
+    def _count_fault(self, fault: Fault | None) -> Fault | None:
         if fault is Fault.TIMEOUT:
             self.stats.timeouts += 1
         elif fault is Fault.SERVER_ERROR:

@@ -20,12 +20,17 @@ from fundhub.common.bank_notify import (
     notification_message_id,
     parse_transfer_biz_content,
 )
-from fundhub.common.bank_payouts import RESULT_METHOD
+from fundhub.common.bank_payouts import RESULT_METHOD, RESULTS_METHOD
 from fundhub.common.clock import iso_utc_ms, utcnow
 from fundhub.common.config import Settings
 from fundhub.common.envelope import Envelope
-from fundhub.common.kafka import KafkaPublisher, PublishFailed
-from fundhub.common.payout_results import InvalidBankResult, parse_bank_result
+from fundhub.common.kafka import KafkaPublisher, OutgoingMessage, PublishFailed
+from fundhub.common.payout_results import (
+    BatchResult,
+    InvalidBankResult,
+    parse_bank_result,
+    parse_bank_results,
+)
 from fundhub.common.signing import rsa2_verify
 from fundhub.common.topics import Topics
 from fundhub.gateway.metrics import BANK_NOTIFICATIONS, HTTP_LATENCY, HTTP_REQUESTS
@@ -83,6 +88,8 @@ class BankNotificationIntake:
             check_protocol(params, utcnow(), self._settings.bank_timestamp_tolerance_s)
             if params["method"] == RESULT_METHOD:
                 return await self._payout_result(app.app_id, params, correlation_id)
+            if params["method"] == RESULTS_METHOD:
+                return await self._payout_results(app.app_id, params, correlation_id)
             if params["method"] != TRANSFER_NOTIFY_METHOD:
                 return await self._keep_unhandled(params, correlation_id)
             notice = parse_transfer_biz_content(params["biz_content"])
@@ -104,11 +111,8 @@ class BankNotificationIntake:
         self, app_id: str, params: dict[str, Any], correlation_id: str
     ) -> Refusal | None:
         """A payout's result, checked here so that only readable ones reach the worker."""
-        try:
-            biz = orjson.loads(params["biz_content"])
-        except (orjson.JSONDecodeError, TypeError):
-            return Refusal(400, "biz_content: not a JSON object")
-        if not isinstance(biz, dict):
+        biz = _biz_object(params["biz_content"])
+        if biz is None:
             return Refusal(400, "biz_content: not a JSON object")
         try:
             result = parse_bank_result(biz)
@@ -124,6 +128,41 @@ class BankNotificationIntake:
         structlog.contextvars.bind_contextvars(app_id=app_id, pay_id=pay_id, message_id=envelope.id)
         # Keyed by the payId: every report on one payout keeps its order.
         return await self._publish(self._topics.bank_payout_results, envelope, pay_id)
+
+    async def _payout_results(
+        self, app_id: str, params: dict[str, Any], correlation_id: str
+    ) -> Refusal | None:
+        """Many payouts' results in one notification: one message per result, all or none.
+
+        Each result travels alone (keyed and deduplicated per payout, as if the bank had sent
+        it singly), so the worker never needs the batch's other items. ``success`` only once
+        Kafka acknowledged them all; after a failed publish some may be written already, and
+        the bank's retry of the whole batch republishes them under the same ids, which the
+        worker's inbox drops.
+        """
+        biz = _biz_object(params["biz_content"])
+        if biz is None:
+            return Refusal(400, "biz_content: not a JSON object")
+        try:
+            results = parse_bank_results(biz)
+        except InvalidBankResult as exc:
+            return Refusal(400, str(exc))
+        notification = {"method": params["method"], "timestamp": params["timestamp"]}
+        received_at = iso_utc_ms(utcnow())
+        topic = self._topics.bank_payout_results
+        messages = [
+            OutgoingMessage.of(
+                topic,
+                _batch_result_envelope(app_id, item, notification, received_at, correlation_id),
+                str(item.result.bank_request_id),
+            )
+            for item in results
+        ]
+        structlog.contextvars.bind_contextvars(app_id=app_id, results=len(messages))
+        refusal = await self._publish_all(messages)
+        if refusal is None:
+            log.info("bank_payout_results_accepted", count=len(messages))
+        return refusal
 
     async def _keep_unhandled(self, params: dict[str, Any], correlation_id: str) -> Refusal | None:
         envelope = Envelope(
@@ -142,6 +181,53 @@ class BankNotificationIntake:
             log.error("bank_notify_publish_failed", error=str(exc))
             return Refusal(503, "temporarily unavailable, retry later")
         return None
+
+    async def _publish_all(self, messages: list[OutgoingMessage]) -> Refusal | None:
+        """One call, every acknowledgement awaited: a failure anywhere is a 503 for it all."""
+        try:
+            await self._publisher.send_many(messages)
+        except PublishFailed as exc:
+            log.error("bank_notify_publish_failed", error=str(exc), messages=len(messages))
+            return Refusal(503, "temporarily unavailable, retry later")
+        return None
+
+
+def _biz_object(text: Any) -> dict[str, Any] | None:
+    """``biz_content`` decoded, or None when it is not a JSON object."""
+    try:
+        biz = orjson.loads(text)
+    except (orjson.JSONDecodeError, TypeError):
+        return None
+    return biz if isinstance(biz, dict) else None
+
+
+def result_item_message_id(app_id: str, item: dict[str, Any]) -> str:
+    """A batch item's message id: the id the same result gets when the bank sends it singly.
+
+    So a result delivered twice, in one batch, in two batches, or once in each form, carries
+    one id and the worker's inbox keeps the first.
+    """
+    return notification_message_id(app_id, orjson.dumps(item).decode())
+
+
+def _batch_result_envelope(
+    app_id: str,
+    item: BatchResult,
+    notification: dict[str, str],
+    received_at: str,
+    correlation_id: str,
+) -> Envelope:
+    return Envelope(
+        id=result_item_message_id(app_id, item.item),
+        type=TYPE_PAYOUT_RESULT,
+        correlation_id=correlation_id,
+        data={
+            "appId": app_id,
+            "result": item.item,
+            "notification": notification,
+            "receivedAt": received_at,
+        },
+    )
 
 
 CALLBACK_PATH = "/callbacks/bank"

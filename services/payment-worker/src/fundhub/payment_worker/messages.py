@@ -49,12 +49,14 @@ def decode_command(raw: bytes | None) -> PayoutCommand:
 
 
 def decode_result(raw: bytes | None) -> ResultMessage:
+    """A payout result in either envelope the gateway writes.
+
+    A single notification (``bkfunds.payout.result.notify``) travels whole, under ``params``;
+    an item of a batch notification travels alone, its fields under ``result``.
+    """
     envelope = _envelope(raw)
     try:
-        params: Any = envelope.data["params"]
-        biz: Any = orjson.loads(params["biz_content"])
-        if not isinstance(biz, dict):
-            raise PoisonMessage("biz_content: not a JSON object")
+        biz = _result_fields(envelope.data)
         result = parse_bank_result(biz)
     except InvalidBankResult as exc:
         raise PoisonMessage(str(exc)) from exc
@@ -62,3 +64,16 @@ def decode_result(raw: bytes | None) -> ResultMessage:
         raise PoisonMessage(f"malformed payout result: {exc!r}") from exc
     assert result.bank_request_id is not None  # required by parse_bank_result
     return ResultMessage(envelope.id, envelope.correlation_id, result.bank_request_id, result)
+
+
+def _result_fields(data: dict[str, Any]) -> dict[str, Any]:
+    if "result" in data:
+        item: Any = data["result"]
+        if not isinstance(item, dict):
+            raise PoisonMessage("result: not a JSON object")
+        return item
+    params: Any = data["params"]
+    biz: Any = orjson.loads(params["biz_content"])
+    if not isinstance(biz, dict):
+        raise PoisonMessage("biz_content: not a JSON object")
+    return biz

@@ -157,3 +157,36 @@ async def note_submitted(pool: asyncpg.Pool, pay_id: str, bank_txn_id: str | Non
         bank_txn_id,
     )
     return bool(noted)
+
+
+async def note_submitted_many(
+    pool: asyncpg.Pool, answers: Sequence[tuple[str, str | None]]
+) -> set[str]:
+    """``note_submitted`` for many (pay_id, bank_txn_id) answers in one statement; the pay_ids
+    it noted. Any other is settled meanwhile or has another bank id: the full path's work.
+
+    The rows are locked in payId order first, as ``lock_payouts`` does, so this statement and
+    a settlement locking some of the same payouts cannot deadlock.
+    """
+    if not answers:
+        return set()
+    records = await pool.fetch(
+        """
+        WITH answered AS (
+            SELECT p.pay_id, u.bank_txn_id
+            FROM payouts p
+            JOIN unnest($1::text[], $2::text[]) AS u(pay_id, bank_txn_id) ON p.pay_id = u.pay_id
+            WHERE p.state = 'PROCESSING'
+            ORDER BY p.pay_id FOR UPDATE OF p
+        )
+        UPDATE payouts p SET submitted_at = coalesce(p.submitted_at, now()),
+            bank_txn_id = coalesce(p.bank_txn_id, a.bank_txn_id), updated_at = now()
+        FROM answered a
+        WHERE p.pay_id = a.pay_id AND p.state = 'PROCESSING'
+            AND (p.bank_txn_id IS NULL OR a.bank_txn_id IS NULL OR p.bank_txn_id = a.bank_txn_id)
+        RETURNING p.pay_id
+        """,
+        [pay_id for pay_id, _ in answers],
+        [txn_id for _, txn_id in answers],
+    )
+    return {record["pay_id"] for record in records}

@@ -4,6 +4,11 @@ An answer goes through the same ``payouts.settle`` as a callback, in its own sho
 it may arrive after (or race) the bank's callback for the same payout, and the state machine
 makes the later of the two stale. A bank that gives no answer is never read as a failure: the
 payout stays PROCESSING and the poller asks again.
+
+Newly accepted payouts go to the bank in batches (``submit_many``, one request per MAX_BATCH),
+and the usual answer, PROCESSING, is noted for the whole batch in one statement
+(``store.note_submitted_many``); any other answer takes the single payout's full path, so a
+payout in a batch ends exactly as it would have alone.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import asyncpg
 import structlog
 
 from fundhub.common.bank_payouts import (
+    MAX_BATCH,
     BankAnswer,
     BankPayoutAdapter,
     BankRequestRefused,
@@ -52,7 +58,8 @@ def payout_order(row: store.PayoutRow, notify_url: str) -> PayoutOrder:
 
 
 class Submitter:
-    """Bounded concurrent calls to the bank; each answer recorded in its own transaction."""
+    """Bounded concurrent calls to the bank (a batch or a single payout each); the PROCESSING
+    answers of a batch noted together, every other answer recorded in its own transaction."""
 
     def __init__(
         self,
@@ -70,9 +77,12 @@ class Submitter:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def submit_later(self, rows: list[store.PayoutRow]) -> None:
-        """Send in the background: the consumer goes on while the bank takes its time."""
-        for row in rows:
-            task = asyncio.create_task(self.submit(row), name=f"submit-{row['pay_id']}")
+        """Send in the background, MAX_BATCH rows a request: the consumer goes on while the bank
+        takes its time, and one committed consumer batch costs one request, not one a payout."""
+        for start in range(0, len(rows), MAX_BATCH):
+            chunk = rows[start : start + MAX_BATCH]
+            name = f"submit-{chunk[0]['pay_id']}+{len(chunk) - 1}"
+            task = asyncio.create_task(self.submit_batch(chunk), name=name)
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -84,6 +94,11 @@ class Submitter:
     async def submit(self, row: store.PayoutRow) -> None:
         async with self._slots:
             await self._submit(row)
+
+    async def submit_batch(self, rows: list[store.PayoutRow]) -> None:
+        """Send the rows in one request (the adapter splits above its limit), note the answers."""
+        async with self._slots:
+            await self._submit_batch(rows)
 
     async def follow(self, row: store.PayoutRow) -> None:
         """The poller's look at one payout: ask the bank; never received -> send it again."""
@@ -109,11 +124,8 @@ class Submitter:
 
     async def _submit(self, row: store.PayoutRow) -> None:
         pay_id = row["pay_id"]
-        try:
-            order = payout_order(row, self._notify_url)
-        except ValueError as exc:  # the gateway validated it; the bank would refuse it too
-            answer = BankAnswer(BankStatus.FAILED, None, f"order not sendable: {exc}")
-            await self.record(pay_id, answer, submitted=False)
+        order = await self._order(row)
+        if order is None:
             return
         try:
             answer = await self._bank.submit(order)
@@ -122,21 +134,100 @@ class Submitter:
             log.warning("payout_submit_unanswered", pay_id=pay_id, error=str(exc))
             return
         except BankRequestRefused as exc:
-            BANK_CALLS.labels("submit", "refused").inc()
-            if exc.status_code not in _NOTHING_MADE:
-                log.error("payout_submit_refused", pay_id=pay_id, error=str(exc))
-                return  # the poller's query tells what the bank holds under this id
-            reason = f"the bank refused the request: {exc.reason}"
-            await self.record(pay_id, BankAnswer(BankStatus.FAILED, None, reason), False)
+            await self._refused(pay_id, exc)
             return
         BANK_CALLS.labels("submit", answer.status.value.lower()).inc()
         await self.record(pay_id, answer, submitted=True)
+
+    async def _submit_batch(self, rows: list[store.PayoutRow]) -> None:
+        orders: list[PayoutOrder] = []
+        for row in rows:
+            order = await self._order(row)
+            if order is not None:
+                orders.append(order)
+        if not orders:
+            return
+        pay_ids = [order.bank_request_id for order in orders]
+        try:
+            outcomes = await self._bank.submit_many(orders)
+        except BankUnavailable as exc:
+            self._count_batch("unavailable", len(orders))
+            for pay_id in pay_ids:
+                log.warning("payout_submit_unanswered", pay_id=pay_id, error=str(exc))
+            return
+        except BankRequestRefused as exc:
+            # The batch as such, not any one order: each is left to the poller, whose query
+            # finds it never received and sends it alone, to be judged on its own.
+            self._count_batch("refused", len(orders))
+            for pay_id in pay_ids:
+                log.error("payout_submit_refused", pay_id=pay_id, error=str(exc), batch=True)
+            return
+        BANK_CALLS.labels("submit-batch", "answered").inc()
+        answers = {
+            pay_id: outcome
+            for pay_id, outcome in zip(pay_ids, outcomes, strict=True)
+            if isinstance(outcome, BankAnswer)
+        }
+        usual = [
+            (p, a.bank_txn_id) for p, a in answers.items() if a.status is BankStatus.PROCESSING
+        ]
+        noted = await store.note_submitted_many(self._pool, usual)
+        for pay_id, outcome in zip(pay_ids, outcomes, strict=True):
+            await self._record_outcome(pay_id, outcome, noted)
+        log.info(
+            "payout_batch_submitted",
+            payouts=len(pay_ids),
+            noted=len(noted),
+            first_pay_id=pay_ids[0],
+            refused=sum(isinstance(outcome, BankRequestRefused) for outcome in outcomes),
+        )
+
+    async def _record_outcome(
+        self, pay_id: str, outcome: BankAnswer | BankRequestRefused, noted: set[str]
+    ) -> None:
+        """One payout's part of a batch answer, as ``_submit`` records a single answer."""
+        try:
+            if isinstance(outcome, BankRequestRefused):
+                await self._refused(pay_id, outcome)
+                return
+            BANK_CALLS.labels("submit", outcome.status.value.lower()).inc()
+            if pay_id not in noted:
+                await self._settle(pay_id, outcome, submitted=True)
+        except Exception:
+            # As when each payout had a task of its own: the others' answers are still
+            # recorded, and the poller asks the bank again about this one.
+            log.exception("payout_answer_not_recorded", pay_id=pay_id)
+
+    def _count_batch(self, outcome: str, payouts: int) -> None:
+        BANK_CALLS.labels("submit-batch", outcome).inc()
+        BANK_CALLS.labels("submit", outcome).inc(payouts)
+
+    async def _order(self, row: store.PayoutRow) -> PayoutOrder | None:
+        """The row's order for the bank, or None once it is FAILED as not sendable."""
+        try:
+            return payout_order(row, self._notify_url)
+        except ValueError as exc:  # the gateway validated it; the bank would refuse it too
+            answer = BankAnswer(BankStatus.FAILED, None, f"order not sendable: {exc}")
+            await self.record(row["pay_id"], answer, submitted=False)
+            return None
+
+    async def _refused(self, pay_id: str, exc: BankRequestRefused) -> None:
+        BANK_CALLS.labels("submit", "refused").inc()
+        if exc.status_code not in _NOTHING_MADE:
+            log.error("payout_submit_refused", pay_id=pay_id, error=str(exc))
+            return  # the poller's query tells what the bank holds under this id
+        reason = f"the bank refused the request: {exc.reason}"
+        await self.record(pay_id, BankAnswer(BankStatus.FAILED, None, reason), False)
 
     async def record(self, pay_id: str, answer: BankAnswer, submitted: bool) -> None:
         """Settle the payout with the bank's answer (and note that the bank has the order)."""
         usual = submitted and answer.status is BankStatus.PROCESSING
         if usual and await store.note_submitted(self._pool, pay_id, answer.bank_txn_id):
             return
+        await self._settle(pay_id, answer, submitted)
+
+    async def _settle(self, pay_id: str, answer: BankAnswer, submitted: bool) -> None:
+        """The full path: the settlement's locks, ``payouts.settle``, and submitted_at."""
         result = BankResult(
             status=answer.status,
             bank_txn_id=answer.bank_txn_id,
