@@ -135,20 +135,23 @@ async def submit_all(
 
 
 async def watch_final(pool: asyncpg.Pool, run: Run, expected: int, deadline: float) -> None:
-    while (len(run.final) < expected - run.refused) and time.perf_counter() < deadline:
-        asked = list(run.unseen)[:2000]
-        if asked:
-            rows = await pool.fetch(
-                "SELECT pay_id, state FROM payouts "
-                "WHERE pay_id = ANY($1) AND state <> 'PROCESSING'",
-                asked,
-            )
-            now = time.perf_counter()
-            for row in rows:
-                run.final[row["pay_id"]] = now
-                run.states[row["state"]] = run.states.get(row["state"], 0) + 1
-                run.unseen.discard(row["pay_id"])
-        await asyncio.sleep(0.01)
+    """Poll Postgres for final states every 25 ms, on one held connection (the client shares
+    the machine: more often would cost the database more than it tells)."""
+    async with pool.acquire() as conn:
+        while (len(run.final) < expected - run.refused) and time.perf_counter() < deadline:
+            asked = list(run.unseen)[:2000]
+            if asked:
+                rows = await conn.fetch(
+                    "SELECT pay_id, state FROM payouts "
+                    "WHERE pay_id = ANY($1) AND state <> 'PROCESSING'",
+                    asked,
+                )
+                now = time.perf_counter()
+                for row in rows:
+                    run.final[row["pay_id"]] = now
+                    run.states[row["state"]] = run.states.get(row["state"], 0) + 1
+                    run.unseen.discard(row["pay_id"])
+            await asyncio.sleep(0.025)
 
 
 async def main() -> None:

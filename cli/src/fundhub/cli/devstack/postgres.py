@@ -82,7 +82,8 @@ class PostgresNode:
     home: Path
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
-    shared_buffers: str = "256MB"
+    # The ledger's and the inbox's indexes are the hot set; a dev box has the memory for them.
+    shared_buffers: str = "1GB"
     max_connections: int = 200
 
     @property

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 import uuid
 
 _URL_NAMESPACE = uuid.NAMESPACE_URL.bytes
@@ -27,6 +28,17 @@ def _format(raw: bytes, version: int) -> str:
 def random_uuid() -> str:
     """A version-4 UUID, as ``str(uuid.uuid4())``."""
     return _format(os.urandom(16), 4)
+
+
+def time_ordered_uuid() -> str:
+    """A version-7 UUID (RFC 9562): the Unix time in milliseconds, then 74 random bits.
+
+    For primary keys of append-mostly tables (journal entries): ids made close in time sort
+    close together, so inserts touch the right-hand pages of the index instead of a random
+    page of a large one. The time shows in the id, which is no secret for a journal entry.
+    """
+    milliseconds = time.time_ns() // 1_000_000
+    return _format(milliseconds.to_bytes(6, "big") + os.urandom(10), 7)
 
 
 def content_uuid(name: str) -> str:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -44,7 +45,9 @@ def make_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer:
     return AIOKafkaProducer(**options)
 
 
-def make_consumer(settings: Settings, group: str, *topic_names: str) -> AIOKafkaConsumer:
+def make_consumer(
+    settings: Settings, group: str, *topic_names: str, **overrides: Any
+) -> AIOKafkaConsumer:
     """Offsets are committed by hand, after the database commit (invariant 2)."""
     return AIOKafkaConsumer(
         *topic_names,
@@ -57,6 +60,7 @@ def make_consumer(settings: Settings, group: str, *topic_names: str) -> AIOKafka
         session_timeout_ms=10_000,
         heartbeat_interval_ms=3_000,
         metadata_max_age_ms=30_000,
+        **overrides,
     )
 
 

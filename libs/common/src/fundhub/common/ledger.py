@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from fundhub.common.ids import is_canonical_uuid, random_uuid
+from fundhub.common.ids import is_canonical_uuid, time_ordered_uuid
 
 BANK_INFLOW = "bank-inflow"
 DEDUCTION_CLEARING = "deduction-clearing"
@@ -205,4 +205,5 @@ def unfreeze(account_id: str, currency: str, amount: int) -> tuple[Posting, ...]
 
 
 def new_entry_id() -> str:
-    return random_uuid()
+    """Time-ordered, so the journal's indexes on entry ids grow at one end."""
+    return time_ordered_uuid()
