@@ -42,10 +42,10 @@ from fundhub.common.payout_results import MAX_BATCH_RESULTS
 log = structlog.get_logger("fundhub.bank_simulator.payout_callbacks")
 
 # How long a sender waits after the first queued result before taking the queue: the results
-# settling meanwhile share its signature and its POST. A few ms add nothing a payout's owner
-# could notice (the bank's own delays are tens of ms and more), yet under load they gather
-# dozens of results; and while batches are in flight the queue fills on its own.
-GATHER_S = 0.005
+# settling meanwhile share its signature (about 1 ms of CPU) and its POST. 20 ms add nothing a
+# payout's owner could notice (the bank's own delays are tens of ms and more), yet under load
+# they gather dozens of results; and while batches are in flight the queue fills on its own.
+GATHER_S = 0.02
 # Batches in flight at once per notify_url: a batch waiting out its retry interval does not
 # hold up the results after it, and the receiver gets a few POSTs in parallel. Only when all
 # of them are being retried (the receiver is down) do new results wait, for the first to end.

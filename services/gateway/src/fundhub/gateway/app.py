@@ -49,7 +49,12 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.bank_intake = BankNotificationIntake(
             settings, topics(settings), BankAppStore(pool), publisher
         )
-        app.state.payouts = PayoutStore(pool, topics(settings), settings.payout_result_deadline_s)
+        app.state.payouts = PayoutStore(
+            pool,
+            topics(settings),
+            settings.payout_result_deadline_s,
+            settings.payout_poll_base_s,
+        )
         purge = asyncio.create_task(_purge_nonces(app.state.authenticator))
         log.info("gateway_started", port=settings.gateway_port)
         try:

@@ -4,7 +4,8 @@ statement), the reads, and the client-callback deliveries.
 Acceptance relies on the ``payout_requests`` primary key (key_id, request_id): concurrent copies
 of one request all try to insert it; the first commits, the others wait for that commit inside
 ``ON CONFLICT DO NOTHING`` and then read the committed payout (READ COMMITTED gives every
-statement a fresh snapshot), so all of them answer with the same payId.
+statement a fresh snapshot), so all of them answer with the same payId. Copies that land in one
+batch (``GroupCommit``) resolve the same way: the first in the batch inserts, the others read it.
 """
 
 from __future__ import annotations
@@ -12,37 +13,49 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
+from fundhub.common import db
 from fundhub.common.clock import iso_utc_ms, utcnow
 from fundhub.common.envelope import Envelope, deterministic_id
 from fundhub.common.errors import ErrorCode, FundhubError
 from fundhub.common.outbox import PAYOUTS_CHANNEL
 from fundhub.common.payout_request import PayoutRequest, new_pay_id
 from fundhub.common.topics import Topics
+from fundhub.gateway.group_commit import GroupCommit
 
 TYPE_PAYOUT_REQUESTED = "payout.requested"
-FIRST_POLL_AFTER_S = 5.0
 
 PAYOUT_COLUMNS = (
     "pay_id, key_id, request_id, supplier_id, payer_account_id, amount, currency, state, "
     "error_code, message, bank_txn_id, extension, callback_url, created_at, finished_at"
 )
 
-# One statement, so one round trip and atomic without a transaction block: the caller's nonce,
-# the request, the payout and its command for payment-worker, and the wake-up of the relay
-# that publishes the command. A used nonce stops everything after it; a known requestId stops
-# the payout and its command (the caller then reads what that request created).
-_ACCEPT = f"""
-WITH nonce AS (
-    INSERT INTO api_nonces (key_id, nonce) VALUES ($1, $15)
+# One statement for a batch of requests (see group_commit), so one round trip and atomic without
+# a transaction block: per request its nonce, the request, the payout, the command for
+# payment-worker; and the wake-up of the relay that publishes the commands. A used nonce stops
+# everything after it; a known requestId stops the payout and its command (the caller then reads
+# what that request created). One row per request comes back, in the order given.
+_ACCEPT_MANY = f"""
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[],
+                         $11::text[], $12::text[], $13::text[], $14::bytea[], $15::text[])
+        WITH ORDINALITY AS i(key_id, nonce, request_id, fingerprint, pay_id, supplier_id,
+                             payer_account_id, amount, currency, payee, purpose, callback_url,
+                             extension, command, command_headers, n)
+), nonce AS (
+    INSERT INTO api_nonces (key_id, nonce)
+    SELECT key_id, nonce FROM input ORDER BY n
     ON CONFLICT DO NOTHING
-    RETURNING key_id
+    RETURNING key_id, nonce
 ), accepted AS (
     INSERT INTO payout_requests (key_id, request_id, fingerprint, pay_id)
-    SELECT $1, $2, $3, $4 FROM nonce
+    SELECT i.key_id, i.request_id, i.fingerprint, i.pay_id
+    FROM input i JOIN nonce ON nonce.key_id = i.key_id AND nonce.nonce = i.nonce
+    ORDER BY i.n
     ON CONFLICT DO NOTHING
     RETURNING pay_id
 ), payout AS (
@@ -50,19 +63,27 @@ WITH nonce AS (
         pay_id, key_id, request_id, supplier_id, payer_account_id, amount, currency, payee,
         purpose, callback_url, extension, state, deadline_at, next_poll_at
     )
-    SELECT accepted.pay_id, $1, $2, $5, $6, $7, $8, $9::jsonb, $10, $11, $12::jsonb,
-           'PROCESSING', now() + make_interval(secs => $13), now() + make_interval(secs => $14)
-    FROM accepted
+    SELECT i.pay_id, i.key_id, i.request_id, i.supplier_id, i.payer_account_id, i.amount,
+           i.currency, i.payee::jsonb, i.purpose, i.callback_url, i.extension::jsonb,
+           'PROCESSING', now() + make_interval(secs => $16), now() + make_interval(secs => $17)
+    FROM input i JOIN accepted ON accepted.pay_id = i.pay_id
+    ORDER BY i.n
     RETURNING {PAYOUT_COLUMNS}
 ), command AS (
     INSERT INTO outbox (topic, key, payload, headers)
-    SELECT $16, payout.payer_account_id, $17, $18::jsonb FROM payout
+    SELECT $18, i.payer_account_id, i.command, i.command_headers::jsonb
+    FROM input i JOIN payout ON payout.pay_id = i.pay_id
+    ORDER BY i.n
     RETURNING id
+), woken AS (
+    SELECT count(*) AS queued FROM command, pg_notify('{PAYOUTS_CHANNEL}', '')
 )
-SELECT EXISTS (SELECT 1 FROM nonce) AS nonce_fresh,
-       (SELECT count(*) FROM command, pg_notify('{PAYOUTS_CHANNEL}', '')) AS queued,
-       payout.*
-FROM (SELECT 1) AS one LEFT JOIN payout ON true
+SELECT (nonce.nonce IS NOT NULL) AS nonce_fresh, woken.queued, payout.*
+FROM input i
+    CROSS JOIN woken
+    LEFT JOIN nonce ON nonce.key_id = i.key_id AND nonce.nonce = i.nonce
+    LEFT JOIN payout ON payout.pay_id = i.pay_id
+ORDER BY i.n
 """
 
 _EXISTING = f"""
@@ -78,6 +99,26 @@ class Admission:
 
     row: asyncpg.Record
     created: bool
+
+
+class _Accept(NamedTuple):
+    """One request's columns of ``_ACCEPT_MANY``, in its parameters' order (JSON as text)."""
+
+    key_id: str
+    nonce: str
+    request_id: str
+    fingerprint: str
+    pay_id: str
+    supplier_id: str
+    payer_account_id: str
+    amount: int
+    currency: str
+    payee: str
+    purpose: str | None
+    callback_url: str | None
+    extension: str | None
+    command: bytes
+    command_headers: str
 
 
 class NonceUsed(Exception):
@@ -111,11 +152,31 @@ class PayIdSequence:
 
 
 class PayoutStore:
-    def __init__(self, pool: asyncpg.Pool, topics: Topics, deadline_s: float) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, topics: Topics, deadline_s: float, first_poll_s: float
+    ) -> None:
+        """``deadline_s``: until the alert for a result still unknown; ``first_poll_s``: until
+        the worker's poller first asks the bank (payout_poll_base_s, as its later backoff)."""
         self._pool = pool
         self._topics = topics
         self._deadline_s = float(deadline_s)
+        self._first_poll_s = float(first_poll_s)
         self._sequence = PayIdSequence(pool)
+        # Two requests under one nonce would both read as fresh in one statement.
+        self._group: GroupCommit[_Accept, asyncpg.Record] = GroupCommit(
+            self._accept_many, conflict_key=lambda a: (a.key_id, a.nonce)
+        )
+
+    async def _accept_many(self, batch: list[_Accept]) -> list[asyncpg.Record]:
+        columns = [list(column) for column in zip(*batch, strict=True)]
+        rows: list[asyncpg.Record] = await self._pool.fetch(
+            _ACCEPT_MANY,
+            *columns,
+            self._deadline_s,
+            self._first_poll_s,
+            self._topics.payout_commands,
+        )
+        return rows
 
     async def admit(
         self, key_id: str, nonce: str, request: PayoutRequest, correlation_id: str
@@ -133,28 +194,25 @@ class PayoutStore:
             correlation_id=correlation_id,
             data={"payId": pay_id},
         )
-        row = await self._pool.fetchrow(
-            _ACCEPT,
-            key_id,
-            request.request_id,
-            fingerprint,
-            pay_id,
-            request.supplier_id,
-            request.payer_account_id,
-            request.amount,
-            request.currency,
-            request.payee.model_dump(mode="json", by_alias=True),
-            request.purpose,
-            request.callback_url,
-            request.extension,
-            self._deadline_s,
-            FIRST_POLL_AFTER_S,
-            nonce,
-            self._topics.payout_commands,
-            command.to_bytes(),
-            {k: v.decode() for k, v in command.headers()},
+        row = await self._group.submit(
+            _Accept(
+                key_id,
+                nonce,
+                request.request_id,
+                fingerprint,
+                pay_id,
+                request.supplier_id,
+                request.payer_account_id,
+                request.amount,
+                request.currency,
+                db.json_text(request.payee.model_dump(mode="json", by_alias=True)),
+                request.purpose,
+                request.callback_url,
+                None if request.extension is None else db.json_text(request.extension),
+                command.to_bytes(),
+                db.json_text({k: v.decode() for k, v in command.headers()}),
+            )
         )
-        assert row is not None  # the final SELECT always yields one row
         if not row["nonce_fresh"]:
             raise NonceUsed(nonce)
         if row["pay_id"] is not None:

@@ -81,10 +81,12 @@ async def accept_payouts(
         if transition.entry is None:
             accepted.failed += 1
             continue
+        # The gateway already set the first look and the deadline from the acceptance time:
+        # leaving them as they are keeps this update HOT (next_poll_at is indexed).
         settlement.touch(
             row["pay_id"],
             held=True,
-            next_poll_at=first_poll,
+            next_poll_at=row["next_poll_at"] or first_poll,
             deadline_at=row["deadline_at"] or deadline,
         )
         accepted.to_submit.append(dict(row))

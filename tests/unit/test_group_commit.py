@@ -1,0 +1,87 @@
+"""GroupCommit: batches form while one runs; conflicting items never share one; a failed batch
+is retried item by item, so only the item the store refuses fails."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from fundhub.gateway.group_commit import GroupCommit
+
+
+class Store:
+    def __init__(self, refuse: set[int] | None = None) -> None:
+        self.batches: list[list[int]] = []
+        self.refuse = refuse or set()
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def run(self, batch: list[int]) -> list[str]:
+        self.batches.append(list(batch))
+        await self.gate.wait()
+        if self.refuse & set(batch):
+            raise ValueError(f"refused {sorted(self.refuse & set(batch))}")
+        return [f"ok-{item}" for item in batch]
+
+
+async def test_a_lone_item_is_written_at_once() -> None:
+    store = Store()
+    group: GroupCommit[int, str] = GroupCommit(store.run, conflict_key=lambda i: i)
+    assert await group.submit(7) == "ok-7"
+    assert store.batches == [[7]]
+
+
+async def test_items_queued_while_a_batch_runs_go_together() -> None:
+    store = Store()
+    group: GroupCommit[int, str] = GroupCommit(store.run, conflict_key=lambda i: i)
+    store.gate.clear()
+    first = asyncio.ensure_future(group.submit(0))
+    await asyncio.sleep(0)  # the writer takes [0] and waits on the gate
+    rest = [asyncio.ensure_future(group.submit(i)) for i in range(1, 6)]
+    await asyncio.sleep(0)
+    store.gate.set()
+    assert await first == "ok-0"
+    assert await asyncio.gather(*rest) == [f"ok-{i}" for i in range(1, 6)]
+    assert store.batches == [[0], [1, 2, 3, 4, 5]]
+
+
+async def test_conflicting_items_and_overflow_wait_for_the_next_batch() -> None:
+    store = Store()
+    group: GroupCommit[int, str] = GroupCommit(store.run, conflict_key=lambda i: i % 3, max_batch=2)
+    results = await asyncio.gather(*(group.submit(i) for i in (0, 3, 1, 4, 2)))
+    assert results == ["ok-0", "ok-3", "ok-1", "ok-4", "ok-2"]
+    for batch in store.batches:
+        assert len(batch) <= 2
+        assert len({i % 3 for i in batch}) == len(batch)
+    assert sorted(i for batch in store.batches for i in batch) == [0, 1, 2, 3, 4]
+
+
+async def test_a_refused_item_fails_alone() -> None:
+    store = Store(refuse={2})
+    group: GroupCommit[int, str] = GroupCommit(store.run, conflict_key=lambda i: i)
+    outcomes = await asyncio.gather(*(group.submit(i) for i in range(4)), return_exceptions=True)
+    assert outcomes[0] == "ok-0" and outcomes[1] == "ok-1" and outcomes[3] == "ok-3"
+    assert isinstance(outcomes[2], ValueError)
+    assert [2] in store.batches  # retried alone after its batch failed
+
+
+async def test_a_wrong_number_of_results_is_a_failure_not_a_hang() -> None:
+    async def short(batch: list[int]) -> list[str]:
+        return ["only-one"] if len(batch) > 1 else [f"ok-{batch[0]}"]
+
+    group: GroupCommit[int, str] = GroupCommit(short, conflict_key=lambda i: i)
+    results = await asyncio.wait_for(asyncio.gather(*(group.submit(i) for i in range(3))), 5)
+    assert sorted(results) == ["ok-0", "ok-1", "ok-2"]
+
+
+async def test_the_writer_restarts_after_going_idle() -> None:
+    store = Store()
+    group: GroupCommit[int, str] = GroupCommit(store.run, conflict_key=lambda i: i)
+    assert await group.submit(1) == "ok-1"
+    await asyncio.sleep(0)
+    assert await group.submit(2) == "ok-2"
+    with pytest.raises(ValueError):
+        store.refuse = {3}
+        await group.submit(3)
+    assert await group.submit(4) == "ok-4"
