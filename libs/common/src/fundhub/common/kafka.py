@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -45,9 +44,7 @@ def make_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer:
     return AIOKafkaProducer(**options)
 
 
-def make_consumer(
-    settings: Settings, group: str, *topic_names: str, **overrides: Any
-) -> AIOKafkaConsumer:
+def make_consumer(settings: Settings, group: str, *topic_names: str) -> AIOKafkaConsumer:
     """Offsets are committed by hand, after the database commit (invariant 2)."""
     return AIOKafkaConsumer(
         *topic_names,
@@ -60,7 +57,6 @@ def make_consumer(
         session_timeout_ms=10_000,
         heartbeat_interval_ms=3_000,
         metadata_max_age_ms=30_000,
-        **overrides,
     )
 
 
