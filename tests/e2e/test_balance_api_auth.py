@@ -64,15 +64,17 @@ async def test_balance_api_refusals(stack: Stack) -> None:
     replay = signed_headers(key_id, secret, "GET", PATH)
     assert (await stack.http.get(PATH, headers=replay)).status_code == 200
     await refused(401, "E006_NONCE_REPLAYED", replay)
+    # 310 s off, not 301: the header holds whole seconds and the gateway reads its clock later,
+    # so a timestamp 301 s ahead of this second can be within 300 s of the gateway's now.
     await refused(
         401,
         "E005_TIMESTAMP_SKEW",
-        signed_headers(key_id, secret, "GET", PATH, timestamp=int(time.time()) - 301),
+        signed_headers(key_id, secret, "GET", PATH, timestamp=int(time.time()) - 310),
     )
     await refused(
         401,
         "E005_TIMESTAMP_SKEW",
-        signed_headers(key_id, secret, "GET", PATH, timestamp=int(time.time()) + 301),
+        signed_headers(key_id, secret, "GET", PATH, timestamp=int(time.time()) + 310),
     )
     # Signed for one account, sent for another: the path is part of the signature.
     await refused(401, "E002", good, path=f"/v1/accounts/{OTHER}/balance")

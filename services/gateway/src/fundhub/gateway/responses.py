@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import orjson
 import structlog
 from fastapi import Request
@@ -53,10 +54,25 @@ def signed(request: Request, response: Response) -> Response:
 
 log = structlog.get_logger(__name__)
 
+# The database out of reach (refused or dropped connections, a pool or statement timeout): the
+# request may be sent again as it is, so the caller is told to retry rather than of a bug.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
+
 
 def refusal_response(request: Request, exc: Exception) -> Response:
-    """What a request that raised answers: its refusal (signed once authenticated), else 500."""
+    """What a request that raised answers: its refusal (signed once authenticated), 503 when a
+    dependency is out of reach, else 500."""
     if isinstance(exc, FundhubError):
         return signed(request, failure(exc.error, exc.message))
+    if isinstance(exc, UNAVAILABLE_ERRORS):
+        log.error("request_unavailable", error=f"{type(exc).__name__}: {exc}")
+        return signed(request, failure(ErrorCode.UNAVAILABLE))
     log.exception("request_failed", exc_info=exc)
     return failure(ErrorCode.INTERNAL)

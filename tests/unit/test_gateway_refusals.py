@@ -1,0 +1,47 @@
+"""What a request that raised answers: its own refusal, 503 when Postgres is out of reach, else 500."""
+
+from __future__ import annotations
+
+import asyncpg
+import orjson
+import pytest
+from starlette.requests import Request
+
+from fundhub.common.errors import ErrorCode, FundhubError
+from fundhub.common.signing import body_signature
+from fundhub.gateway.responses import refusal_response
+from fundhub.gateway.stores import ApiKey
+
+
+def request(authenticated: bool) -> Request:
+    scope = {"type": "http", "method": "POST", "path": "/v1/payouts", "headers": [], "state": {}}
+    req = Request(scope)
+    if authenticated:
+        req.state.api_key = ApiKey("k1", "s3cret", frozenset(), frozenset())
+    return req
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ConnectionRefusedError(111, "refused"),
+        TimeoutError(),
+        asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+        asyncpg.CannotConnectNowError("the database system is starting up"),
+        asyncpg.TooManyConnectionsError("too many clients"),
+    ],
+)
+def test_an_unreachable_database_answers_503_signed(exc: Exception) -> None:
+    response = refusal_response(request(authenticated=True), exc)
+    body = orjson.loads(response.body)
+    assert response.status_code == 503
+    assert body["errorCode"] == ErrorCode.UNAVAILABLE.code and body["bizCode"] == "FAILED"
+    assert response.headers["X-Signature"] == body_signature("s3cret", bytes(response.body))
+
+
+def test_a_refusal_keeps_its_code_and_a_bug_answers_500_unsigned() -> None:
+    refused = refusal_response(request(True), FundhubError(ErrorCode.NOT_FOUND, "payout X"))
+    assert refused.status_code == 404 and orjson.loads(refused.body)["msg"] == "payout X"
+    bug = refusal_response(request(True), KeyError("oops"))
+    assert bug.status_code == 500 and orjson.loads(bug.body)["errorCode"] == "E500_INTERNAL"
+    assert "X-Signature" not in bug.headers
