@@ -85,3 +85,38 @@ async def test_the_writer_restarts_after_going_idle() -> None:
         store.refuse = {3}
         await group.submit(3)
     assert await group.submit(4) == "ok-4"
+
+
+async def test_callers_are_not_left_waiting_when_the_writer_is_cancelled() -> None:
+    store = Store()
+    group: GroupCommit[int, str] = GroupCommit(store.run, conflict_key=lambda i: i)
+    store.gate.clear()
+    waiting = asyncio.ensure_future(group.submit(1))
+    await asyncio.sleep(0)
+    writer = group._writer
+    assert writer is not None
+    writer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(waiting, 5)
+    assert group._writer is None  # the next submission starts a new writer
+    store.gate.set()
+    assert await group.submit(2) == "ok-2"
+
+
+async def test_a_writer_cancelled_mid_batch_frees_the_batch_and_the_queue() -> None:
+    store = Store()
+    group: GroupCommit[int, str] = GroupCommit(store.run, conflict_key=lambda i: i)
+    store.gate.clear()
+    in_flight = asyncio.ensure_future(group.submit(1))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert store.batches == [[1]]  # the writer runs [1] and waits on the gate
+    queued = asyncio.ensure_future(group.submit(2))
+    await asyncio.sleep(0)
+    assert group._writer is not None
+    group._writer.cancel()
+    for caller in (in_flight, queued):
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(caller, 5)
+    store.gate.set()
+    assert await group.submit(3) == "ok-3"

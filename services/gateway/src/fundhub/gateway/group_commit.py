@@ -46,7 +46,18 @@ class GroupCommit(Generic[T, R]):
         self._queue.append((item, future))
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_all(), name="group-commit")
+            self._writer.add_done_callback(self._writer_done)
         return await future
+
+    def _writer_done(self, writer: asyncio.Task[None]) -> None:
+        """A writer cancelled before its first step ran no ``finally``: free its callers."""
+        if not writer.cancelled():
+            return
+        if self._writer is writer:
+            self._writer = None
+        queued, self._queue = self._queue, []
+        for _, future in queued:
+            future.cancel()
 
     async def _write_all(self) -> None:
         try:
@@ -82,10 +93,10 @@ class GroupCommit(Generic[T, R]):
             for entry in batch:  # alone, each gets its own answer
                 await self._write([entry])
             return
-        except BaseException as exc:  # cancelled while stopping: no caller waits forever
+        except BaseException:  # cancelled while stopping: no caller waits forever
             for _, future in batch:
-                _settle(future, asyncio.CancelledError())
-            raise exc
+                future.cancel()
+            raise
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
