@@ -300,6 +300,14 @@ async def test_twenty_concurrent_copies_make_one_payout(
     assert await counts(stack) == (before[0] + 1, before[1] + 1, before[2] + 1)
     rows = await stack.env.pool.fetch("SELECT pay_id FROM payouts WHERE request_id = 'race-1'")
     assert [r["pay_id"] for r in rows] == [responses[0].json()["payId"]]
+    # However they were grouped into statements, every copy went through one (group commit).
+    metrics = (await stack.http.get("/metrics")).text
+    written = next(
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("fundhub_gateway_payout_admit_batch_size_sum")
+    )
+    assert written >= 20
 
 
 async def test_same_request_id_with_another_body_conflicts(

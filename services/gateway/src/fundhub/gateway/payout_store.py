@@ -25,6 +25,7 @@ from fundhub.common.outbox import PAYOUTS_CHANNEL
 from fundhub.common.payout_request import PayoutRequest, new_pay_id
 from fundhub.common.topics import Topics
 from fundhub.gateway.group_commit import GroupCommit
+from fundhub.gateway.metrics import PAYOUT_ADMIT_BATCH
 
 TYPE_PAYOUT_REQUESTED = "payout.requested"
 
@@ -168,6 +169,7 @@ class PayoutStore:
         )
 
     async def _accept_many(self, batch: list[_Accept]) -> list[asyncpg.Record]:
+        PAYOUT_ADMIT_BATCH.observe(len(batch))
         columns = [list(column) for column in zip(*batch, strict=True)]
         rows: list[asyncpg.Record] = await self._pool.fetch(
             _ACCEPT_MANY,
