@@ -35,7 +35,7 @@ log = structlog.get_logger(__name__)
 CALLBACK_PATH = "/callbacks/bank"
 # Per batch the worker locks, writes and (for commands) calls the bank once, whatever its size:
 # waiting a little for larger batches costs a few ms of latency and saves most of that work.
-CONSUMER_LINGER_MS = 10
+CONSUMER_LINGER_MS = 25
 
 
 def notify_url(settings: Settings) -> str:
