@@ -175,12 +175,7 @@ class BankNotificationIntake:
         return await self._publish(self._topics.bank_notify_unhandled, envelope, params["app_id"])
 
     async def _publish(self, topic: str, envelope: Envelope, key: str) -> Refusal | None:
-        try:
-            await self._publisher.publish(topic, envelope, key)
-        except PublishFailed as exc:
-            log.error("bank_notify_publish_failed", error=str(exc))
-            return Refusal(503, "temporarily unavailable, retry later")
-        return None
+        return await self._publish_all([OutgoingMessage.of(topic, envelope, key)])
 
     async def _publish_all(self, messages: list[OutgoingMessage]) -> Refusal | None:
         """One call, every acknowledgement awaited: a failure anywhere is a 503 for it all."""

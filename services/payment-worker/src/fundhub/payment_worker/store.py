@@ -148,15 +148,7 @@ async def note_submitted(pool: asyncpg.Pool, pay_id: str, bank_txn_id: str | Non
     usual answer to a submission moves no money. False when that is not the case (the payout
     settled meanwhile, or the ids disagree): the caller then takes the full path.
     """
-    noted = await pool.fetchval(
-        "UPDATE payouts SET submitted_at = coalesce(submitted_at, now()), "
-        "bank_txn_id = coalesce(bank_txn_id, $2), updated_at = now() "
-        "WHERE pay_id = $1 AND state = 'PROCESSING' "
-        "AND (bank_txn_id IS NULL OR $2::text IS NULL OR bank_txn_id = $2) RETURNING true",
-        pay_id,
-        bank_txn_id,
-    )
-    return bool(noted)
+    return pay_id in await note_submitted_many(pool, [(pay_id, bank_txn_id)])
 
 
 async def note_submitted_many(
