@@ -12,7 +12,7 @@ from support.env import ModuleEnv, database_url, new_bank_keys
 from support.kafka import delete_topics
 
 from fundhub.cli.devstack import Infra, ensure_infra
-from fundhub.common import db
+from fundhub.common import db, migrations
 from fundhub.common.config import Settings
 from fundhub.common.kafka import ensure_topics
 from fundhub.common.sealing import generate_master_key
@@ -41,7 +41,7 @@ async def template_db(infra: Settings) -> AsyncIterator[str]:
     admin = await asyncpg.connect(infra.database_url)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
-        await db.migrate(database_url(infra.database_url, name))
+        await migrations.migrate(database_url(infra.database_url, name))
         yield name
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:

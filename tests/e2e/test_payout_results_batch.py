@@ -14,12 +14,12 @@ from support.kafka import message_count
 from e2e.conftest import Stack
 from fundhub.bank_simulator.notifications import resign
 from fundhub.bank_simulator.payout_callbacks import build_results_notification
-from fundhub.common.bank_notify import notification_message_id
-from fundhub.common.bank_payouts import RESULTS_METHOD
+from fundhub.bank_transfers.notification import notification_message_id
 from fundhub.common.clock import utcnow
 from fundhub.common.config import Settings
 from fundhub.common.envelope import Envelope
 from fundhub.common.topics import topics
+from fundhub.payouts.bank import RESULTS_METHOD
 
 
 def result(tag: str, n: int, status: str = "SUCCESS") -> dict[str, str]:

@@ -31,13 +31,13 @@ from support.processes import _die_with_parent as die_with_parent
 from e2e.conftest import wait_until
 from fundhub.bank_simulator.notifications import TransferSpec, build_many
 from fundhub.bank_simulator.sender import BankSender, callback_url
-from fundhub.common.ledger import system_account
 from fundhub.common.signing import webhook_signature
+from fundhub.ledger.rules import system_account
 
 CLEARING = system_account("bank-payout-clearing", "CNY")
 PAYOUTS_PATH = "/v1/payouts"
 # The client callbacks are asserted delivered when the dispatcher exists, else as outbox events.
-HAS_DISPATCHER = importlib.util.find_spec("fundhub.payment_worker.dispatcher_main") is not None
+HAS_DISPATCHER = importlib.util.find_spec("fundhub.callback_dispatcher.main") is not None
 QUIET = {
     "failRate": 0.0,
     "timeoutRate": 0.0,

@@ -7,7 +7,7 @@ from support.ledger import balances
 
 from e2e.conftest import Stack, wait_until
 from fundhub.bank_simulator.notifications import TransferSpec, build_notification
-from fundhub.common.bank_notify import notification_message_id
+from fundhub.bank_transfers.notification import notification_message_id
 from fundhub.common.envelope import HEADER_DEAD_LETTER_REASON, Envelope
 from fundhub.common.topics import topics
 

@@ -21,9 +21,9 @@ from support.processes import Service, free_port
 from fundhub.client import HEADER_SIGNATURE, HEADER_TIMESTAMP, verify_callback
 from fundhub.common.envelope import Envelope, deterministic_id
 from fundhub.common.kafka import KafkaPublisher, OutgoingMessage
-from fundhub.common.payout_wire import payout_body
 from fundhub.common.sealing import seal
 from fundhub.common.topics import topics
+from fundhub.payouts.wire import payout_body
 
 KEY_ID = "ak_callbacks_test"
 BASE_S = 0.5

@@ -12,13 +12,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 from support.env import ModuleEnv
 
-from fundhub.common import db, inbox, ledger_store
+from fundhub.common import db, inbox
 from fundhub.common.consumer import BatchConsumer, BatchOutcome, Record
 from fundhub.common.envelope import Envelope
 from fundhub.common.kafka import KafkaPublisher
-from fundhub.common.ledger import Balance
 from fundhub.common.outbox import LEDGER_CHANNEL, OutboxRelay, outbox_writes
 from fundhub.common.topics import topics
+from fundhub.ledger import store as ledger_store
+from fundhub.ledger.rules import Balance
 
 
 async def ensure_and_lock(

@@ -10,15 +10,17 @@ from pathlib import Path
 
 import pytest
 from support.env import ModuleEnv
+from typer.testing import CliRunner
 
-from fundhub.cli.apikeys import API_KEY_SCOPES, new_api_key, parse_accounts, parse_scopes
+from fundhub.access.keys import SCOPES as API_KEY_SCOPES
+from fundhub.access.keys import InvalidKeySpec, new_api_key, parse_accounts, parse_scopes
+from fundhub.bank_transfers.bank_apps import InvalidBankApp, parse_sign_excludes
 from fundhub.cli.balances import format_minor
-from fundhub.cli.bankapps import parse_sign_excludes
 from fundhub.cli.devstack import Infra
 from fundhub.cli.devstack.endpoints import HostPort, parse_bootstrap, parse_dsn, same_address
 from fundhub.cli.devstack.kafka import new_cluster_id, probe_kafka
 from fundhub.cli.devstack.postgres import probe_postgres
-from fundhub.cli.errors import UsageError
+from fundhub.cli.main import app as cli_app
 from fundhub.common.config import Settings
 from fundhub.common.sealing import unseal
 
@@ -31,18 +33,24 @@ BIN = Path(sys.executable).parent
 def test_scopes_come_from_the_one_allowed_set() -> None:
     assert parse_scopes(" admin , balance:read,admin") == ["admin", "balance:read"]
     assert set(parse_scopes(",".join(API_KEY_SCOPES))) == API_KEY_SCOPES
-    with pytest.raises(UsageError, match="unknown scope 'payouts:fly'") as caught:
+    with pytest.raises(InvalidKeySpec, match="unknown scope 'payouts:fly'"):
         parse_scopes("balance:read,payouts:fly")
-    assert caught.value.exit_code == 2
-    with pytest.raises(UsageError):
+    with pytest.raises(InvalidKeySpec):
         parse_scopes(" , ")
+
+
+def test_a_bad_key_spec_is_a_usage_error_of_the_cli() -> None:
+    args = ["api-key", "create", "--name", "x", "--scopes", "payouts:fly", "--accounts", "*"]
+    done = CliRunner().invoke(cli_app, args)
+    assert done.exit_code == 2
+    assert "unknown scope 'payouts:fly'" in done.output
 
 
 def test_accounts_are_ids_or_star_alone() -> None:
     assert parse_accounts("A1, A2,A1") == ["A1", "A2"]
     assert parse_accounts("*") == ["*"]
     for bad in ("", " , ", "*,A1", "has space"):
-        with pytest.raises(UsageError):
+        with pytest.raises(InvalidKeySpec):
             parse_accounts(bad)
 
 
@@ -56,7 +64,7 @@ def test_new_keys_have_the_documented_shape() -> None:
 def test_sign_excludes_always_hold_sign() -> None:
     assert parse_sign_excludes(None) == ["sign"]
     assert parse_sign_excludes("sign_type") == ["sign", "sign_type"]
-    with pytest.raises(UsageError):
+    with pytest.raises(InvalidBankApp):
         parse_sign_excludes("Sign Type")
 
 

@@ -12,21 +12,22 @@ import pytest
 from support.env import ModuleEnv
 from support.ledger import assert_ledger_invariants, balances
 
-from fundhub.common import db, ledger_store
-from fundhub.common.bank_payouts import (
+from fundhub.common import db
+from fundhub.common.topics import topics
+from fundhub.ledger import store as ledger_store
+from fundhub.ledger.rules import BANK_INFLOW, JournalEntry, credit, new_entry_id, system_account
+from fundhub.payouts import commands, results, store
+from fundhub.payouts.bank import (
     BankAnswer,
     BankRequestRefused,
     BankStatus,
     BankUnavailable,
     PayoutOrder,
 )
-from fundhub.common.ledger import BANK_INFLOW, JournalEntry, credit, new_entry_id, system_account
-from fundhub.common.payout_results import BankResult
-from fundhub.common.topics import topics
-from fundhub.payment_worker import commands, results, store
-from fundhub.payment_worker.messages import PayoutCommand, ResultMessage
-from fundhub.payment_worker.poller import Poller
-from fundhub.payment_worker.submitter import Submitter
+from fundhub.payouts.bank_results import BankResult
+from fundhub.payouts.messages import PayoutCommand, ResultMessage
+from fundhub.payouts.poller import Poller
+from fundhub.payouts.submitter import Submitter
 
 CLEARING = system_account("bank-payout-clearing", "CNY")
 

@@ -10,11 +10,11 @@ from support.env import ModuleEnv
 from support.ledger import assert_ledger_invariants, balances
 
 from fundhub.bank_simulator.notifications import TransferSpec, biz_content
-from fundhub.common.bank_notify import notification_message_id, parse_transfer_biz_content
+from fundhub.bank_transfers.apply import apply_transfer_notifications
+from fundhub.bank_transfers.messages import TransferMessage
+from fundhub.bank_transfers.notification import notification_message_id, parse_transfer_biz_content
 from fundhub.common.clock import utcnow
 from fundhub.common.topics import Topics
-from fundhub.notify_ingest.handler import apply_transfer_notifications
-from fundhub.notify_ingest.messages import TransferMessage
 
 APP = "20210911888888888888888888"
 TOPICS = Topics("integration")

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from fundhub.common import bank_notify
-from fundhub.common.bank_notify import (
+from fundhub.bank_transfers import notification as bank_notify
+from fundhub.bank_transfers.notification import (
     PUBLIC_PARAM_SPEC,
     TRANSFER_NOTIFY_METHOD,
     NotifyRejected,
@@ -110,9 +110,9 @@ def test_seed_example_parses_to_the_right_values() -> None:
 
 
 def _record_columns() -> set[str]:
-    schema = (Path(bank_notify.__file__).parent / "migrations" / "0001_foundation.sql").read_text(
-        encoding="utf-8"
-    )
+    schema = (
+        Path(bank_notify.__file__).parent / "migrations" / "0004_bank_transfers.sql"
+    ).read_text(encoding="utf-8")
     block = schema.split("CREATE TABLE bank_transfer_records (", 1)[1].split("\n);", 1)[0]
     return {
         match.group(1)

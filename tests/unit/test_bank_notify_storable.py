@@ -7,7 +7,7 @@ import json
 import pytest
 
 from fundhub.bank_simulator.notifications import TransferSpec, biz_content
-from fundhub.common.bank_notify import (
+from fundhub.bank_transfers.notification import (
     NotifyRejected,
     check_public_params,
     parse_transfer_biz_content,

@@ -17,10 +17,10 @@ from aiohttp import web
 from fundhub.bank_simulator import payout_callbacks
 from fundhub.bank_simulator.payout_callbacks import PayoutNotifier
 from fundhub.bank_simulator.payouts_bank import PayoutBank, PayoutBehaviour, Transfer
-from fundhub.bank_simulator.sender import CALLBACK_PATH
-from fundhub.common.bank_payouts import RESULTS_METHOD, PayoutOrder
-from fundhub.common.payout_results import MAX_BATCH_RESULTS, parse_bank_results
+from fundhub.common.config import BANK_CALLBACK_PATH as CALLBACK_PATH
 from fundhub.common.signing import generate_rsa_keypair, load_public_key, rsa2_verify
+from fundhub.payouts.bank import RESULTS_METHOD, PayoutOrder
+from fundhub.payouts.bank_results import MAX_BATCH_RESULTS, parse_bank_results
 
 APP_ID = "2021091188888888"
 NOW = datetime(2025, 4, 30, 6, 0, 0, tzinfo=UTC)

@@ -27,16 +27,16 @@ from fundhub.bank_simulator.payouts_bank import (
     order_from_wire,
     plan_transfer,
 )
-from fundhub.common.bank_payouts import (
+from fundhub.common.clock import parse_bank_time
+from fundhub.common.signing import generate_rsa_keypair, load_public_key, rsa2_verify
+from fundhub.payouts.bank import (
     RESULT_METHOD,
     RESULTS_METHOD,
     BankStatus,
     PayoutOrder,
     payee_invalid,
 )
-from fundhub.common.clock import parse_bank_time
-from fundhub.common.payout_results import MAX_BATCH_RESULTS
-from fundhub.common.signing import generate_rsa_keypair, load_public_key, rsa2_verify
+from fundhub.payouts.bank_results import MAX_BATCH_RESULTS
 
 NOW = datetime(2025, 4, 30, 6, 0, 0, tzinfo=UTC)
 

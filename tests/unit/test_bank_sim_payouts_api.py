@@ -19,9 +19,9 @@ from fundhub.bank_simulator import main as cli
 from fundhub.bank_simulator.app import create_app
 from fundhub.bank_simulator.config import SimulatorConfig
 from fundhub.bank_simulator.payouts_bank import FAIL_REASONS, PayoutBehaviour
-from fundhub.common.bank_payouts import RESULTS_METHOD, TRANSFERS_PATH
 from fundhub.common.clock import parse_bank_time
 from fundhub.common.signing import generate_rsa_keypair, load_public_key, rsa2_verify
+from fundhub.payouts.bank import RESULTS_METHOD, TRANSFERS_PATH
 
 FAST = {"callbackDelayMs": [5, 20], "returnDelayMs": [5, 20], "timeoutDelayMs": 100}
 

@@ -25,8 +25,8 @@ from fundhub.bank_simulator.payouts_bank import (
     batch_fault,
     batch_from_wire,
 )
-from fundhub.common.bank_payouts import BATCH_PATH, MAX_BATCH, TRANSFERS_PATH, BankStatus
 from fundhub.common.signing import generate_rsa_keypair
+from fundhub.payouts.bank import BATCH_PATH, MAX_BATCH, TRANSFERS_PATH, BankStatus
 
 NOW = datetime(2025, 4, 30, 6, 0, 0, tzinfo=UTC)
 NOTIFY_URL = "http://127.0.0.1:9/callbacks/bank"

@@ -20,7 +20,7 @@ from fundhub.bank_simulator.notifications import (
     resign,
 )
 from fundhub.bank_simulator.scenarios import plan_transfers
-from fundhub.common.bank_notify import (
+from fundhub.bank_transfers.notification import (
     check_protocol,
     check_public_params,
     notification_message_id,

@@ -14,7 +14,6 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from fundhub.bank_simulator.sender import (
-    CALLBACK_PATH,
     BankSender,
     Delivery,
     Outcome,
@@ -22,6 +21,7 @@ from fundhub.bank_simulator.sender import (
     open_sender,
     record_id_of,
 )
+from fundhub.common.config import BANK_CALLBACK_PATH as CALLBACK_PATH
 
 SIGN = "c2lnbmF0dXJlLXRoYXQtbXVzdC1uZXZlci1iZS1sb2dnZWQ="
 

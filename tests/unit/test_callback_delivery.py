@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from fundhub.client import verify_callback
-from fundhub.payment_worker.delivery import (
+from fundhub.webhooks.policy import (
     Delivered,
     GiveUp,
     RetryAt,

@@ -5,20 +5,20 @@ from __future__ import annotations
 import asyncpg
 import orjson
 import pytest
-from starlette.requests import Request
+from starlette.types import Scope
 
+from fundhub.access.keys import ApiKey
 from fundhub.common.errors import ErrorCode, FundhubError
 from fundhub.common.signing import body_signature
-from fundhub.gateway.responses import refusal_response
-from fundhub.gateway.stores import ApiKey
+from fundhub.gateway.edge import error_response
 
 
-def request(authenticated: bool) -> Request:
-    scope = {"type": "http", "method": "POST", "path": "/v1/payouts", "headers": [], "state": {}}
-    req = Request(scope)
+def request(authenticated: bool) -> Scope:
+    scope: Scope = {"type": "http", "method": "POST", "path": "/v1/payouts", "headers": []}
+    scope["state"] = {}
     if authenticated:
-        req.state.api_key = ApiKey("k1", "s3cret", frozenset(), frozenset())
-    return req
+        scope["state"]["api_key"] = ApiKey("k1", "s3cret", frozenset(), frozenset())
+    return scope
 
 
 @pytest.mark.parametrize(
@@ -32,7 +32,7 @@ def request(authenticated: bool) -> Request:
     ],
 )
 def test_an_unreachable_database_answers_503_signed(exc: Exception) -> None:
-    response = refusal_response(request(authenticated=True), exc)
+    response = error_response(request(authenticated=True), exc)
     body = orjson.loads(response.body)
     assert response.status_code == 503
     assert body["errorCode"] == ErrorCode.UNAVAILABLE.code and body["bizCode"] == "FAILED"
@@ -40,8 +40,8 @@ def test_an_unreachable_database_answers_503_signed(exc: Exception) -> None:
 
 
 def test_a_refusal_keeps_its_code_and_a_bug_answers_500_unsigned() -> None:
-    refused = refusal_response(request(True), FundhubError(ErrorCode.NOT_FOUND, "payout X"))
+    refused = error_response(request(True), FundhubError(ErrorCode.NOT_FOUND, "payout X"))
     assert refused.status_code == 404 and orjson.loads(refused.body)["msg"] == "payout X"
-    bug = refusal_response(request(True), KeyError("oops"))
+    bug = error_response(request(True), KeyError("oops"))
     assert bug.status_code == 500 and orjson.loads(bug.body)["errorCode"] == "E500_INTERNAL"
     assert "X-Signature" not in bug.headers

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from fundhub.gateway.group_commit import GroupCommit
+from fundhub.common.group_commit import GroupCommit
 
 
 class Store:

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from fundhub.common.ledger import (
+from fundhub.ledger.rules import (
     BANK_INFLOW,
     DEDUCTION_CLEARING,
     Balance,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from fundhub.common.payout_request import (
+from fundhub.payouts.request import (
     EXTENSION_MAX_BYTES,
     PAY_ID_PATTERN,
     InvalidPayout,

@@ -16,17 +16,11 @@ from fundhub.bank_simulator.payout_callbacks import (
     build_result_notification,
     build_results_notification,
 )
-from fundhub.common.bank_payouts import RESULTS_METHOD, BankStatus
+from fundhub.bank_transfers.bank_apps import BankApp, BankAppStore
 from fundhub.common.clock import utcnow
 from fundhub.common.config import Settings
 from fundhub.common.envelope import Envelope
 from fundhub.common.kafka import KafkaPublisher, OutgoingMessage, PublishFailed
-from fundhub.common.payout_results import (
-    MAX_BATCH_RESULTS,
-    InvalidBankResult,
-    parse_bank_result,
-    parse_bank_results,
-)
 from fundhub.common.signing import generate_rsa_keypair, load_public_key
 from fundhub.common.topics import topics
 from fundhub.gateway.bank_callbacks import (
@@ -35,8 +29,14 @@ from fundhub.gateway.bank_callbacks import (
     Refusal,
     result_item_message_id,
 )
-from fundhub.gateway.stores import BankApp, BankAppStore
-from fundhub.payment_worker.messages import PoisonMessage, decode_result
+from fundhub.payouts.bank import RESULTS_METHOD, BankStatus
+from fundhub.payouts.bank_results import (
+    MAX_BATCH_RESULTS,
+    InvalidBankResult,
+    parse_bank_result,
+    parse_bank_results,
+)
+from fundhub.payouts.messages import PoisonMessage, decode_result
 
 APP_ID = "2021091188888888"
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from fundhub.common.clock import BANK_TZ
-from fundhub.common.ledger import (
+from fundhub.ledger.rules import (
     Balance,
     Bucket,
     JournalEntry,
@@ -18,13 +18,9 @@ from fundhub.common.ledger import (
     new_entry_id,
     totals_by_currency,
 )
-from fundhub.payment_worker.bank_result import (
-    BankResult,
-    BankStatus,
-    InvalidBankResult,
-    parse_bank_result,
-)
-from fundhub.payment_worker.payouts import (
+from fundhub.payouts.bank import BankStatus
+from fundhub.payouts.bank_results import BankResult, InvalidBankResult, parse_bank_result
+from fundhub.payouts.states import (
     BANK_REJECTED,
     INSUFFICIENT_FUNDS,
     INVALID_PARAMETER,

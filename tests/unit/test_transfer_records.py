@@ -9,8 +9,16 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
-from fundhub.common.bank_notify import TransferNotice, parse_transfer_biz_content
-from fundhub.common.ledger import (
+from fundhub.bank_transfers.notification import TransferNotice, parse_transfer_biz_content
+from fundhub.bank_transfers.records import (
+    RANK,
+    Decision,
+    RecordPosition,
+    RecordState,
+    decide,
+    target_state,
+)
+from fundhub.ledger.rules import (
     BANK_INFLOW,
     DEDUCTION_CLEARING,
     Balance,
@@ -20,14 +28,6 @@ from fundhub.common.ledger import (
     new_entry_id,
     system_account,
     totals_by_currency,
-)
-from fundhub.notify_ingest.transfer_records import (
-    RANK,
-    Decision,
-    RecordPosition,
-    RecordState,
-    decide,
-    target_state,
 )
 
 ACCOUNT = "acct-15489516846"

@@ -1,41 +1,14 @@
-"""Reading account balances for the operator (``fundhub balance``, ``fundhub accounts``)."""
+"""Balances as the operator reads them (``fundhub balance``, ``fundhub accounts``); the read itself
+is the ledger's (``fundhub.ledger.balances``), the same the API uses."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from fundhub.cli.tables import render_table
 from fundhub.common.clock import iso_utc
 from fundhub.common.money import CURRENCIES
-
-_BUCKETS = ("available", "frozen", "pending")
-
-
-@dataclass(frozen=True)
-class Balance:
-    account_id: str
-    kind: str
-    currency: str
-    name: str | None
-    available: int
-    frozen: int
-    pending: int
-    updated_at: datetime | None
-    derived: bool  # summed from postings (system accounts keep no balance row)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "accountId": self.account_id,
-            "kind": self.kind,
-            "currency": self.currency,
-            "name": self.name,
-            "available": self.available,
-            "frozen": self.frozen,
-            "pending": self.pending,
-            "updatedAt": iso_utc(self.updated_at) if self.updated_at else None,
-        }
+from fundhub.ledger.balances import AccountBalance
 
 
 def format_minor(amount: int, currency: str) -> str:
@@ -46,48 +19,20 @@ def format_minor(amount: int, currency: str) -> str:
     return f"{sign}{units:,}.{minor:0{exponent}d}" if exponent else f"{sign}{units:,}"
 
 
-_SELECT = """
-    SELECT a.account_id, a.kind, a.currency, a.name,
-           b.available, b.frozen, b.pending, b.updated_at
-      FROM accounts a
-      LEFT JOIN account_balances b USING (account_id)
-"""
+def balance_json(balance: AccountBalance) -> dict[str, Any]:
+    return {
+        "accountId": balance.account_id,
+        "kind": balance.kind,
+        "currency": balance.currency,
+        "name": balance.name,
+        "available": balance.available,
+        "frozen": balance.frozen,
+        "pending": balance.pending,
+        "updatedAt": iso_utc(balance.updated_at) if balance.updated_at else None,
+    }
 
 
-async def _from_row(conn: Any, row: Any) -> Balance:
-    buckets = {name: row[name] for name in _BUCKETS}
-    derived = row["available"] is None
-    if derived:
-        sums = await conn.fetch(
-            "SELECT bucket, sum(amount)::bigint AS total FROM postings"
-            " WHERE account_id = $1 GROUP BY bucket",
-            row["account_id"],
-        )
-        buckets = {name: 0 for name in _BUCKETS} | {r["bucket"]: r["total"] for r in sums}
-    return Balance(
-        account_id=row["account_id"],
-        kind=row["kind"],
-        currency=row["currency"].strip(),
-        name=row["name"],
-        available=buckets["available"],
-        frozen=buckets["frozen"],
-        pending=buckets["pending"],
-        updated_at=row["updated_at"],
-        derived=derived,
-    )
-
-
-async def fetch_balance(conn: Any, account_id: str) -> Balance | None:
-    row = await conn.fetchrow(_SELECT + " WHERE a.account_id = $1", account_id)
-    return None if row is None else await _from_row(conn, row)
-
-
-async def fetch_customer_balances(conn: Any) -> list[Balance]:
-    rows = await conn.fetch(_SELECT + " WHERE a.kind = 'customer' ORDER BY a.account_id")
-    return [await _from_row(conn, row) for row in rows]
-
-
-def describe_balance(balance: Balance) -> str:
+def describe_balance(balance: AccountBalance) -> str:
     cur = balance.currency
     lines = [
         f"account    {balance.account_id}" + (f"  ({balance.name})" if balance.name else ""),
@@ -102,7 +47,7 @@ def describe_balance(balance: Balance) -> str:
     return "\n".join(lines)
 
 
-def balances_table(balances: list[Balance]) -> str:
+def balances_table(balances: list[AccountBalance]) -> str:
     headers = ["ACCOUNT", "NAME", "CUR", "AVAILABLE", "FROZEN", "PENDING", "UPDATED"]
     rows = [
         [

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fundhub.cli.errors import CliError, UsageError
-from fundhub.common.payout_request import PAY_ID_PATTERN
+from fundhub.common.db import Connection
+from fundhub.payouts.request import PAY_ID_PATTERN
+from fundhub.webhooks import store
 
 
 def parse_pay_id(text: str) -> str:
@@ -15,17 +15,9 @@ def parse_pay_id(text: str) -> str:
     return pay_id
 
 
-async def replay_callbacks(conn: Any, pay_id: str) -> int:
-    """Every delivery of the payout back to PENDING and due now; returns how many.
-
-    The same statement as ``POST /v1/payouts/{payId}/callbacks/replay``.
-    """
+async def replay_callbacks(conn: Connection, pay_id: str) -> int:
+    """Every delivery of the payout back to PENDING and due now; returns how many."""
     async with conn.transaction():
         if not await conn.fetchval("SELECT true FROM payouts WHERE pay_id = $1", pay_id):
             raise CliError(f"unknown payout {pay_id}")
-        result: str = await conn.execute(
-            "UPDATE callback_deliveries SET status = 'PENDING', next_attempt_at = now() "
-            "WHERE pay_id = $1",
-            pay_id,
-        )
-    return int(result.split()[-1])
+        return await store.replay(conn, pay_id)

@@ -10,24 +10,22 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from fundhub.cli.apikeys import insert_api_key, new_api_key
-from fundhub.cli.balances import (
-    balances_table,
-    describe_balance,
-    fetch_balance,
-    fetch_customer_balances,
-)
-from fundhub.cli.bankapps import (
+from fundhub.access.keys import InvalidKeySpec, new_api_key
+from fundhub.access.store import insert_api_key
+from fundhub.bank_transfers.bank_apps import (
+    InvalidBankApp,
     normalize_public_key,
     parse_app_id,
     parse_sign_excludes,
     upsert_bank_app,
 )
+from fundhub.cli.balances import balance_json, balances_table, describe_balance
 from fundhub.cli.callbacks import parse_pay_id, replay_callbacks
 from fundhub.cli.database import connection
 from fundhub.cli.errors import CliError, UsageError
 from fundhub.cli.masterkey import resolve_master_key
 from fundhub.common.config import Settings, get_settings
+from fundhub.ledger.balances import customer_balances, read_balance
 
 T = TypeVar("T")
 
@@ -139,15 +137,21 @@ def infra_status() -> None:
 
 @app.command()
 def migrate() -> None:
-    """Apply pending database migrations."""
-    from fundhub.common.db import migrate as apply
+    """Apply pending database migrations (every context's, in version order).
+
+    Refuses, changing nothing, when an applied migration's file has changed since."""
+    from fundhub.common.migrations import MigrationError
+    from fundhub.common.migrations import migrate as apply
 
     settings = _settings()
 
     async def main() -> list[str]:
         async with connection(settings.database_url):
             pass  # a clear error if the database is unreachable
-        return await apply(settings.database_url)
+        try:
+            return await apply(settings.database_url)
+        except MigrationError as exc:
+            raise CliError(str(exc)) from None
 
     applied = _run(main())
     typer.echo("applied: " + ", ".join(applied) if applied else "schema is up to date")
@@ -170,6 +174,8 @@ def api_key_create(
     try:
         key = new_api_key(name, scopes, accounts)
         master_key = resolve_master_key(settings)
+    except InvalidKeySpec as exc:
+        raise _fail(UsageError(str(exc))) from None
     except CliError as error:
         raise _fail(error) from None
 
@@ -213,6 +219,8 @@ def bank_app_add(
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"cannot read {public_key}: {exc}") from None
         pem = normalize_public_key(text)
+    except InvalidBankApp as exc:
+        raise _fail(UsageError(str(exc))) from None
     except CliError as error:
         raise _fail(error) from None
 
@@ -260,14 +268,14 @@ def balance(
 
     async def main() -> Any:
         async with connection(settings.database_url) as conn:
-            return await fetch_balance(conn, account)
+            return await read_balance(conn, account)
 
     found = _run(main())
     if found is None:
         typer.echo(f"error: unknown account {account!r}", err=True)
         raise typer.Exit(1)
     typer.echo(
-        json.dumps(found.as_json(), ensure_ascii=False) if as_json else describe_balance(found)
+        json.dumps(balance_json(found), ensure_ascii=False) if as_json else describe_balance(found)
     )
 
 
@@ -280,11 +288,11 @@ def accounts(
 
     async def main() -> Any:
         async with connection(settings.database_url) as conn:
-            return await fetch_customer_balances(conn)
+            return await customer_balances(conn)
 
     found = _run(main())
     if as_json:
-        typer.echo(json.dumps([b.as_json() for b in found], ensure_ascii=False))
+        typer.echo(json.dumps([balance_json(b) for b in found], ensure_ascii=False))
     elif not found:
         typer.echo("no customer accounts yet")
     else:

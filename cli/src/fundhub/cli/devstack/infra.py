@@ -48,9 +48,6 @@ class Infra:
             self.postgres.stop()
             self.started_postgres = False
 
-    async def stop_async(self) -> None:
-        await asyncio.to_thread(self.stop)
-
 
 @contextlib.contextmanager
 def _infra_lock() -> Iterator[None]:

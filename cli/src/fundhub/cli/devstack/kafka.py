@@ -307,15 +307,6 @@ class KafkaNode:
         with contextlib.suppress(FileNotFoundError):
             self.pid_file.unlink()
 
-    async def start_async(self, timeout_s: float = 180.0) -> None:
-        await asyncio.to_thread(self.start, wait=True, timeout_s=timeout_s)
-
-    async def stop_async(self, timeout_s: float = 60.0) -> bool:
-        return await asyncio.to_thread(self.stop, timeout_s)
-
-    async def wait_ready_async(self, timeout_s: float = 180.0) -> None:
-        await asyncio.to_thread(self.wait_ready, timeout_s)
-
 
 async def probe_kafka(bootstrap: str, timeout_s: float = 5.0) -> bool:
     """True when a broker answers a metadata request and names a controller."""

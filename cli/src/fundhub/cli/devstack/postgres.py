@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import os
@@ -320,12 +319,6 @@ class PostgresNode:
     def ensure_database(self, user: str, database: str) -> None:
         """Create the login role (with CREATEDB) and its database if missing (idempotent)."""
         run_sync(lambda: _ensure_database(self.superuser_dsn(), user, database))
-
-    async def start_async(self, timeout_s: float = 60.0) -> None:
-        await asyncio.to_thread(self.start, wait=True, timeout_s=timeout_s)
-
-    async def stop_async(self, timeout_s: float = 60.0) -> bool:
-        return await asyncio.to_thread(self.stop, timeout_s)
 
 
 async def probe_postgres(dsn: str, timeout_s: float = 3.0) -> bool:

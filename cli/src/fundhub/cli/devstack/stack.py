@@ -11,7 +11,11 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from fundhub.cli.bankapps import SEED_BANK_APP_ID, normalize_public_key, upsert_bank_app
+from fundhub.bank_transfers.bank_apps import (
+    SEED_BANK_APP_ID,
+    normalize_public_key,
+    upsert_bank_app,
+)
 from fundhub.cli.database import connection
 from fundhub.cli.devstack.devkeys import DevKeys, ensure_dev_keys
 from fundhub.cli.devstack.endpoints import parse_dsn
@@ -20,8 +24,8 @@ from fundhub.cli.devstack.paths import dev_dir
 from fundhub.cli.devstack.supervisor import ServiceSpec, Supervisor
 from fundhub.cli.masterkey import resolve_master_key
 from fundhub.common.config import Settings
-from fundhub.common.db import migrate
 from fundhub.common.kafka import ensure_topics
+from fundhub.common.migrations import migrate
 
 Say = Callable[[str], None]
 # The bank simulator's pace in dev: one notification every N seconds towards the gateway.

@@ -8,6 +8,11 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The gateway's route for the bank's signed notifications. Here, beside the gateway's address,
+# because the processes that tell the bank where to call (payment-worker) or call it themselves
+# (the bank simulator) need it as much as the gateway that serves it.
+BANK_CALLBACK_PATH = "/callbacks/bank"
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FUNDHUB_", extra="ignore")
@@ -55,6 +60,12 @@ class Settings(BaseSettings):
     callback_max_age_s: float = 86400 * 2
     callback_backoff_base_s: float = 1.0
     callback_backoff_max_s: float = 3600.0
+
+    def bank_callback_url(self) -> str:
+        """Where the bank is told to send payout results: configured, or this gateway's route."""
+        if self.payout_notify_url:
+            return self.payout_notify_url
+        return f"http://{self.gateway_host}:{self.gateway_port}{BANK_CALLBACK_PATH}"
 
 
 @lru_cache(maxsize=1)

@@ -14,33 +14,55 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import TypeAlias, TypeVar
 
-import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord, TopicPartition
+from pydantic import ValidationError
 
 from fundhub.common.config import Settings
-from fundhub.common.envelope import HEADER_CORRELATION_ID
-from fundhub.common.kafka import (
-    KafkaPublisher,
-    PublishFailed,
-    dead_letter,
-    header,
-    make_consumer,
-)
+from fundhub.common.db import Connection, Lent, Pool
+from fundhub.common.envelope import HEADER_CORRELATION_ID, Envelope
+from fundhub.common.kafka import KafkaPublisher, dead_letter, header, make_consumer
 from fundhub.common.logging import correlation
+from fundhub.common.retry import DATA_ERRORS, until_it_works
 
 log = structlog.get_logger(__name__)
 
 MAX_BATCH = 500
 FRESH_WAIT_MS = 2
-RETRY_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
-# Errors that depend on the data, not on the database being reachable.
-DETERMINISTIC_DB_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
+T = TypeVar("T")
+
+
+class PoisonMessage(Exception):
+    """A message that can never be processed: parked on the dead-letter topic with this reason."""
+
+
+def open_envelope(raw: bytes | None) -> Envelope:
+    """The envelope of a record's value; PoisonMessage when there is none to read."""
+    if raw is None:
+        raise PoisonMessage("empty message")
+    try:
+        return Envelope.from_bytes(raw)
+    except ValidationError as exc:
+        raise PoisonMessage(f"not an envelope: {exc.errors()[0]['msg']}") from exc
+
+
+def decode_all(
+    records: list[Record], decode: Callable[[bytes | None], T]
+) -> tuple[list[tuple[Record, T]], list[tuple[Record, str]]]:
+    """Each record decoded, and those that raised PoisonMessage with the reason."""
+    decoded: list[tuple[Record, T]] = []
+    poison: list[tuple[Record, str]] = []
+    for record in records:
+        try:
+            decoded.append((record, decode(record.value)))
+        except PoisonMessage as exc:
+            poison.append((record, str(exc)))
+    return decoded, poison
 
 
 @dataclass
@@ -51,14 +73,14 @@ class BatchOutcome:
     after_commit: Callable[[], None] | None = None
 
 
-Handler = Callable[[asyncpg.Connection, list[Record]], Awaitable[BatchOutcome]]
+Handler = Callable[[Connection, list[Record]], Awaitable[BatchOutcome]]
 
 
 class BatchConsumer:
     def __init__(
         self,
         settings: Settings,
-        pool: asyncpg.Pool,
+        pool: Pool,
         publisher: KafkaPublisher,
         group: str,
         topic: str,
@@ -81,7 +103,7 @@ class BatchConsumer:
         self._handle = handle
         self._consumer: AIOKafkaConsumer | None = None
         # Held across batches: a pool release costs a reset round trip per batch.
-        self._conn: asyncpg.Connection | None = None
+        self._conn: Lent | None = None
 
     async def run(self) -> None:
         consumer = make_consumer(self._settings, self._group, self._topic)
@@ -129,30 +151,33 @@ class BatchConsumer:
                 return
 
     async def _process_until_done(self, records: list[Record]) -> list[Callable[[], None]]:
-        """Infrastructure failures retry the same batch: nothing is skipped."""
-        attempt = 0
-        while True:
-            try:
-                return await self._process(records)
-            except DETERMINISTIC_DB_ERRORS as exc:
-                await self._drop_connection()
-                if len(records) == 1:
-                    await dead_letter(
-                        self._publisher, self._settings, records[0], f"database refused: {exc}"
-                    )
-                    return []
-                actions: list[Callable[[], None]] = []
-                for record in records:
-                    actions.extend(await self._process_until_done([record]))
-                return actions
-            except (TimeoutError, asyncpg.PostgresError, OSError, PublishFailed) as exc:
-                await self._drop_connection()
-                delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
-                log.error("batch_failed_will_retry", error=str(exc), attempt=attempt, delay=delay)
-                attempt += 1
-                await asyncio.sleep(delay)
+        """Infrastructure failures retry the same batch: nothing is skipped. A batch the
+        database refuses for its data is split, until the one record at fault is parked."""
+        async for attempt in until_it_works(f"batch of {self._topic}"):
+            with attempt:
+                try:
+                    return await self._process(records)
+                except BaseException:
+                    await self._drop_connection()
+                    raise
+        raise AssertionError("unreachable: until_it_works never gives up")
 
     async def _process(self, records: list[Record]) -> list[Callable[[], None]]:
+        try:
+            return await self._process_once(records)
+        except DATA_ERRORS as exc:
+            await self._drop_connection()
+            if len(records) == 1:
+                await dead_letter(
+                    self._publisher, self._settings, records[0], f"database refused: {exc}"
+                )
+                return []
+            actions: list[Callable[[], None]] = []
+            for record in records:
+                actions.extend(await self._process_until_done([record]))
+            return actions
+
+    async def _process_once(self, records: list[Record]) -> list[Callable[[], None]]:
         if self._conn is None:
             self._conn = await self._pool.acquire()
         conn = self._conn

@@ -1,21 +1,24 @@
-"""PostgreSQL access: the pool and the migration runner (migrations live in ``migrations/``)."""
+"""PostgreSQL access: pools, JSON codecs, and batch statements (one round trip for a batch)."""
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 import orjson
-import structlog
+from asyncpg.pool import PoolConnectionProxy
 
-log = structlog.get_logger(__name__)
-
-_MIGRATION_LOCK = 0x66756E64  # "fund": one migrator at a time across replicas
+# What every module annotates with: a pool, a connection whether held alone or lent by the pool
+# (asyncpg lends a proxy with the same methods), one lent (what ``Pool.release`` takes back), and
+# a row (asyncpg's Record reads like a mapping; dicts built from rows stand in for it).
+Pool: TypeAlias = asyncpg.Pool
+Lent: TypeAlias = PoolConnectionProxy
+Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
+Row: TypeAlias = asyncpg.Record | Mapping[str, Any]
 
 
 def json_text(value: Any) -> str:
@@ -33,12 +36,12 @@ def json_value(text: str) -> Any:
     return json.loads(text)
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
+async def _init_connection(conn: Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json_text, decoder=json_value, schema="pg_catalog")
     await conn.set_type_codec("json", encoder=json_text, decoder=json_value, schema="pg_catalog")
 
 
-async def _keep_session(conn: asyncpg.Connection) -> None:
+async def _keep_session(conn: Connection) -> None:
     """Released connections keep their session: nothing here sets any session state.
 
     asyncpg still rolls back an open transaction and drops listener callbacks before calling
@@ -48,7 +51,7 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
-async def connect_pool(dsn: str, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+async def connect_pool(dsn: str, min_size: int = 1, max_size: int = 10) -> Pool:
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
@@ -61,45 +64,13 @@ async def connect_pool(dsn: str, min_size: int = 1, max_size: int = 10) -> async
     return pool
 
 
-async def connect(dsn: str) -> asyncpg.Connection:
-    conn: asyncpg.Connection = await asyncpg.connect(dsn)
+async def connect(dsn: str) -> Connection:
+    conn: Connection = await asyncpg.connect(dsn)
     await _init_connection(conn)
     return conn
 
 
-def migration_files() -> list[tuple[str, str]]:
-    """(version, sql) in order; the version is the file name without ``.sql``."""
-    folder = resources.files("fundhub.common") / "migrations"
-    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
-    return [(n.removesuffix(".sql"), (folder / n).read_text(encoding="utf-8")) for n in names]
-
-
-async def migrate(dsn: str) -> list[str]:
-    """Apply pending migrations, each in its own transaction; returns the versions applied."""
-    conn = await connect(dsn)
-    applied: list[str] = []
-    try:
-        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-        for version, sql in migration_files():
-            if version in done:
-                continue
-            async with conn.transaction():
-                await conn.execute(sql)
-                await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
-            log.info("migration_applied", version=version)
-            applied.append(version)
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
-        await conn.close()
-    return applied
-
-
-async def ping(pool: asyncpg.Pool) -> bool:
+async def ping(pool: Pool) -> bool:
     try:
         value: Any = await pool.fetchval("SELECT 1", timeout=2)
     except Exception:
@@ -131,7 +102,7 @@ class ArrayStatement:
     def renumbered(self, offset: int) -> str:
         return _PARAM.sub(lambda m: f"${int(m.group(1)) + offset}", self.sql)
 
-    async def run(self, conn: asyncpg.Connection, rows: Sequence[Sequence[Any]]) -> None:
+    async def run(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
             await conn.execute(self.sql, *self.arrays(rows))
 
@@ -160,7 +131,7 @@ Write = tuple[ArrayStatement, Sequence[Sequence[Any]]]
 
 
 async def write_together(
-    conn: asyncpg.Connection, writes: Sequence[Write], notify: str | None = None
+    conn: Connection, writes: Sequence[Write], notify: str | None = None
 ) -> None:
     """Run several batch writes as one statement (data-modifying CTEs): one round trip.
 
@@ -188,9 +159,7 @@ class Step:
     returns: bool = True
 
 
-async def run_together(
-    conn: asyncpg.Connection, steps: Sequence[Step]
-) -> list[list[dict[str, Any]]]:
+async def run_together(conn: Connection, steps: Sequence[Step]) -> list[list[dict[str, Any]]]:
     """Run several statements as one (top-level CTEs): one round trip instead of one each.
 
     Each step's rows come back as dicts (through JSON, so numbers are ints and timestamps are

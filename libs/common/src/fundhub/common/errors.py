@@ -19,7 +19,6 @@ class ErrorCode(Enum):
     NOT_FOUND = (404, "E009_NOT_FOUND", "not found")
     IDEMPOTENCY_CONFLICT = (409, "E010_IDEMPOTENCY_CONFLICT", "requestId reused with another body")
     PAYLOAD_TOO_LARGE = (413, "E011_PAYLOAD_TOO_LARGE", "request body too large")
-    RATE_LIMITED = (429, "E012_RATE_LIMITED", "too many requests")
     # Outcomes of a payout, reported in its state (HTTP 200 on a query) rather than as refusals.
     RETURNED = (200, "E014_RETURNED", "the bank returned a paid payout")
     BANK_REJECTED = (200, "E015_BANK_REJECTED", "the bank refused the transfer")

@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-import asyncpg
-
-from fundhub.common.db import Step
+from fundhub.common.db import Connection, Step
 
 T = TypeVar("T")
 
@@ -23,7 +21,7 @@ def claim_step(consumer: str, message_ids: Sequence[str]) -> Step:
     return Step(_CLAIM, (consumer, list(message_ids)))
 
 
-async def claim(conn: asyncpg.Connection, consumer: str, message_ids: Sequence[str]) -> set[str]:
+async def claim(conn: Connection, consumer: str, message_ids: Sequence[str]) -> set[str]:
     """Record the ids inside the caller's transaction; return those not seen before."""
     rows = await conn.fetch(_CLAIM, consumer, list(message_ids))
     return {r["message_id"] for r in rows}
@@ -44,7 +42,7 @@ def fresh_items(
 
 
 async def take_fresh(
-    conn: asyncpg.Connection, consumer: str, items: Sequence[T], message_id: Callable[[T], str]
+    conn: Connection, consumer: str, items: Sequence[T], message_id: Callable[[T], str]
 ) -> tuple[list[T], int]:
     """Claim the items' ids; return the items never seen before (the first copy of an id in
     the batch wins) and how many were duplicates."""

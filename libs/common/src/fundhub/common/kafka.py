@@ -135,9 +135,6 @@ class KafkaPublisher:
                 self._discard(producer, f"{type(exc).__name__}: {exc}")
             raise PublishFailed(f"{type(exc).__name__}: {exc}") from exc
 
-    async def publish(self, topic: str, envelope: Envelope, key: str | None) -> None:
-        await self.send_many([OutgoingMessage.of(topic, envelope, key)])
-
     async def ready(self) -> bool:
         try:
             producer = await self._current()

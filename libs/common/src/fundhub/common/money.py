@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 # Currencies fundhub settles in, with their minor-unit exponent.
 CURRENCIES: dict[str, int] = {"CNY": 2, "HKD": 2, "USD": 2, "EUR": 2}
@@ -29,30 +28,3 @@ def parse_minor_units(text: str, max_digits: int = 16) -> int:
     if not _MINOR_UNITS.fullmatch(text) or len(text) > max_digits:
         raise MoneyError(f"not a non-negative integer amount of at most {max_digits} digits")
     return int(text)
-
-
-@dataclass(frozen=True, slots=True)
-class Money:
-    amount: int
-    currency: str
-
-    def __post_init__(self) -> None:
-        if isinstance(self.amount, bool) or not isinstance(self.amount, int):
-            raise MoneyError("amount must be an integer number of minor units")
-        if self.currency not in CURRENCIES:
-            raise MoneyError(f"unknown currency {self.currency!r}")
-
-    def __add__(self, other: Money) -> Money:
-        self._same(other)
-        return Money(self.amount + other.amount, self.currency)
-
-    def __sub__(self, other: Money) -> Money:
-        self._same(other)
-        return Money(self.amount - other.amount, self.currency)
-
-    def __neg__(self) -> Money:
-        return Money(-self.amount, self.currency)
-
-    def _same(self, other: Money) -> None:
-        if other.currency != self.currency:
-            raise MoneyError(f"currency mismatch {self.currency} vs {other.currency}")

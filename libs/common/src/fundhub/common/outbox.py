@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-import asyncpg
 import structlog
 
-from fundhub.common.db import BatchInsert, Write
+from fundhub.common.db import BatchInsert, Connection, Lent, Pool, Write
 from fundhub.common.envelope import Envelope
 from fundhub.common.kafka import KafkaPublisher, OutgoingMessage
 
@@ -24,9 +23,22 @@ log = structlog.get_logger(__name__)
 # service that follows it up, not every relay for every batch.
 LEDGER_CHANNEL = "fundhub_outbox_ledger"  # notify-ingest's relay: ledger events
 PAYOUTS_CHANNEL = "fundhub_outbox_payouts"  # payment-worker's relay: payout commands and events
-_INSERT_OUTBOX = BatchInsert(
-    "outbox", (("topic", "text"), ("key", "text"), ("payload", "bytea"), ("headers", "jsonb"))
-)
+_COLUMNS = (("topic", "text"), ("key", "text"), ("payload", "bytea"), ("headers", "jsonb"))
+_INSERT_OUTBOX = BatchInsert("outbox", _COLUMNS)
+
+
+def insert_from(select: str) -> str:
+    """SQL inserting the rows of ``select`` (topic, key, payload, headers as jsonb) as events.
+
+    For a statement that writes its state and its events itself, in one round trip (the payout
+    acceptance); every other writer passes ``outbox_writes`` to ``db.write_together``.
+    """
+    return f"INSERT INTO outbox ({', '.join(name for name, _ in _COLUMNS)}) {select}"
+
+
+def wake_up(channel: str) -> str:
+    """SQL waking the relay that listens on ``channel`` once the statement commits."""
+    return f"pg_notify('{channel}', '')"
 
 
 def outbox_writes(events: list[tuple[str, str | None, Envelope]]) -> list[Write]:
@@ -59,7 +71,7 @@ class OutboxRelay:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        pool: Pool,
         publisher: KafkaPublisher,
         channel: str,
         batch: int = 500,
@@ -73,8 +85,7 @@ class OutboxRelay:
         self._idle_s = idle_s
         self._gather_s = gather_s
         self._wake = asyncio.Event()
-        self._conn: asyncpg.Connection | None = None  # held: no pool reset per pass
-        self.published = 0
+        self._conn: Lent | None = None  # held: no pool reset per pass
 
     async def relay_once(self) -> int:
         if self._conn is None:
@@ -87,7 +98,7 @@ class OutboxRelay:
             await self._pool.release(conn)
             raise
 
-    async def _relay(self, conn: asyncpg.Connection) -> int:
+    async def _relay(self, conn: Connection) -> int:
         async with conn.transaction():
             rows = sorted(await conn.fetch(_TAKE, self._batch), key=lambda r: r["id"])
             if not rows:
@@ -103,7 +114,6 @@ class OutboxRelay:
                     for r in rows
                 ]
             )
-        self.published += len(rows)
         return len(rows)
 
     def _on_notify(self, *_: object) -> None:

@@ -20,7 +20,7 @@ from fundhub.bank_simulator.payouts_bank import PayoutBank, PayoutBehaviour
 from fundhub.bank_simulator.runs import RunRegistry, TransferScenarioRequest, plan_run
 from fundhub.bank_simulator.sender import BankSender, open_sender
 from fundhub.bank_simulator.stream import new_feed, run_stream
-from fundhub.common.health import health_router
+from fundhub.web.health import health_router
 
 log = structlog.get_logger("fundhub.bank_simulator.app")
 

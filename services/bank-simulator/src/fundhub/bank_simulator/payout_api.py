@@ -30,8 +30,8 @@ from fundhub.bank_simulator.payouts_bank import (
     not_found,
     order_from_wire,
 )
-from fundhub.common.bank_payouts import BATCH_PATH, MAX_BATCH, TRANSFERS_PATH
 from fundhub.common.clock import utcnow
+from fundhub.payouts.bank import BATCH_PATH, MAX_BATCH, TRANSFERS_PATH
 
 log = structlog.get_logger("fundhub.bank_simulator.payout_api")
 

@@ -35,9 +35,9 @@ from fundhub.bank_simulator.notifications import (
 )
 from fundhub.bank_simulator.payouts_bank import PayoutBank, Transfer
 from fundhub.bank_simulator.sender import BankSender, DeliveryObserver
-from fundhub.common.bank_payouts import RESULT_METHOD, RESULTS_METHOD
 from fundhub.common.clock import format_bank_time, utcnow
-from fundhub.common.payout_results import MAX_BATCH_RESULTS
+from fundhub.payouts.bank import RESULT_METHOD, RESULTS_METHOD
+from fundhub.payouts.bank_results import MAX_BATCH_RESULTS
 
 log = structlog.get_logger("fundhub.bank_simulator.payout_callbacks")
 

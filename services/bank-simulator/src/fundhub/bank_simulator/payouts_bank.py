@@ -25,7 +25,9 @@ from typing import Any, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from fundhub.common.bank_payouts import (
+from fundhub.common.clock import format_bank_time
+from fundhub.common.money import MoneyError, normalize_currency, parse_minor_units
+from fundhub.payouts.bank import (
     MAX_BATCH,
     NOT_FOUND,
     PAYEE_REASON_PREFIX,
@@ -33,8 +35,6 @@ from fundhub.common.bank_payouts import (
     BankStatus,
     PayoutOrder,
 )
-from fundhub.common.clock import format_bank_time
-from fundhub.common.money import MoneyError, normalize_currency, parse_minor_units
 
 _PAYEE = PAYEE_REASON_PREFIX
 # Why the bank fails a payout. The payee ones start with PAYEE_REASON_PREFIX (E016 upstream).

@@ -25,9 +25,10 @@ import aiohttp
 import orjson
 import structlog
 
+from fundhub.common.config import BANK_CALLBACK_PATH
+
 log = structlog.get_logger("fundhub.bank_simulator.sender")
 
-CALLBACK_PATH = "/callbacks/bank"
 _JSON_HEADERS = {"Content-Type": "application/json"}
 _RECORD_ID = re.compile(r'"record_id"\s*:\s*"([^"]*)"')
 _ANSWER_LIMIT = 200
@@ -88,7 +89,7 @@ class DeliveryObserver(Protocol):
 
 
 def callback_url(gateway_url: str) -> str:
-    return gateway_url.rstrip("/") + CALLBACK_PATH
+    return gateway_url.rstrip("/") + BANK_CALLBACK_PATH
 
 
 def record_id_of(params: Mapping[str, str]) -> str | None:

@@ -5,14 +5,19 @@ from __future__ import annotations
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
+from fundhub.access.keys import SCOPE_BALANCE_READ
+from fundhub.common.clock import iso_utc_ms
 from fundhub.common.errors import ErrorCode, FundhubError
-from fundhub.gateway import read_models
-from fundhub.gateway.auth import Authenticator, require_account, require_scope
+from fundhub.gateway.auth import authenticated, require_account
 from fundhub.gateway.responses import signed, success
+from fundhub.ledger import balances
 
-SCOPE_BALANCE_READ = "balance:read"
 RECENT_MOVEMENTS = 10
 ACCOUNT_ID = Path(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z_-]+$")
+
+
+def _not_found(account_id: str) -> FundhubError:
+    return FundhubError(ErrorCode.NOT_FOUND, f"account {account_id} not found")
 
 
 def accounts_router() -> APIRouter:
@@ -20,15 +25,24 @@ def accounts_router() -> APIRouter:
 
     @router.get("/{accountId}/balance", summary="Real-time balance and latest movements")
     async def get_balance(request: Request, accountId: str = ACCOUNT_ID) -> Response:
-        auth: Authenticator = request.app.state.authenticator
-        key = await auth.authenticate(request)
-        require_scope(key, SCOPE_BALANCE_READ)
+        key = await authenticated(request, SCOPE_BALANCE_READ)
         require_account(key, accountId)
         async with request.app.state.pool.acquire() as conn:
-            view = await read_models.balance(conn, accountId, RECENT_MOVEMENTS)
-        if view is None:
-            raise FundhubError(ErrorCode.NOT_FOUND, f"account {accountId} not found")
-        return signed(request, success(view.to_wire()))
+            found = await balances.statement(conn, accountId, RECENT_MOVEMENTS)
+        if found is None or found.balance.derived:  # system accounts are not the API's
+            raise _not_found(accountId)
+        b = found.balance
+        body = {
+            "accountId": b.account_id,
+            "currency": b.currency,
+            "available": b.available,
+            "frozen": b.frozen,
+            "pending": b.pending,
+            "total": b.total,
+            "asOf": iso_utc_ms(b.as_of),
+            "movements": found.movements,
+        }
+        return signed(request, success(body))
 
     @router.get("/{accountId}/transactions", summary="Movement history, newest first, by cursor")
     async def list_transactions(
@@ -37,18 +51,16 @@ def accounts_router() -> APIRouter:
         cursor: str | None = Query(default=None, max_length=64),
         limit: int = Query(default=50, ge=1, le=200),
     ) -> Response:
-        auth: Authenticator = request.app.state.authenticator
-        key = await auth.authenticate(request)
-        require_scope(key, SCOPE_BALANCE_READ)
+        key = await authenticated(request, SCOPE_BALANCE_READ)
         require_account(key, accountId)
         try:
-            before = read_models.decode_cursor(cursor) if cursor else None
-        except read_models.BadCursor as exc:
+            before = balances.decode_cursor(cursor) if cursor else None
+        except balances.BadCursor as exc:
             raise FundhubError(ErrorCode.INVALID_PARAMETER, f"cursor: {exc}") from exc
         async with request.app.state.pool.acquire() as conn:
-            if not await read_models.account_exists(conn, accountId):
-                raise FundhubError(ErrorCode.NOT_FOUND, f"account {accountId} not found")
-            items, next_cursor = await read_models.transactions(conn, accountId, before, limit)
+            if not await balances.account_exists(conn, accountId):
+                raise _not_found(accountId)
+            items, next_cursor = await balances.transactions(conn, accountId, before, limit)
         page = {"accountId": accountId, "items": items, "nextCursor": next_cursor}
         return signed(request, success(page))
 

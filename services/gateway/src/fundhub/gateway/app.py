@@ -1,4 +1,5 @@
-"""The gateway application: wiring only; each capability lives in its own router module."""
+"""The gateway application: composition only; each route lives in its own router module and
+every request reaches them through the one pipeline (``edge.Edge``)."""
 
 from __future__ import annotations
 
@@ -7,23 +8,23 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import structlog
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 
+from fundhub.access.store import ApiKeyStore
+from fundhub.bank_transfers.bank_apps import BankAppStore
 from fundhub.common import db
 from fundhub.common.config import Settings
 from fundhub.common.errors import ErrorCode, FundhubError
-from fundhub.common.health import health_router
 from fundhub.common.kafka import KafkaPublisher, ensure_topics
+from fundhub.common.migrations import verify
 from fundhub.common.topics import topics
 from fundhub.gateway.accounts import accounts_router
 from fundhub.gateway.auth import Authenticator
-from fundhub.gateway.bank_callbacks import BankNotificationIntake, install_bank_callback
-from fundhub.gateway.middleware import CorrelationMiddleware
-from fundhub.gateway.payout_store import PayoutStore
+from fundhub.gateway.bank_callbacks import BankNotificationIntake, bank_router
 from fundhub.gateway.payouts import payouts_router
-from fundhub.gateway.responses import failure, refusal_response
-from fundhub.gateway.stores import ApiKeyStore, BankAppStore
+from fundhub.payouts.admission import PayoutStore
+from fundhub.web.health import health_router
 
 log = structlog.get_logger(__name__)
 
@@ -37,23 +38,22 @@ def create_app(settings: Settings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await verify(settings.database_url)
         pool = await db.connect_pool(settings.database_url, max_size=settings.db_pool_max)
         await ensure_topics(settings)
         publisher = KafkaPublisher(settings)
         await publisher.start()
+        names = topics(settings)
         app.state.pool = pool
         app.state.publisher = publisher
         app.state.authenticator = Authenticator(
             pool, ApiKeyStore(pool, master_key), settings.api_timestamp_tolerance_s
         )
         app.state.bank_intake = BankNotificationIntake(
-            settings, topics(settings), BankAppStore(pool), publisher
+            settings, names, BankAppStore(pool), publisher
         )
         app.state.payouts = PayoutStore(
-            pool,
-            topics(settings),
-            settings.payout_result_deadline_s,
-            settings.payout_poll_base_s,
+            pool, names, settings.payout_result_deadline_s, settings.payout_poll_base_s
         )
         purge = asyncio.create_task(_purge_nonces(app.state.authenticator))
         log.info("gateway_started", port=settings.gateway_port)
@@ -79,10 +79,18 @@ def create_app(settings: Settings) -> FastAPI:
         return await db.ping(app.state.pool)
 
     app.include_router(health_router({"kafka": kafka_ready, "postgres": postgres_ready}))
-    install_bank_callback(app)
+    app.include_router(bank_router())
     app.include_router(accounts_router())
     app.include_router(payouts_router())
-    _install_handlers(app)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, exc: RequestValidationError) -> None:
+        """FastAPI's own checks of path and query values: E001, answered by the pipeline."""
+        first = exc.errors()[0] if exc.errors() else {}
+        field = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path"))
+        message = f"{field}: {first.get('msg', 'invalid')}" if field else "invalid request"
+        raise FundhubError(ErrorCode.INVALID_PARAMETER, message)
+
     return app
 
 
@@ -93,23 +101,3 @@ async def _purge_nonces(auth: Authenticator) -> None:
             await auth.purge_nonces()
         except Exception as exc:
             log.warning("nonce_purge_failed", error=str(exc))
-
-
-def _install_handlers(app: FastAPI) -> None:
-    app.add_middleware(CorrelationMiddleware)
-
-    @app.exception_handler(FundhubError)
-    async def on_refusal(request: Request, exc: FundhubError) -> Response:
-        return refusal_response(request, exc)
-
-    @app.exception_handler(RequestValidationError)
-    async def on_invalid(request: Request, exc: RequestValidationError) -> Response:
-        first = exc.errors()[0] if exc.errors() else {}
-        field = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path"))
-        message = f"{field}: {first.get('msg', 'invalid')}" if field else "invalid request"
-        log.warning("request_invalid", reason=message)
-        return failure(ErrorCode.INVALID_PARAMETER, message)
-
-    @app.exception_handler(Exception)
-    async def on_crash(request: Request, exc: Exception) -> Response:
-        return refusal_response(request, exc)

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import time
 
-import asyncpg
 import structlog
-from fastapi import Request
+from starlette.requests import Request
 
+from fundhub.access.keys import ApiKey
+from fundhub.access.store import ApiKeyStore, purge_nonces, take_nonce
+from fundhub.common.db import Pool
 from fundhub.common.errors import ErrorCode, FundhubError
 from fundhub.common.signing import (
     api_signature,
@@ -19,7 +21,6 @@ from fundhub.common.signing import (
     verify_hex_signature,
 )
 from fundhub.gateway.metrics import AUTH_FAILURES
-from fundhub.gateway.stores import ApiKey, ApiKeyStore
 
 log = structlog.get_logger(__name__)
 
@@ -40,16 +41,16 @@ def _valid_nonce(nonce: str) -> bool:
 
 
 class Authenticator:
-    def __init__(self, pool: asyncpg.Pool, keys: ApiKeyStore, tolerance_s: int) -> None:
+    def __init__(self, pool: Pool, keys: ApiKeyStore, tolerance_s: int) -> None:
         self._pool = pool
         self._keys = keys
         self._tolerance_s = tolerance_s
 
-    async def authenticate(self, request: Request, *, take_nonce: bool = True) -> ApiKey:
+    async def authenticate(self, request: Request, *, take_nonce_now: bool = True) -> ApiKey:
         """The caller's key, once signature, time and (unless deferred) nonce all hold.
 
-        ``take_nonce=False`` leaves recording the nonce to the caller, who must do it in the
-        same statement as the request's effect (see ``PayoutStore.admit``): one round trip
+        ``take_nonce_now=False`` leaves recording the nonce to the caller, who must do it in the
+        same statement as the request's effect (see ``payouts.admission``): one round trip
         less, and a request refused afterwards for its content leaves no trace.
         """
         headers = request.headers
@@ -81,26 +82,15 @@ class Authenticator:
                 f"X-Timestamp must be Unix seconds within {self._tolerance_s}s of now",
                 key_id=key_id,
             )
-        if take_nonce:
-            fresh = await self._pool.fetchval(
-                "INSERT INTO api_nonces (key_id, nonce) VALUES ($1, $2) "
-                "ON CONFLICT DO NOTHING RETURNING true",
-                key_id,
-                nonce,
-            )
-            if not fresh:
-                raise nonce_replayed(key_id)
+        if take_nonce_now and not await take_nonce(self._pool, key_id, nonce):
+            raise nonce_replayed(key_id)
         structlog.contextvars.bind_contextvars(key_id=key_id)
         request.state.api_key = key
         return key
 
     async def purge_nonces(self) -> int:
         """Nonces older than twice the window can never be replayed: the timestamp check refuses."""
-        result: str = await self._pool.execute(
-            "DELETE FROM api_nonces WHERE seen_at < now() - make_interval(secs => $1)",
-            float(self._tolerance_s * 2),
-        )
-        return int(result.split()[-1])
+        return await purge_nonces(self._pool, float(self._tolerance_s * 2))
 
 
 def request_nonce(request: Request) -> str:
@@ -125,3 +115,11 @@ def require_account(key: ApiKey, account_id: str) -> None:
             key_id=key.key_id,
             account_id=account_id,
         )
+
+
+async def authenticated(request: Request, scope: str) -> ApiKey:
+    """The caller's key, holding ``scope``; the nonce is recorded now."""
+    auth: Authenticator = request.app.state.authenticator
+    key = await auth.authenticate(request)
+    require_scope(key, scope)
+    return key

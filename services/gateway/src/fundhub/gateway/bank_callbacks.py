@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import structlog
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
-from starlette.types import Receive, Scope, Send
+from starlette.responses import Response
 
-from fundhub.common.bank_notify import (
+from fundhub.bank_transfers.bank_apps import BankAppStore
+from fundhub.bank_transfers.notification import (
     TRANSFER_NOTIFY_METHOD,
     NotifyRejected,
     check_protocol,
@@ -20,22 +20,22 @@ from fundhub.common.bank_notify import (
     notification_message_id,
     parse_transfer_biz_content,
 )
-from fundhub.common.bank_payouts import RESULT_METHOD, RESULTS_METHOD
 from fundhub.common.clock import iso_utc_ms, utcnow
-from fundhub.common.config import Settings
+from fundhub.common.config import BANK_CALLBACK_PATH, Settings
 from fundhub.common.envelope import Envelope
+from fundhub.common.errors import ErrorCode
 from fundhub.common.kafka import KafkaPublisher, OutgoingMessage, PublishFailed
-from fundhub.common.payout_results import (
+from fundhub.common.signing import rsa2_verify
+from fundhub.common.topics import Topics
+from fundhub.gateway.edge import edge_route
+from fundhub.gateway.metrics import BANK_NOTIFICATIONS
+from fundhub.payouts.bank import RESULT_METHOD, RESULTS_METHOD
+from fundhub.payouts.bank_results import (
     BatchResult,
     InvalidBankResult,
     parse_bank_result,
     parse_bank_results,
 )
-from fundhub.common.signing import rsa2_verify
-from fundhub.common.topics import Topics
-from fundhub.gateway.metrics import BANK_NOTIFICATIONS, HTTP_LATENCY, HTTP_REQUESTS
-from fundhub.gateway.middleware import HEADER_CORRELATION, begin_request
-from fundhub.gateway.stores import BankAppStore
 
 log = structlog.get_logger(__name__)
 
@@ -67,8 +67,6 @@ class BankNotificationIntake:
         self._publisher = publisher
 
     async def accept(self, raw: bytes, correlation_id: str) -> Refusal | None:
-        if len(raw) > MAX_NOTIFICATION_BYTES:
-            return Refusal(413, "body too large")
         try:
             params: Any = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -225,8 +223,6 @@ def _batch_result_envelope(
     )
 
 
-CALLBACK_PATH = "/callbacks/bank"
-_LATENCY = HTTP_LATENCY.labels(CALLBACK_PATH)
 _ACCEPTED = BANK_NOTIFICATIONS.labels("accepted")
 
 
@@ -242,82 +238,44 @@ def answer(refusal: Refusal | None) -> tuple[int, str]:
     return refusal.status, f"fail: {refusal.reason}"
 
 
-class BankCallbackFastPath:
-    """The outermost ASGI layer: the bank's ``POST /callbacks/bank`` skips the framework.
-
-    It runs at the bank's full rate, so it goes straight to the intake instead of through
-    Starlette's middleware stack, router and exception machinery (a third of the gateway's CPU
-    per notification). Everything else passes to the FastAPI app, whose documented route below
-    describes this endpoint in the OpenAPI document.
-    """
-
-    def __init__(self, app: FastAPI) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != CALLBACK_PATH or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        correlation_id = begin_request(scope)
-        intake: BankNotificationIntake = self.app.state.bank_intake
-        body = await _read_body(receive, MAX_NOTIFICATION_BYTES)
-        if body is None:
-            status, text = answer(Refusal(413, "body too large"))
-        else:
-            try:
-                refusal = await intake.accept(body, correlation_id)
-            except Exception:  # a bug: the bank retries, the log explains
-                log.exception("bank_notify_failed")
-                refusal = Refusal(500, "internal error")
-            status, text = answer(refusal)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (HEADER_CORRELATION, correlation_id.encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": text.encode()})
-        _LATENCY.observe(time.perf_counter() - started)
-        HTTP_REQUESTS.labels(CALLBACK_PATH, str(status)).inc()
+def bank_refusal(error: ErrorCode, message: str) -> Response:
+    """A refusal made by the pipeline itself (a body too large) in the bank's own terms."""
+    status, text = answer(Refusal(error.http_status, message))
+    return PlainTextResponse(text, status_code=status)
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return b""
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+_DOCUMENTED_ANSWERS: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": description,
+        "content": {"text/plain": {"schema": {"type": "string"}, "example": example}},
+    }
+    for status, description, example in (
+        (200, "Accepted and durable (or a signed notification of a method kept aside)", "success"),
+        (400, "Refused: the notification is malformed; the reason names the field", "fail: ..."),
+        (401, "Refused: unknown app_id or a bad signature", "fail: signature verification failed"),
+        (413, "Refused: the body is larger than the route takes", "fail: body: more than ..."),
+        (503, "Not taken: Kafka is unavailable; the bank retries", "fail: temporarily unavailable"),
+    )
+}
 
 
-def install_bank_callback(app: FastAPI) -> None:
-    """The documented route; ``BankCallbackFastPath`` in front of the app serves the traffic."""
-    app.include_router(_documented_router())
-
-
-def _documented_router() -> APIRouter:
+def bank_router() -> APIRouter:
     router = APIRouter(tags=["bank"])
 
     @router.post(
-        CALLBACK_PATH,
+        BANK_CALLBACK_PATH,
         response_class=PlainTextResponse,
         summary="The bank's signed notifications (bkfunds.acct.transfer.notify and others)",
-        responses={200: {"content": {"text/plain": {"example": "success"}}}},
+        responses=_DOCUMENTED_ANSWERS,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
+        },
     )
-    async def receive_bank_notification(request: Request) -> PlainTextResponse:
-        # Served by BankCallbackFastPath; kept equivalent for the docs and direct mounting.
+    @edge_route(hot=True, body_limit=MAX_NOTIFICATION_BYTES, refusal=bank_refusal)
+    async def receive_bank_notification(request: Request) -> Response:
         intake: BankNotificationIntake = request.app.state.bank_intake
         refusal = await intake.accept(await request.body(), request.state.correlation_id)
         status, text = answer(refusal)

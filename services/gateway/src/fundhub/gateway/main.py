@@ -1,4 +1,4 @@
-"""``fundhub-gateway``: serve the gateway with uvicorn."""
+"""``fundhub-gateway``: serve the gateway with uvicorn, every request through the one pipeline."""
 
 from __future__ import annotations
 
@@ -7,17 +7,14 @@ import uvicorn
 from fundhub.common.config import get_settings
 from fundhub.common.logging import configure_logging
 from fundhub.gateway.app import create_app
-from fundhub.gateway.bank_callbacks import BankCallbackFastPath
-from fundhub.gateway.payouts import PayoutSubmitFastPath
+from fundhub.gateway.edge import Edge
 
 
 def main() -> None:
     settings = get_settings()
     configure_logging("gateway", settings.log_level)
-    api = create_app(settings)
     uvicorn.run(
-        # The two hot routes skip the framework; the rest, and the OpenAPI document, use it.
-        PayoutSubmitFastPath(BankCallbackFastPath(api), api),
+        Edge(create_app(settings)),
         host=settings.gateway_host,
         port=settings.gateway_port,
         log_level="warning",

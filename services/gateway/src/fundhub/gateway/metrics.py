@@ -21,8 +21,3 @@ BANK_NOTIFICATIONS = Counter(
 AUTH_FAILURES = Counter(
     "fundhub_gateway_auth_failures_total", "Refused upstream requests by error code", ["code"]
 )
-PAYOUT_ADMIT_BATCH = Histogram(
-    "fundhub_gateway_payout_admit_batch_size",
-    "Payout submissions written by one statement (group commit)",
-    buckets=(1, 2, 5, 10, 20, 50, 100, 200),
-)

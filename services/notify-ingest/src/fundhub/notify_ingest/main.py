@@ -6,22 +6,24 @@ import asyncio
 
 import structlog
 
+from fundhub.bank_transfers.apply import CONSUMER
+from fundhub.bank_transfers.consumer import transfer_notify_handler
 from fundhub.common import db
 from fundhub.common.config import Settings, get_settings
 from fundhub.common.consumer import BatchConsumer
-from fundhub.common.health import serve_health
 from fundhub.common.kafka import KafkaPublisher, ensure_topics
 from fundhub.common.lifecycle import exit_if_failed, run_until_stopped
 from fundhub.common.logging import configure_logging
+from fundhub.common.migrations import verify
 from fundhub.common.outbox import LEDGER_CHANNEL, OutboxRelay
 from fundhub.common.topics import topics
-from fundhub.notify_ingest.handler import CONSUMER
-from fundhub.notify_ingest.worker import transfer_notify_handler
+from fundhub.web.health import serve_health
 
 log = structlog.get_logger(__name__)
 
 
 async def run(settings: Settings) -> None:
+    await verify(settings.database_url)
     pool = await db.connect_pool(settings.database_url, max_size=4)
     await ensure_topics(settings)
     publisher = KafkaPublisher(settings)

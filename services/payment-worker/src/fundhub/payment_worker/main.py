@@ -5,87 +5,33 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
-import asyncpg
 import structlog
 
 from fundhub.common import db
-from fundhub.common.bank_payouts import HttpBankAdapter
 from fundhub.common.config import Settings, get_settings
-from fundhub.common.consumer import BatchConsumer, BatchOutcome, Handler, Record
-from fundhub.common.health import serve_health
+from fundhub.common.consumer import BatchConsumer
 from fundhub.common.kafka import KafkaPublisher, ensure_topics
 from fundhub.common.lifecycle import exit_if_failed, run_until_stopped
 from fundhub.common.logging import configure_logging
+from fundhub.common.migrations import verify
 from fundhub.common.outbox import PAYOUTS_CHANNEL, OutboxRelay
-from fundhub.common.topics import Topics, topics
-from fundhub.payment_worker import commands, results
-from fundhub.payment_worker.messages import (
-    PayoutCommand,
-    PoisonMessage,
-    ResultMessage,
-    decode_command,
-    decode_result,
-)
-from fundhub.payment_worker.metrics import MESSAGES
-from fundhub.payment_worker.poller import Poller
-from fundhub.payment_worker.submitter import Submitter
+from fundhub.common.topics import topics
+from fundhub.payouts import commands, results
+from fundhub.payouts.bank_http import HttpBankAdapter
+from fundhub.payouts.consumers import command_handler, result_handler
+from fundhub.payouts.poller import Poller
+from fundhub.payouts.submitter import Submitter
+from fundhub.web.health import serve_health
 
 log = structlog.get_logger(__name__)
 
-CALLBACK_PATH = "/callbacks/bank"
 # Per batch the worker locks, writes and (for commands) calls the bank once, whatever its size:
 # waiting a little for larger batches costs a few ms of latency and saves most of that work.
 CONSUMER_LINGER_MS = 25
 
 
-def notify_url(settings: Settings) -> str:
-    """Where the bank posts payout results: the gateway's bank callback unless configured."""
-    if settings.payout_notify_url:
-        return settings.payout_notify_url
-    return f"http://{settings.gateway_host}:{settings.gateway_port}{CALLBACK_PATH}"
-
-
-def command_handler(settings: Settings, names: Topics, submitter: Submitter) -> Handler:
-    async def handle(conn: asyncpg.Connection, records: list[Record]) -> BatchOutcome:
-        outcome = BatchOutcome()
-        decoded: list[PayoutCommand] = []
-        for record in records:
-            try:
-                decoded.append(decode_command(record.value))
-            except PoisonMessage as exc:
-                outcome.poison.append((record, str(exc)))
-        accepted = await commands.accept_payouts(conn, names, settings, decoded)
-        MESSAGES.labels("commands", "accepted").inc(len(accepted.to_submit))
-        MESSAGES.labels("commands", "failed").inc(accepted.failed)
-        MESSAGES.labels("commands", "duplicate").inc(accepted.duplicates)
-        MESSAGES.labels("commands", "dead-lettered").inc(len(outcome.poison))
-        to_submit = accepted.to_submit
-        outcome.after_commit = lambda: submitter.submit_later(to_submit)
-        return outcome
-
-    return handle
-
-
-def result_handler(names: Topics) -> Handler:
-    async def handle(conn: asyncpg.Connection, records: list[Record]) -> BatchOutcome:
-        outcome = BatchOutcome()
-        decoded: list[ResultMessage] = []
-        for record in records:
-            try:
-                decoded.append(decode_result(record.value))
-            except PoisonMessage as exc:
-                outcome.poison.append((record, str(exc)))
-        settled = await results.apply_bank_results(conn, names, decoded)
-        MESSAGES.labels("results", "applied").inc(settled.applied)
-        MESSAGES.labels("results", "ignored").inc(settled.ignored)
-        MESSAGES.labels("results", "duplicate").inc(settled.duplicates)
-        MESSAGES.labels("results", "dead-lettered").inc(len(outcome.poison))
-        return outcome
-
-    return handle
-
-
 async def run(settings: Settings) -> None:
+    await verify(settings.database_url)
     names = topics(settings)
     pool = await db.connect_pool(settings.database_url, max_size=max(8, settings.db_pool_max))
     await ensure_topics(settings)
@@ -94,7 +40,7 @@ async def run(settings: Settings) -> None:
     connector = aiohttp.TCPConnector(limit=100, keepalive_timeout=2.0)
     session = aiohttp.ClientSession(connector=connector)
     bank = HttpBankAdapter(session, settings.bank_base_url, timeout_s=settings.bank_timeout_s)
-    submitter = Submitter(pool, names, bank, notify_url(settings))
+    submitter = Submitter(pool, names, bank, settings.bank_callback_url())
     command_consumer = BatchConsumer(
         settings,
         pool,

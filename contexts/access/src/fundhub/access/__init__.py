@@ -1,0 +1,1 @@
+"""The access context: who may call the API (keys, scopes, accounts) and request nonces."""

@@ -1,0 +1,104 @@
+"""Bank apps: the bank's RSA public key per ``app_id``, which verifies its signed notifications."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+from fundhub.common.db import Connection, Pool
+from fundhub.common.signing import load_public_key
+
+# The app id of the seed documents; the dev stack registers the bank simulator under it.
+SEED_BANK_APP_ID = "20210911888888888888888888"
+_APP_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")  # the bank's app_id is string(32)
+_PARAM = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+class InvalidBankApp(ValueError):
+    """A bank app registered with a bad id, key or exclusion; the message says which."""
+
+
+@dataclass(frozen=True)
+class BankApp:
+    app_id: str
+    public_key: RSAPublicKey
+    sign_excludes: tuple[str, ...]
+
+
+def parse_app_id(text: str) -> str:
+    app_id = text.strip()
+    if not _APP_ID.fullmatch(app_id):
+        raise InvalidBankApp("--app-id must be 1 to 32 letters, digits, '_' or '-'")
+    return app_id
+
+
+def parse_sign_excludes(text: str | None) -> list[str]:
+    """Parameters left out of the signed string; ``sign`` itself is always among them."""
+    names = [item.strip() for item in (text or "").split(",") if item.strip()]
+    bad = [n for n in names if not _PARAM.fullmatch(n)]
+    if bad:
+        raise InvalidBankApp(f"invalid parameter name {bad[0]!r} in --sign-excludes")
+    return list(dict.fromkeys(["sign", *names]))
+
+
+def normalize_public_key(text: str) -> str:
+    """Check the text is an RSA public key and return it as a SubjectPublicKeyInfo PEM."""
+    try:
+        key = load_public_key(text)
+    except Exception as exc:  # cryptography raises several types for malformed input
+        raise InvalidBankApp(f"not a usable RSA public key: {exc}") from None
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode("ascii")
+
+
+async def upsert_bank_app(
+    conn: Connection, app_id: str, public_key_pem: str, sign_excludes: list[str]
+) -> bool:
+    """Insert or update; returns True when something changed."""
+    status = await conn.execute(
+        """
+        INSERT INTO bank_apps (app_id, public_key_pem, sign_excludes) VALUES ($1, $2, $3)
+        ON CONFLICT (app_id) DO UPDATE
+           SET public_key_pem = EXCLUDED.public_key_pem,
+               sign_excludes = EXCLUDED.sign_excludes,
+               updated_at = now()
+         WHERE bank_apps.public_key_pem IS DISTINCT FROM EXCLUDED.public_key_pem
+            OR bank_apps.sign_excludes IS DISTINCT FROM EXCLUDED.sign_excludes
+        """,
+        app_id,
+        public_key_pem,
+        sign_excludes,
+    )
+    return status.rsplit(" ", 1)[-1] != "0"
+
+
+class BankAppStore:
+    """The registered apps, cached ``ttl_s``: every notification needs its app's key."""
+
+    def __init__(self, pool: Pool, ttl_s: float = 10.0) -> None:
+        self._pool = pool
+        self._ttl_s = ttl_s
+        self._cache: dict[str, tuple[float, BankApp | None]] = {}
+
+    async def get(self, app_id: str) -> BankApp | None:
+        hit = self._cache.get(app_id)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < self._ttl_s:
+            return hit[1]
+        row = await self._pool.fetchrow(
+            "SELECT app_id, public_key_pem, sign_excludes FROM bank_apps WHERE app_id = $1", app_id
+        )
+        app = None
+        if row is not None:
+            app = BankApp(
+                app_id=row["app_id"],
+                public_key=load_public_key(row["public_key_pem"]),
+                sign_excludes=tuple(row["sign_excludes"]),
+            )
+        self._cache[app_id] = (now if app else now - self._ttl_s + 2.0, app)
+        return app

@@ -1,0 +1,57 @@
+"""The bank's payout results (verified by the gateway), one transaction per batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+
+from fundhub.common import inbox
+from fundhub.common.db import Connection
+from fundhub.common.topics import Topics
+from fundhub.ledger.rules import new_entry_id
+from fundhub.payouts import states, store
+from fundhub.payouts.messages import ResultMessage
+from fundhub.payouts.metrics import ALERTS
+from fundhub.payouts.settlement import lock_settlement
+
+log = structlog.get_logger(__name__)
+
+CONSUMER = "payment-worker.results"
+
+
+@dataclass
+class Settled:
+    applied: int = 0
+    ignored: int = 0
+    duplicates: int = 0
+
+
+async def apply_bank_results(
+    conn: Connection, topics: Topics, messages: list[ResultMessage]
+) -> Settled:
+    """Run inside the caller's transaction. Duplicates (same content) stop at the inbox; stale
+    and contradicting reports reach ``states.settle``, which moves nothing for them."""
+    settled = Settled()
+    fresh, settled.duplicates = await inbox.take_fresh(
+        conn, CONSUMER, messages, lambda m: m.message_id
+    )
+    if not fresh:
+        return settled
+    settlement = await lock_settlement(conn, topics, [m.pay_id for m in fresh])
+    rows = settlement.rows
+    for message in fresh:
+        row = rows.get(message.pay_id)
+        if row is None or not (row["held"] or row["state"] != states.PayoutState.PROCESSING):
+            # A result for a payout we never sent (or never froze): money may be wrong.
+            ALERTS.labels("unknown-payout").inc()
+            log.error("payout_result_for_unknown_payout", pay_id=message.pay_id)
+            settled.ignored += 1
+            continue
+        transition = states.settle(store.to_payout(row), message.result, new_entry_id())
+        if settlement.apply(message.pay_id, transition, message.correlation_id):
+            settled.applied += 1
+        else:
+            settled.ignored += 1
+    await settlement.flush(conn)
+    return settled

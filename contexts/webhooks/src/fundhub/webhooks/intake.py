@@ -1,0 +1,75 @@
+"""The dispatcher's intake: ``payout.callback`` messages become ``callback_deliveries`` rows.
+
+A handler of the shared consumer loop: one transaction per polled batch (inbox ids and rows
+together), offsets committed after it; a message that can never become a row is dead-lettered,
+so the partition never stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import structlog
+from prometheus_client import Counter
+
+from fundhub.common.consumer import (
+    BatchOutcome,
+    Handler,
+    PoisonMessage,
+    Record,
+    decode_all,
+    open_envelope,
+)
+from fundhub.common.db import Connection
+from fundhub.webhooks.store import NewDelivery, insert_deliveries
+
+log = structlog.get_logger(__name__)
+
+INTAKE = Counter(
+    "fundhub_callback_dispatcher_messages_total", "payout.callback messages by outcome", ["outcome"]
+)
+MESSAGE_TYPE = "payout.callback"
+
+
+def decode_callback(raw: bytes | None) -> NewDelivery:
+    envelope = open_envelope(raw)
+    if envelope.type != MESSAGE_TYPE:
+        raise PoisonMessage(f"unexpected message type {envelope.type!r}")
+    data = envelope.data
+    fields = {name: data.get(name) for name in ("payId", "state", "url", "keyId")}
+    for name, value in fields.items():
+        if not isinstance(value, str) or not value:
+            raise PoisonMessage(f"{name}: must be a non-empty string")
+    body = data.get("body")
+    if not isinstance(body, dict):
+        raise PoisonMessage("body: must be a JSON object")
+    return NewDelivery(
+        message_id=envelope.id,
+        pay_id=str(fields["payId"]),
+        state=str(fields["state"]),
+        url=str(fields["url"]),
+        key_id=str(fields["keyId"]),
+        body=orjson.dumps(body),
+    )
+
+
+def callback_handler(wake: asyncio.Event) -> Handler:
+    """Store each new callback as a delivery; once committed, wake the sender."""
+
+    async def handle(conn: Connection, records: list[Record]) -> BatchOutcome:
+        decoded, poison = decode_all(records, decode_callback)
+        deliveries = [d for _, d in decoded]
+        created = await insert_deliveries(conn, deliveries) if deliveries else 0
+
+        def after_commit() -> None:
+            INTAKE.labels("created").inc(created)
+            INTAKE.labels("duplicate").inc(len(deliveries) - created)
+            INTAKE.labels("dead-lettered").inc(len(poison))
+            if created:
+                wake.set()
+                log.info("deliveries_created", created=created, batch=len(records))
+
+        return BatchOutcome(poison=poison, after_commit=after_commit)
+
+    return handle

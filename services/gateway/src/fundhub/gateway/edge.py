@@ -1,0 +1,241 @@
+"""The one request pipeline: every HTTP request to the gateway passes here, and only here.
+
+In order, for every route: the correlation id (adopted or made, echoed, bound for logs), the
+route's body limit (enforced while reading, before anything parses the body), the handler, the
+mapping of whatever it raised to an answer (one table for every route), and the metrics. What
+later applies to every request (the audit log, rate limits) belongs here too.
+
+Routes are FastAPI's, so ``/openapi.json`` describes exactly the functions that serve them. A
+route marked ``hot`` (the bank's callback and payout submission, which run at the callers' full
+rate) is called by this pipeline directly, skipping the framework's middleware stack, router and
+exception machinery, which cost more CPU than those routes' own work; the others go through
+FastAPI, with the body already read and limited here. Either way the same steps apply.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import structlog
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Match
+from starlette.types import Message, Receive, Scope, Send
+
+from fundhub.common.errors import ErrorCode, FundhubError
+from fundhub.common.logging import new_correlation_id
+from fundhub.gateway.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from fundhub.gateway.responses import failure, signed_for
+
+log = structlog.get_logger(__name__)
+
+HEADER_CORRELATION = b"x-correlation-id"
+MAX_BODY_BYTES = 1024 * 1024
+# Not an HTTP answer: the client left before the request was whole (nginx's code for it).
+CLIENT_GONE = 499
+_SAFE_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
+_UNMATCHED = "unmatched"
+
+# The database out of reach (refused or dropped connections, a pool or statement timeout): the
+# request may be sent again as it is, so the caller is told to retry rather than of a bug.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+RefusalRenderer = Callable[[ErrorCode, str], Response]
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """What the pipeline needs to know of a route before it runs it."""
+
+    body_limit: int = MAX_BODY_BYTES
+    hot: bool = False  # called directly, without the framework's stack
+    refusal: RefusalRenderer = failure  # how a refusal reads on this route
+
+
+DEFAULT_SPEC = RouteSpec()
+
+
+def edge_route(**spec: Any) -> Callable[[Endpoint], Endpoint]:
+    """Declare a route's ``RouteSpec`` on its endpoint (apply below FastAPI's decorator)."""
+
+    def mark(endpoint: Endpoint) -> Endpoint:
+        endpoint.__edge_spec__ = RouteSpec(**spec)  # type: ignore[attr-defined]
+        return endpoint
+
+    return mark
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request was whole: not bad input, nothing to answer."""
+
+
+def error_response(scope: Scope, exc: BaseException, spec: RouteSpec = DEFAULT_SPEC) -> Response:
+    """What a request that raised answers: its refusal (signed once authenticated), 503 when a
+    dependency is out of reach, else the one E500 body, on every route."""
+    if isinstance(exc, FundhubError):
+        return signed_for(scope, spec.refusal(exc.error, exc.message))
+    if isinstance(exc, UNAVAILABLE_ERRORS):
+        log.error("request_unavailable", error=f"{type(exc).__name__}: {exc}")
+        return signed_for(
+            scope, spec.refusal(ErrorCode.UNAVAILABLE, ErrorCode.UNAVAILABLE.default_message)
+        )
+    log.exception("request_failed", exc_info=exc)
+    return failure(ErrorCode.INTERNAL)
+
+
+def begin_request(scope: Scope) -> str:
+    """Adopt or make the request's correlation id, keep it in the scope and bind it for logs."""
+    given = next((v for k, v in scope["headers"] if k == HEADER_CORRELATION), b"")
+    correlation_id = given.decode() if _SAFE_ID.match(given) else new_correlation_id()
+    scope.setdefault("state", {})["correlation_id"] = correlation_id
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(
+        correlation_id=correlation_id, method=scope["method"], path=scope["path"]
+    )
+    return correlation_id
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The whole body, refused with E011 as soon as it is known to exceed ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise FundhubError(ErrorCode.PAYLOAD_TOO_LARGE, f"body: more than {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _declared_too_large(scope: Scope, limit: int) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return value.isdigit() and int(value) > limit
+    return False
+
+
+class _Captured:
+    """The framework's answer, held until it has finished without raising."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def send(self, message: Message) -> None:
+        self.messages.append(message)
+
+
+class Edge:
+    """The ASGI application uvicorn serves: the pipeline above, in front of the FastAPI app."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self._routes: list[tuple[APIRoute, RouteSpec]] = [
+            (route, getattr(route.endpoint, "__edge_spec__", DEFAULT_SPEC))
+            for route in app.routes
+            if isinstance(route, APIRoute)
+        ]
+        self._hot: dict[tuple[str, str], tuple[APIRoute, RouteSpec]] = {
+            (method, route.path): (route, spec)
+            for route, spec in self._routes
+            if spec.hot
+            for method in route.methods or ()
+        }
+        self._latency: dict[str, Any] = {}
+
+    def _resolve(self, scope: Scope) -> tuple[APIRoute | None, RouteSpec]:
+        hot = self._hot.get((scope["method"], scope["path"]))
+        if hot is not None:
+            return hot
+        for route, spec in self._routes:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                return route, spec
+        return None, DEFAULT_SPEC
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # lifespan
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        correlation_id = begin_request(scope)
+        route, spec = self._resolve(scope)
+        label = route.path if route is not None else _UNMATCHED
+        try:
+            if _declared_too_large(scope, spec.body_limit):
+                raise FundhubError(
+                    ErrorCode.PAYLOAD_TOO_LARGE, f"body: more than {spec.body_limit} bytes"
+                )
+            body = await read_body(receive, spec.body_limit)
+            if route is not None and spec.hot:
+                scope["app"] = self.app
+                request = Request(scope, receive)
+                request._body = body  # Starlette's own cache: request.body() returns these
+                response = await route.endpoint(request)
+                messages = None
+            else:
+                response = None
+                messages = await self._through_framework(scope, body, receive)
+        except ClientGone:
+            log.info("client_gone")
+            self._observe(label, CLIENT_GONE, started)
+            return
+        except Exception as exc:
+            response, messages = error_response(scope, exc, spec), None
+        header = (HEADER_CORRELATION, correlation_id.encode())
+        if response is not None:
+            response.raw_headers.append(header)
+            await response(scope, receive, send)
+            status = response.status_code
+        else:
+            assert messages is not None
+            status = 500
+            for message in messages:
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    message["headers"] = [*message.get("headers", ()), header]
+                await send(message)
+        self._observe(label, status, started)
+
+    async def _through_framework(
+        self, scope: Scope, body: bytes, receive: Receive
+    ) -> list[Message]:
+        """Run FastAPI on the body read here; its answer, or what it raised (never half of both)."""
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        captured = _Captured()
+        await self.app(scope, replay, captured.send)
+        return captured.messages
+
+    def _observe(self, label: str, status: int, started: float) -> None:
+        latency = self._latency.get(label)
+        if latency is None:
+            latency = self._latency[label] = HTTP_LATENCY.labels(label)
+        latency.observe(time.perf_counter() - started)
+        HTTP_REQUESTS.labels(label, str(status)).inc()

@@ -1,0 +1,148 @@
+"""The one request pipeline (gateway.edge): the same steps for hot and framework routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import PlainTextResponse, Response
+from prometheus_client import REGISTRY
+
+from fundhub.common.errors import ErrorCode, FundhubError
+from fundhub.gateway.edge import CLIENT_GONE, Edge, edge_route
+from fundhub.gateway.responses import success
+
+LIMIT = 1000
+
+
+def app() -> Edge:
+    api = FastAPI()
+    ran: list[str] = []
+
+    @api.post("/hot")
+    @edge_route(hot=True, body_limit=LIMIT)
+    async def hot(request: Request) -> Response:
+        ran.append("hot")
+        if await request.body() == b"boom":
+            raise KeyError("a bug")
+        return success({"echo": (await request.body()).decode()})
+
+    @api.post("/framework/{thing}")
+    @edge_route(body_limit=LIMIT)
+    async def framework(request: Request, thing: str) -> Response:
+        ran.append("framework")
+        if await request.body() == b"boom":
+            raise KeyError("a bug")
+        if thing == "refuse":
+            raise FundhubError(ErrorCode.NOT_FOUND, "no such thing")
+        return success({"echo": (await request.body()).decode()})
+
+    def bank_style(error: ErrorCode, message: str) -> Response:
+        return PlainTextResponse(f"fail: {message}", status_code=error.http_status)
+
+    @api.post("/bank")
+    @edge_route(hot=True, body_limit=LIMIT, refusal=bank_style)
+    async def bank(request: Request) -> Response:
+        return PlainTextResponse("success")
+
+    edge = Edge(api)
+    edge.ran = ran  # type: ignore[attr-defined]
+    return edge
+
+
+async def call(
+    edge: Edge, path: str, chunks: list[bytes], disconnect: bool = False, headers: Any = ()
+) -> tuple[int | None, dict[bytes, bytes], bytes]:
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(b"x-correlation-id", b"corr-123"), *headers],
+        "http_version": "1.1",
+        "scheme": "http",
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 5555),
+        "root_path": "",
+    }
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+        for i, c in enumerate(chunks)
+    ]
+    if disconnect:
+        messages[-1]["more_body"] = True
+        messages.append({"type": "http.disconnect"})
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await edge(scope, receive, send)  # type: ignore[arg-type]
+    start = next((m for m in sent if m["type"] == "http.response.start"), None)
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    if start is None:
+        return None, {}, body
+    return start["status"], dict(start["headers"]), body
+
+
+def counted(route: str, status: int) -> float:
+    value = REGISTRY.get_sample_value(
+        "fundhub_gateway_http_requests_total", {"route": route, "status": str(status)}
+    )
+    return value or 0.0
+
+
+async def test_both_kinds_of_route_answer_and_echo_the_correlation_id() -> None:
+    edge = app()
+    for path in ("/hot", "/framework/x"):
+        status, headers, body = await call(edge, path, [b"he", b"llo"])
+        assert status == 200 and orjson.loads(body)["echo"] == "hello"
+        assert headers[b"x-correlation-id"] == b"corr-123"
+    assert edge.ran == ["hot", "framework"]  # type: ignore[attr-defined]
+
+
+async def test_an_unexpected_error_answers_the_same_e500_body_on_every_route() -> None:
+    edge = app()
+    answers = [await call(edge, path, [b"boom"]) for path in ("/hot", "/framework/x")]
+    for status, headers, body in answers:
+        parsed = orjson.loads(body)
+        assert status == 500
+        assert parsed["errorCode"] == "E500_INTERNAL" and parsed["bizCode"] == "FAILED"
+        assert headers[b"content-type"] == b"application/json"
+        assert headers[b"x-correlation-id"] == b"corr-123"
+    shapes = [{k: v for k, v in orjson.loads(b).items() if k != "timestamp"} for *_, b in answers]
+    assert shapes[0] == shapes[1]
+
+
+async def test_the_body_limit_holds_on_framework_routes_before_the_handler_runs() -> None:
+    edge = app()
+    for path in ("/hot", "/framework/x"):
+        status, _, body = await call(edge, path, [b"x" * 600, b"x" * 600])
+        assert status == 413 and orjson.loads(body)["errorCode"] == "E011_PAYLOAD_TOO_LARGE"
+        declared = [(b"content-length", b"5000")]
+        status, _, _ = await call(edge, path, [b"x"], headers=declared)
+        assert status == 413
+    assert edge.ran == []  # type: ignore[attr-defined]
+
+
+async def test_a_refusal_reads_as_the_route_says() -> None:
+    edge = app()
+    status, _, body = await call(edge, "/framework/refuse", [b""])
+    assert status == 404 and orjson.loads(body)["errorCode"] == "E009_NOT_FOUND"
+    status, _, body = await call(edge, "/bank", [b"y" * 2000])
+    assert status == 413 and body == f"fail: body: more than {LIMIT} bytes".encode()
+
+
+async def test_a_client_that_leaves_is_not_counted_as_bad_input() -> None:
+    edge = app()
+    before_gone, before_bad = counted("/hot", CLIENT_GONE), counted("/hot", 400)
+    status, _, _ = await call(edge, "/hot", [b"half a bo"], disconnect=True)
+    assert status is None  # nothing is answered to nobody
+    assert counted("/hot", CLIENT_GONE) == before_gone + 1
+    assert counted("/hot", 400) == before_bad
+    assert edge.ran == []  # type: ignore[attr-defined]

@@ -1,0 +1,71 @@
+"""The house rules of the layout, read from the source: what may import what."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+WEB_AND_HTTP = ("fastapi", "starlette", "uvicorn", "aiohttp", "httpx")
+SERVICES = (
+    "fundhub.gateway",
+    "fundhub.notify_ingest",
+    "fundhub.payment_worker",
+    "fundhub.callback_dispatcher",
+    "fundhub.bank_simulator",
+    "fundhub.cli",
+)
+CONTEXTS = ("access", "ledger", "bank_transfers", "payouts", "webhooks")
+# The pure domain of each context: rules, state machines and wire shapes, no I/O.
+DOMAIN = [
+    "contexts/access/src/fundhub/access/keys.py",
+    "contexts/ledger/src/fundhub/ledger/rules.py",
+    "contexts/bank-transfers/src/fundhub/bank_transfers/notification.py",
+    "contexts/bank-transfers/src/fundhub/bank_transfers/records.py",
+    "contexts/payouts/src/fundhub/payouts/states.py",
+    "contexts/payouts/src/fundhub/payouts/request.py",
+    "contexts/payouts/src/fundhub/payouts/bank.py",
+    "contexts/payouts/src/fundhub/payouts/bank_results.py",
+    "contexts/payouts/src/fundhub/payouts/wire.py",
+    "contexts/webhooks/src/fundhub/webhooks/policy.py",
+]
+IO = ("asyncpg", "aiokafka", "aiohttp", "httpx", "fastapi", "starlette", "uvicorn", "socket")
+
+
+def imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+def under(module: str, roots: tuple[str, ...]) -> bool:
+    return any(module == root or module.startswith(root + ".") for root in roots)
+
+
+def sources(folder: str) -> list[Path]:
+    return sorted((ROOT / folder).rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", sources("libs/common/src"), ids=lambda p: p.name)
+def test_common_holds_plumbing_only(path: Path) -> None:
+    found = imports(path)
+    assert not [m for m in found if under(m, WEB_AND_HTTP)], "no web framework, no HTTP client"
+    assert not [m for m in found if under(m, tuple(f"fundhub.{c}" for c in CONTEXTS))]
+    assert not [m for m in found if under(m, SERVICES)]
+
+
+@pytest.mark.parametrize("path", sources("contexts"), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_contexts_never_reach_into_services(path: Path) -> None:
+    assert not [m for m in imports(path) if under(m, SERVICES)]
+
+
+@pytest.mark.parametrize("relative", DOMAIN)
+def test_domain_modules_do_no_io(relative: str) -> None:
+    assert not [m for m in imports(ROOT / relative) if under(m, IO)]
