@@ -8,7 +8,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from support.env import ModuleEnv, database_url, new_bank_keys
+from support.env import ModuleEnv, database_url, drop_database, new_bank_keys
 from support.kafka import delete_topics
 
 from fundhub.cli.devstack import Infra, ensure_infra
@@ -43,7 +43,7 @@ async def template_db(infra: Settings) -> AsyncIterator[str]:
         await admin.execute(f'CREATE DATABASE "{name}"')
         await migrations.migrate(database_url(infra.database_url, name))
         yield name
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await drop_database(admin, name)
     finally:
         await admin.close()
 
@@ -73,6 +73,6 @@ async def env(
         yield ModuleEnv(settings=settings, pool=pool, bank=new_bank_keys(), tmp=tmp)
     finally:
         await pool.close()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await drop_database(admin, name)
         await admin.close()
         await delete_topics(settings)

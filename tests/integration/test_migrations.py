@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import asyncpg
 import pytest
-from support.env import BIN, ModuleEnv, database_url
+from support.env import BIN, ModuleEnv, database_url, drop_database
 from support.processes import notify_ingest
 
 from fundhub.common.config import Settings
@@ -34,7 +34,7 @@ async def blank_db(infra: Settings) -> AsyncIterator[str]:
     try:
         yield database_url(infra.database_url, name)
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await drop_database(admin, name)
         await admin.close()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -93,3 +94,17 @@ class ModuleEnv:
 def new_bank_keys() -> BankKeys:
     private_pem, public_pem = generate_rsa_keypair()
     return BankKeys(private_pem, public_pem)
+
+
+async def drop_database(admin: asyncpg.Connection, name: str) -> None:
+    """DROP ... WITH (FORCE), tried again when Postgres refuses to end a backend it is busy
+    with (an autovacuum worker: "must be a member of the role whose process is being
+    terminated"), which happens now and then on a just-used database."""
+    for attempt in range(10):
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except asyncpg.InsufficientPrivilegeError:
+            if attempt == 9:
+                raise
+            await asyncio.sleep(0.5)

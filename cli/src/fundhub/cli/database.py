@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import asyncpg
 
 from fundhub.cli.devstack.endpoints import parse_dsn
 from fundhub.cli.errors import CliError
 from fundhub.common import db
+from fundhub.common.db import Connection
 
 
 def _where(dsn: str) -> str:
@@ -20,7 +20,7 @@ def _where(dsn: str) -> str:
 
 
 @asynccontextmanager
-async def connection(dsn: str) -> AsyncIterator[Any]:
+async def connection(dsn: str) -> AsyncIterator[Connection]:
     try:
         conn = await db.connect(dsn)
     except (OSError, TimeoutError) as exc:

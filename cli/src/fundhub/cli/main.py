@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -25,6 +26,7 @@ from fundhub.cli.database import connection
 from fundhub.cli.errors import CliError, UsageError
 from fundhub.cli.masterkey import resolve_master_key
 from fundhub.common.config import Settings, get_settings
+from fundhub.common.db import Connection
 from fundhub.ledger.balances import customer_balances, read_balance
 
 T = TypeVar("T")
@@ -58,11 +60,31 @@ def _fail(error: CliError) -> typer.Exit:
     return typer.Exit(error.exit_code)
 
 
-def _run(coro: Coroutine[Any, Any, T]) -> T:
+@contextmanager
+def _reported(*usage_errors: type[Exception]) -> Iterator[None]:
+    """A CliError, or one of ``usage_errors`` (the domain's refusals of bad input) as a usage
+    error, ends the command with its message and exit code instead of a traceback."""
     try:
-        return asyncio.run(coro)
+        yield
+    except usage_errors as exc:
+        raise _fail(UsageError(str(exc))) from None
     except CliError as error:
         raise _fail(error) from None
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    with _reported():
+        return asyncio.run(coro)
+
+
+def _in_database(settings: Settings, work: Callable[[Connection], Awaitable[T]]) -> T:
+    """``work`` on one short-lived connection to the configured database."""
+
+    async def main() -> T:
+        async with connection(settings.database_url) as conn:
+            return await work(conn)
+
+    return _run(main())
 
 
 # -- dev stack ------------------------------------------------------------------------------
@@ -77,13 +99,12 @@ def up(
     """Run the whole dev stack in the foreground; Ctrl-C stops everything it started."""
     from fundhub.cli.devstack.stack import run_up
 
-    try:
-        code = run_up(_settings(), with_services=not no_services)
-    except CliError as error:
-        raise _fail(error) from None
-    except (RuntimeError, OSError) as exc:  # infra that would not start, with its log tail
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    with _reported():  # outside: typer.Exit is a RuntimeError too
+        try:
+            code = run_up(_settings(), with_services=not no_services)
+        except (RuntimeError, OSError) as exc:  # infra that would not start, with its log tail
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
     raise typer.Exit(code)
 
 
@@ -171,19 +192,10 @@ def api_key_create(
 ) -> None:
     """Create an API key and its webhook secret; both are printed once and stored only sealed."""
     settings = _settings()
-    try:
+    with _reported(InvalidKeySpec):
         key = new_api_key(name, scopes, accounts)
         master_key = resolve_master_key(settings)
-    except InvalidKeySpec as exc:
-        raise _fail(UsageError(str(exc))) from None
-    except CliError as error:
-        raise _fail(error) from None
-
-    async def main() -> None:
-        async with connection(settings.database_url) as conn:
-            await insert_api_key(conn, key, master_key)
-
-    _run(main())
+    _in_database(settings, lambda conn: insert_api_key(conn, key, master_key))
     if as_json:
         typer.echo(json.dumps(key.as_json()))
     else:
@@ -211,7 +223,7 @@ def bank_app_add(
 ) -> None:
     """Register (or replace) a bank app's public key."""
     settings = _settings()
-    try:
+    with _reported(InvalidBankApp):
         app_id = parse_app_id(app_id)
         excludes = parse_sign_excludes(sign_excludes)
         try:
@@ -219,16 +231,7 @@ def bank_app_add(
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"cannot read {public_key}: {exc}") from None
         pem = normalize_public_key(text)
-    except InvalidBankApp as exc:
-        raise _fail(UsageError(str(exc))) from None
-    except CliError as error:
-        raise _fail(error) from None
-
-    async def main() -> bool:
-        async with connection(settings.database_url) as conn:
-            return await upsert_bank_app(conn, app_id, pem, excludes)
-
-    changed = _run(main())
+    changed = _in_database(settings, lambda conn: upsert_bank_app(conn, app_id, pem, excludes))
     verdict = "registered" if changed else "unchanged"
     typer.echo(f"bank app {app_id} {verdict} (sign excludes: {','.join(excludes)})")
 
@@ -242,16 +245,9 @@ def callbacks_replay(
 ) -> None:
     """Send a payout's callbacks again: its deliveries become due now."""
     settings = _settings()
-    try:
+    with _reported():
         parsed = parse_pay_id(pay_id)
-    except CliError as error:
-        raise _fail(error) from None
-
-    async def main() -> int:
-        async with connection(settings.database_url) as conn:
-            return await replay_callbacks(conn, parsed)
-
-    replayed = _run(main())
+    replayed = _in_database(settings, lambda conn: replay_callbacks(conn, parsed))
     typer.echo(f"{parsed}: {replayed} callback deliveries due again")
 
 
@@ -264,13 +260,7 @@ def balance(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show one account's balance (available, frozen, pending)."""
-    settings = _settings()
-
-    async def main() -> Any:
-        async with connection(settings.database_url) as conn:
-            return await read_balance(conn, account)
-
-    found = _run(main())
+    found = _in_database(_settings(), lambda conn: read_balance(conn, account))
     if found is None:
         typer.echo(f"error: unknown account {account!r}", err=True)
         raise typer.Exit(1)
@@ -284,13 +274,7 @@ def accounts(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List customer accounts with their balances."""
-    settings = _settings()
-
-    async def main() -> Any:
-        async with connection(settings.database_url) as conn:
-            return await customer_balances(conn)
-
-    found = _run(main())
+    found = _in_database(_settings(), customer_balances)
     if as_json:
         typer.echo(json.dumps([balance_json(b) for b in found], ensure_ascii=False))
     elif not found:

@@ -9,6 +9,7 @@ with FundhubClient("https://fundhub.example", key_id, secret) as api:
 """
 
 from fundhub.client.async_client import AsyncFundhubClient
+from fundhub.client.calls import PayoutFields
 from fundhub.client.errors import (
     Conflict,
     Forbidden,
@@ -58,6 +59,7 @@ __all__ = [
     "Page",
     "Payee",
     "Payout",
+    "PayoutFields",
     "ServerError",
     "SignatureMismatch",
     "StaleCallback",

@@ -3,52 +3,31 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
 from fundhub.client import calls
-from fundhub.client.errors import FundhubClientError, NetworkError, NotFound, ServerError
-from fundhub.client.exchange import (
-    RETRYABLE_EXCEPTIONS,
-    Call,
-    Exchange,
-    backoff_delay,
-    network_error,
-)
+from fundhub.client.calls import PayoutFields
+from fundhub.client.errors import NotFound
+from fundhub.client.exchange import Call, ClientBase
 from fundhub.client.ids import new_request_id
-from fundhub.client.models import Balance, Movement, Page, Payee, Payout
-from fundhub.client.webhooks import DEFAULT_TOLERANCE_S, verify_callback
+from fundhub.client.models import Balance, Movement, Page, Payout
 
 
-class AsyncFundhubClient:
+class AsyncFundhubClient(ClientBase[httpx.AsyncBaseTransport, httpx.AsyncClient]):
     """``FundhubClient`` for asyncio: same arguments, same retries, methods are coroutines.
 
     Use it as an async context manager or call ``aclose()``; one instance serves many
     concurrent tasks on its event loop.
     """
 
-    def __init__(
-        self,
-        base_url: str,
-        key_id: str,
-        secret: str,
-        webhook_secret: str | Sequence[str] | None = None,
-        timeout_s: float = 10,
-        retries: int = 3,
-        transport: httpx.AsyncBaseTransport | None = None,
-        *,
-        backoff_s: float = 0.25,
-    ) -> None:
-        if retries < 0 or timeout_s <= 0 or backoff_s < 0:
-            raise ValueError("retries and backoff_s must be >= 0, timeout_s > 0")
-        self._exchange = Exchange(base_url, key_id, secret)
-        self._webhook_secret = webhook_secret
-        self._retries = retries
-        self._backoff_s = backoff_s
-        self._http = httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(timeout_s))
+    def _open(
+        self, transport: httpx.AsyncBaseTransport | None, timeout: httpx.Timeout
+    ) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=transport, timeout=timeout)
 
     async def __aenter__(self) -> AsyncFundhubClient:
         return self
@@ -67,40 +46,13 @@ class AsyncFundhubClient:
     # --- payouts ---------------------------------------------------------------------------
 
     async def create_payout(
-        self,
-        *,
-        supplier_id: str,
-        payer_account_id: str,
-        amount: int,
-        currency: str,
-        payee: Payee,
-        purpose: str | None = None,
-        callback_url: str | None = None,
-        extension: Mapping[str, Any] | None = None,
-        request_id: str | None = None,
+        self, *, request_id: str | None = None, **payout: Unpack[PayoutFields]
     ) -> Payout:
-        """Submit a payout (usually answered PROCESSING); ``amount`` in minor units (fen).
-
-        Pass your own ``request_id`` (stored before calling) to be able to resume after a
-        crash; errors raised here carry it as ``.request_id`` either way.
-        """
+        """``FundhubClient.create_payout``, awaited."""
         rid = request_id if request_id is not None else new_request_id()
-        call = calls.create_payout(
-            request_id=rid,
-            supplier_id=supplier_id,
-            payer_account_id=payer_account_id,
-            amount=amount,
-            currency=currency,
-            payee=payee,
-            purpose=purpose,
-            callback_url=callback_url,
-            extension=extension,
-        )
-        try:
-            return calls.read_payout(await self._send(call), request_id=rid, currency=currency)
-        except FundhubClientError as exc:
-            exc.request_id = rid
-            raise
+        with calls.carrying(rid):
+            answer = await self._send(calls.create_payout(request_id=rid, **payout))
+            return calls.read_payout(answer, request_id=rid, currency=payout["currency"])
 
     async def get_payout(self, pay_id: str) -> Payout:
         return calls.read_payout(await self._send(calls.get_payout(pay_id)))
@@ -108,11 +60,12 @@ class AsyncFundhubClient:
     async def find_payout(self, request_id: str) -> Payout | None:
         """The payout created with ``request_id``, or None when the gateway never took it."""
         try:
-            return calls.read_payout(await self._send(calls.find_payout(request_id)), request_id)
+            answer = await self._send(calls.find_payout(request_id))
         except NotFound as exc:
             if calls.is_unknown_payout(exc):
                 return None
             raise
+        return calls.read_payout(answer, request_id)
 
     # --- accounts --------------------------------------------------------------------------
 
@@ -136,39 +89,14 @@ class AsyncFundhubClient:
                 return
             cursor = page.next_cursor
 
-    # --- callbacks -------------------------------------------------------------------------
-
-    def verify_callback(
-        self,
-        timestamp_header: str | None,
-        signature_header: str | None,
-        body: bytes,
-        tolerance_s: int = DEFAULT_TOLERANCE_S,
-    ) -> dict[str, Any]:
-        """``verify_callback`` with this client's ``webhook_secret``."""
-        if not self._webhook_secret:
-            raise RuntimeError("this client was created without a webhook_secret")
-        return verify_callback(
-            self._webhook_secret, timestamp_header, signature_header, body, tolerance_s
-        )
-
     # --- transport -------------------------------------------------------------------------
 
     async def _send(self, call: Call) -> dict[str, Any]:
-        attempt = 0
+        attempt_no = 0
         while True:
+            attempt_no += 1
             try:
-                return await self._attempt(call, attempt)
-            except (ServerError, NetworkError):
-                if attempt >= self._retries:
-                    raise
-            await asyncio.sleep(backoff_delay(self._backoff_s, attempt))
-            attempt += 1
-
-    async def _attempt(self, call: Call, attempt: int) -> dict[str, Any]:
-        request = self._exchange.build(call)
-        try:
-            response = await self._http.send(request)
-        except RETRYABLE_EXCEPTIONS as exc:
-            raise network_error(exc, attempt + 1) from exc
-        return self._exchange.interpret(response)
+                request = self._exchange.build(call)
+                return self._exchange.interpret(await self._http.send(request))
+            except Exception as exc:  # the policy raises what is not to be tried again
+                await asyncio.sleep(self._retry.pause(exc, attempt_no))

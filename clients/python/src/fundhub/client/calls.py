@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 from urllib.parse import quote
 
-from fundhub.client.errors import NotFound, UnexpectedPayload
+from fundhub.client.errors import FundhubClientError, NotFound, UnexpectedPayload
 from fundhub.client.exchange import Call
 from fundhub.client.models import Payee, Payout
 
@@ -22,6 +23,20 @@ def _segment(value: str, name: str) -> str:
     return quote(value, safe="")
 
 
+class PayoutFields(TypedDict):
+    """What a payout is made of, for ``create_payout`` of either client: ``amount`` in minor
+    units (fen) of ``currency``; ``purpose``, ``callback_url`` and ``extension`` optional."""
+
+    supplier_id: str
+    payer_account_id: str
+    amount: int
+    currency: str
+    payee: Payee
+    purpose: NotRequired[str | None]
+    callback_url: NotRequired[str | None]
+    extension: NotRequired[Mapping[str, Any] | None]
+
+
 def create_payout(
     *,
     request_id: str,
@@ -30,9 +45,9 @@ def create_payout(
     amount: int,
     currency: str,
     payee: Payee,
-    purpose: str | None,
-    callback_url: str | None,
-    extension: Mapping[str, Any] | None,
+    purpose: str | None = None,
+    callback_url: str | None = None,
+    extension: Mapping[str, Any] | None = None,
 ) -> Call:
     """``POST /v1/payouts``; the body is serialised once so every retry sends the same bytes."""
     # bool is an int subclass, and a float amount would be money in binary fractions.
@@ -99,6 +114,17 @@ def read_payout(
         # The gateway normalises the bank's "RMB" to ISO 4217 "CNY"; so does the echo.
         payout = replace(payout, currency="CNY" if currency == "RMB" else currency)
     return payout
+
+
+@contextmanager
+def carrying(request_id: str) -> Iterator[None]:
+    """Whatever a client error says, it names the payout's ``request_id``: a caller left
+    without an answer can still ask ``find_payout`` whether the gateway took the request."""
+    try:
+        yield
+    except FundhubClientError as exc:
+        exc.request_id = request_id
+        raise
 
 
 def is_unknown_payout(error: NotFound) -> bool:

@@ -1,22 +1,24 @@
 """One API call without the I/O: build the signed request, judge the answer, decide on retries.
 
 The sync and async clients only differ in how they send and sleep; everything that must be
-identical between them (signing, response verification, error mapping, retry policy) lives here.
+identical between them (their options, signing, response verification, error mapping, retry
+policy, callback verification) lives here.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 
 from fundhub.client.errors import (
     FundhubError,
     NetworkError,
+    ServerError,
     SignatureMismatch,
     UnexpectedPayload,
     error_for,
@@ -27,6 +29,7 @@ from fundhub.client.signing import (
     response_signature_valid,
     signed_headers,
 )
+from fundhub.client.webhooks import DEFAULT_TOLERANCE_S, verify_callback
 
 USER_AGENT = "fundhub-client/0.1.0"
 
@@ -134,3 +137,69 @@ def backoff_delay(base_s: float, attempt: int) -> float:
 
 def network_error(exc: Exception, attempt_no: int) -> NetworkError:
     return NetworkError(f"no answer (attempt {attempt_no}): {type(exc).__name__}: {exc}")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Network errors and 5xx are tried again ``retries`` times, after a growing pause."""
+
+    retries: int
+    backoff_s: float
+
+    def pause(self, exc: Exception, attempt_no: int) -> float:
+        """The pause before trying again after ``exc`` ended attempt ``attempt_no`` (from 1).
+
+        Raises instead what must not be retried, or the last failure: a transport exception
+        as ``NetworkError``, anything else as it was.
+        """
+        error = network_error(exc, attempt_no) if isinstance(exc, RETRYABLE_EXCEPTIONS) else exc
+        if isinstance(error, ServerError | NetworkError) and attempt_no <= self.retries:
+            return backoff_delay(self.backoff_s, attempt_no - 1)
+        if error is exc:
+            raise exc
+        raise error from exc
+
+
+TransportT = TypeVar("TransportT")
+HttpT = TypeVar("HttpT")
+
+
+class ClientBase(Generic[TransportT, HttpT]):
+    """The options and the parts of both clients that do no I/O; each opens its own httpx
+    client (``_open``) and sends through it."""
+
+    def __init__(
+        self,
+        base_url: str,
+        key_id: str,
+        secret: str,
+        webhook_secret: str | Sequence[str] | None = None,
+        timeout_s: float = 10,
+        retries: int = 3,
+        transport: TransportT | None = None,
+        *,
+        backoff_s: float = 0.25,
+    ) -> None:
+        if retries < 0 or timeout_s <= 0 or backoff_s < 0:
+            raise ValueError("retries and backoff_s must be >= 0, timeout_s > 0")
+        self._exchange = Exchange(base_url, key_id, secret)
+        self._webhook_secret = webhook_secret
+        self._retry = RetryPolicy(retries, backoff_s)
+        self._http = self._open(transport, httpx.Timeout(timeout_s))
+
+    def _open(self, transport: TransportT | None, timeout: httpx.Timeout) -> HttpT:
+        raise NotImplementedError
+
+    def verify_callback(
+        self,
+        timestamp_header: str | None,
+        signature_header: str | None,
+        body: bytes,
+        tolerance_s: int = DEFAULT_TOLERANCE_S,
+    ) -> dict[str, Any]:
+        """``verify_callback`` with this client's ``webhook_secret``."""
+        if not self._webhook_secret:
+            raise RuntimeError("this client was created without a webhook_secret")
+        return verify_callback(
+            self._webhook_secret, timestamp_header, signature_header, body, tolerance_s
+        )

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
 from fundhub.access.keys import ApiKey, NewApiKey
+from fundhub.common.cache import TtlCache
 from fundhub.common.db import Connection, Pool
 from fundhub.common.sealing import seal, unseal
 
@@ -56,27 +55,22 @@ class ApiKeyStore:
     def __init__(self, pool: Pool, master_key: str, ttl_s: float = 30.0) -> None:
         self._pool = pool
         self._master_key = master_key
-        self._ttl_s = ttl_s
-        self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+        self._cache: TtlCache[str, ApiKey] = TtlCache(ttl_s)
 
     async def get(self, key_id: str) -> ApiKey | None:
-        hit = self._cache.get(key_id)
-        now = time.monotonic()
-        if hit is not None and now - hit[0] < self._ttl_s:
-            return hit[1]
+        return await self._cache.get(key_id, self._load)
+
+    async def _load(self, key_id: str) -> ApiKey | None:
         row = await self._pool.fetchrow(
             "SELECT key_id, secret_sealed, scopes, accounts FROM api_keys "
             "WHERE key_id = $1 AND disabled_at IS NULL",
             key_id,
         )
-        key = None
-        if row is not None:
-            key = ApiKey(
-                key_id=row["key_id"],
-                secret=unseal(bytes(row["secret_sealed"]), self._master_key).decode(),
-                scopes=frozenset(row["scopes"]),
-                accounts=frozenset(row["accounts"]),
-            )
-        # Unknown ids are cached briefly too, so a flood of bad ids cannot hammer Postgres.
-        self._cache[key_id] = (now if key else now - self._ttl_s + 2.0, key)
-        return key
+        if row is None:
+            return None
+        return ApiKey(
+            key_id=row["key_id"],
+            secret=unseal(bytes(row["secret_sealed"]), self._master_key).decode(),
+            scopes=frozenset(row["scopes"]),
+            accounts=frozenset(row["accounts"]),
+        )

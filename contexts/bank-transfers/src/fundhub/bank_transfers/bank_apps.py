@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
+from fundhub.common.cache import TtlCache
 from fundhub.common.db import Connection, Pool
 from fundhub.common.signing import load_public_key
 
@@ -82,23 +82,19 @@ class BankAppStore:
 
     def __init__(self, pool: Pool, ttl_s: float = 10.0) -> None:
         self._pool = pool
-        self._ttl_s = ttl_s
-        self._cache: dict[str, tuple[float, BankApp | None]] = {}
+        self._cache: TtlCache[str, BankApp] = TtlCache(ttl_s)
 
     async def get(self, app_id: str) -> BankApp | None:
-        hit = self._cache.get(app_id)
-        now = time.monotonic()
-        if hit is not None and now - hit[0] < self._ttl_s:
-            return hit[1]
+        return await self._cache.get(app_id, self._load)
+
+    async def _load(self, app_id: str) -> BankApp | None:
         row = await self._pool.fetchrow(
             "SELECT app_id, public_key_pem, sign_excludes FROM bank_apps WHERE app_id = $1", app_id
         )
-        app = None
-        if row is not None:
-            app = BankApp(
-                app_id=row["app_id"],
-                public_key=load_public_key(row["public_key_pem"]),
-                sign_excludes=tuple(row["sign_excludes"]),
-            )
-        self._cache[app_id] = (now if app else now - self._ttl_s + 2.0, app)
-        return app
+        if row is None:
+            return None
+        return BankApp(
+            app_id=row["app_id"],
+            public_key=load_public_key(row["public_key_pem"]),
+            sign_excludes=tuple(row["sign_excludes"]),
+        )

@@ -133,32 +133,22 @@ def decide(
 def _first_sight(
     notice: TransferNotice, account: Balance, entry_id: str, target: RecordState
 ) -> Decision:
-    if target is RecordState.REVERSAL_NOTICE:
-        position = RecordPosition(
-            state=RecordState.REVERSAL_NOTICE,
-            held_available=0,
-            held_frozen=0,
-            deducted_amount=0,
-            reversed_amount=0,
-            trans_amount=notice.trans_amount,
-            account_id=account.account_id,
-            currency=notice.currency,
-        )
+    reversal = target is RecordState.REVERSAL_NOTICE
+    # A record as it starts: the notice's amount, nothing of it held, deducted or reversed yet.
+    position = RecordPosition(
+        state=RecordState.REVERSAL_NOTICE if reversal else RecordState.AVAILABLE,
+        held_available=0,
+        held_frozen=0,
+        deducted_amount=0,
+        reversed_amount=0,
+        trans_amount=notice.trans_amount,
+        account_id=account.account_id,
+        currency=notice.currency,
+    )
+    if reversal:
         note = "new -> REVERSAL_NOTICE: the bank's correcting entry, recorded, nothing posted"
         return Decision(position, None, "applied", note)
-    walk = _Walk.resume(
-        RecordPosition(
-            state=RecordState.AVAILABLE,
-            held_available=0,
-            held_frozen=0,
-            deducted_amount=0,
-            reversed_amount=0,
-            trans_amount=notice.trans_amount,
-            account_id=account.account_id,
-            currency=notice.currency,
-        ),
-        account,
-    )
+    walk = _Walk.resume(position, account)
     walk.credit()
     if target is not RecordState.AVAILABLE:
         walk.step_to(target)
@@ -237,18 +227,10 @@ class _Walk:
             self._freeze()
         elif target is RecordState.DEDUCTED:
             self.deducted_amount += self._release(DEDUCTION_CLEARING)
-            if self.deducted_amount < self.trans_amount:
-                self.notes.append(
-                    f"shortfall: deducted {self.deducted_amount} of {self.trans_amount},"
-                    " the rest was no longer held"
-                )
+            self._note_shortfall("deducted", self.deducted_amount)
         elif target is RecordState.REVERSED:
             self.reversed_amount += self._release(BANK_INFLOW)
-            if self.reversed_amount < self.trans_amount:
-                self.notes.append(
-                    f"shortfall: reversed {self.reversed_amount} of {self.trans_amount},"
-                    " the rest was no longer held"
-                )
+            self._note_shortfall("reversed", self.reversed_amount)
         else:  # pragma: no cover - decide() routes only forward states here
             raise ValueError(f"no forward step to {target}")
         self.state = target
@@ -276,6 +258,12 @@ class _Walk:
         self.held_frozen = 0
         self.held_available = 0
         return from_frozen + from_available
+
+    def _note_shortfall(self, done: str, amount: int) -> None:
+        if amount < self.trans_amount:
+            self.notes.append(
+                f"shortfall: {done} {amount} of {self.trans_amount}, the rest was no longer held"
+            )
 
     def decision(self, notice: TransferNotice, entry_id: str, transition: str) -> Decision:
         position = RecordPosition(

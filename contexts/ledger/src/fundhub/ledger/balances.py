@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from fundhub.common.clock import iso_utc_ms
-from fundhub.common.db import Connection
+from fundhub.common.db import Connection, Row
 from fundhub.ledger.rules import Bucket
 
 MOVEMENT_COLUMNS = (
@@ -54,11 +54,14 @@ class Statement:
     movements: list[dict[str, Any]] = field(default_factory=list)
 
 
+_MAX_ID = 2**63 - 1  # posting ids are bigints: a larger cursor was never issued
+
+
 class BadCursor(ValueError):
     pass
 
 
-async def _from_row(conn: Connection, row: Any) -> AccountBalance:
+async def _from_row(conn: Connection, row: Row) -> AccountBalance:
     buckets = {bucket.value: row[bucket.value] for bucket in Bucket}
     derived = row["available"] is None
     if derived:
@@ -115,14 +118,14 @@ def decode_cursor(cursor: str) -> int:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         prefix, value = text.split(":", 1)
-        if prefix != "p" or not value.isdigit():
+        if prefix != "p" or not (value.isascii() and value.isdigit()) or int(value) > _MAX_ID:
             raise ValueError(text)
         return int(value)
     except ValueError as exc:
         raise BadCursor("cursor is not one this API issued") from exc
 
 
-def movement(row: Any) -> dict[str, Any]:
+def movement(row: Row) -> dict[str, Any]:
     return {
         "movementId": row["posting_id"],
         "entryId": str(row["entry_id"]),

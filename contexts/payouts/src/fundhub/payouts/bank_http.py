@@ -187,24 +187,26 @@ class HttpBankAdapter:
             if isinstance(parsed, Mapping) and parsed.get("status") == NOT_FOUND:
                 return None
             raise _Retry(f"HTTP 404 without the bank's NOT_FOUND: {_excerpt(raw)}")
-        if status != 200:
-            raise BankRequestRefused(status, refusal_reason(parsed, _excerpt(raw)))
-        try:
-            return parse_answer(parsed, bank_request_id)
-        except ValueError as exc:
-            raise _Retry(f"unusable answer: {exc}") from exc
+        return _read(status, raw, parsed, lambda answer: parse_answer(answer, bank_request_id))
 
     async def _attempt_batch(
         self, url: str, body: bytes, bank_request_ids: Sequence[str]
     ) -> list[BankAnswer | BankRequestRefused]:
         status, raw = await self._exchange("POST", url, body)
-        parsed = _loads(raw)
-        if status != 200:
-            raise BankRequestRefused(status, refusal_reason(parsed, _excerpt(raw)))
-        try:
-            return parse_batch_answer(parsed, bank_request_ids)
-        except ValueError as exc:
-            raise _Retry(f"unusable answer: {exc}") from exc
+        return _read(
+            status, raw, _loads(raw), lambda answer: parse_batch_answer(answer, bank_request_ids)
+        )
+
+
+def _read(status: int, raw: bytes, parsed: Any, parse: Callable[[Any], _T]) -> _T:
+    """A 200's answer as ``parse`` reads it (unreadable: worth another try); any other status
+    left here is the bank's refusal of the request."""
+    if status != 200:
+        raise BankRequestRefused(status, refusal_reason(parsed, _excerpt(raw)))
+    try:
+        return parse(parsed)
+    except ValueError as exc:
+        raise _Retry(f"unusable answer: {exc}") from exc
 
 
 def _loads(raw: bytes) -> Any:

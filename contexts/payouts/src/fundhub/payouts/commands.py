@@ -11,7 +11,6 @@ from datetime import timedelta
 
 import structlog
 
-from fundhub.common import inbox
 from fundhub.common.clock import utcnow
 from fundhub.common.config import Settings
 from fundhub.common.db import Connection
@@ -19,7 +18,7 @@ from fundhub.common.topics import Topics
 from fundhub.ledger.rules import new_entry_id
 from fundhub.payouts import states, store
 from fundhub.payouts.messages import PayoutCommand
-from fundhub.payouts.settlement import lock_settlement
+from fundhub.payouts.settlement import lock_fresh
 from fundhub.payouts.states import PayoutState, Transition
 
 log = structlog.get_logger(__name__)
@@ -42,12 +41,9 @@ async def accept_payouts(
 ) -> Accepted:
     """Run inside the caller's transaction; the caller submits ``to_submit`` after the commit."""
     accepted = Accepted()
-    fresh, accepted.duplicates = await inbox.take_fresh(
-        conn, CONSUMER, commands, lambda m: m.message_id
-    )
+    fresh, accepted.duplicates, settlement = await lock_fresh(conn, topics, CONSUMER, commands)
     if not fresh:
         return accepted
-    settlement = await lock_settlement(conn, topics, [c.pay_id for c in fresh])
     rows = settlement.rows
     now = utcnow()
     first_poll = now + timedelta(seconds=settings.payout_poll_base_s)

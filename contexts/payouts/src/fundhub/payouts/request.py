@@ -32,6 +32,8 @@ PAY_ID_SEQUENCE_DIGITS = 10
 PAY_ID_PATTERN = re.compile(r"^PAY[0-9]{8}[0-9]{10}$")
 
 _REQUEST_ID = r"^[A-Za-z0-9._:-]+$"
+# A requestId as it can ever be stored: what a lookup by requestId may be asked for.
+REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _ACCOUNT_ID = r"^[0-9A-Za-z_-]+$"
 _PAYEE_ACCOUNT_NO = r"^[0-9A-Za-z]+$"
 _FIELD_NAME_SHOWN = 64  # unknown keys are echoed back; keep that short

@@ -6,14 +6,13 @@ from dataclasses import dataclass
 
 import structlog
 
-from fundhub.common import inbox
 from fundhub.common.db import Connection
 from fundhub.common.topics import Topics
 from fundhub.ledger.rules import new_entry_id
 from fundhub.payouts import states, store
 from fundhub.payouts.messages import ResultMessage
 from fundhub.payouts.metrics import ALERTS
-from fundhub.payouts.settlement import lock_settlement
+from fundhub.payouts.settlement import lock_fresh
 
 log = structlog.get_logger(__name__)
 
@@ -33,12 +32,9 @@ async def apply_bank_results(
     """Run inside the caller's transaction. Duplicates (same content) stop at the inbox; stale
     and contradicting reports reach ``states.settle``, which moves nothing for them."""
     settled = Settled()
-    fresh, settled.duplicates = await inbox.take_fresh(
-        conn, CONSUMER, messages, lambda m: m.message_id
-    )
+    fresh, settled.duplicates, settlement = await lock_fresh(conn, topics, CONSUMER, messages)
     if not fresh:
         return settled
-    settlement = await lock_settlement(conn, topics, [m.pay_id for m in fresh])
     rows = settlement.rows
     for message in fresh:
         row = rows.get(message.pay_id)

@@ -7,12 +7,13 @@ the outbox events of a transition are always written together or not at all.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
-from fundhub.common import db, outbox
+from fundhub.common import db, inbox, outbox
 from fundhub.common.clock import utcnow
 from fundhub.common.db import Connection
 from fundhub.common.envelope import Envelope, deterministic_id
@@ -28,6 +29,8 @@ log = structlog.get_logger(__name__)
 
 TYPE_STATE_CHANGED = "payout.state-changed"
 TYPE_CALLBACK = "payout.callback"
+# The namespace of each event type's deterministic ids (fixed: ids already published use it).
+_ID_KINDS = {TYPE_STATE_CHANGED: "payout-state", TYPE_CALLBACK: "callback"}
 
 
 @dataclass
@@ -86,38 +89,30 @@ class Settlement:
 
     def _announce(self, row: PayoutRow, correlation_id: str) -> None:
         body = payout_body(row)
-        pay_id, state = row["pay_id"], row["state"]
-        self.events.append(
-            (
-                self.topics.payout_events,
-                pay_id,
-                Envelope(
-                    id=deterministic_id("payout-state", pay_id, state),
-                    type=TYPE_STATE_CHANGED,
-                    correlation_id=correlation_id,
-                    data=body,
-                ),
-            )
+        self._emit(self.topics.payout_events, TYPE_STATE_CHANGED, row, correlation_id, body)
+        if row["callback_url"] and PayoutState(row["state"]).is_final:
+            callback = {
+                "payId": row["pay_id"],
+                "state": row["state"],
+                "url": row["callback_url"],
+                "keyId": row["key_id"],
+                "body": body,
+            }
+            self._emit(self.topics.client_callbacks, TYPE_CALLBACK, row, correlation_id, callback)
+
+    def _emit(
+        self, topic: str, type_: str, row: PayoutRow, correlation_id: str, data: dict[str, Any]
+    ) -> None:
+        """An event on the payout reaching its state, keyed by payId; the id is derived from
+        both, so a transition replayed after a crash is published under the same id."""
+        pay_id = row["pay_id"]
+        envelope = Envelope(
+            id=deterministic_id(_ID_KINDS[type_], pay_id, row["state"]),
+            type=type_,
+            correlation_id=correlation_id,
+            data=data,
         )
-        if row["callback_url"] and PayoutState(state).is_final:
-            self.events.append(
-                (
-                    self.topics.client_callbacks,
-                    pay_id,
-                    Envelope(
-                        id=deterministic_id("callback", pay_id, state),
-                        type=TYPE_CALLBACK,
-                        correlation_id=correlation_id,
-                        data={
-                            "payId": pay_id,
-                            "state": state,
-                            "url": row["callback_url"],
-                            "keyId": row["key_id"],
-                            "body": body,
-                        },
-                    ),
-                )
-            )
+        self.events.append((topic, pay_id, envelope))
 
     async def flush(self, conn: Connection) -> None:
         """Every write in one statement, inside the caller's transaction."""
@@ -150,3 +145,28 @@ async def lock_settlement(conn: Connection, topics: Topics, pay_ids: list[str]) 
         conn, {r["payer_account_id"] for r in rows.values()}
     )
     return Settlement(topics, rows, balances)
+
+
+class PayoutMessage(Protocol):
+    """A consumed message about one payout (a command, a bank result)."""
+
+    @property
+    def message_id(self) -> str: ...
+
+    @property
+    def pay_id(self) -> str: ...
+
+
+M = TypeVar("M", bound=PayoutMessage)
+
+
+async def lock_fresh(
+    conn: Connection, topics: Topics, consumer: str, messages: Sequence[M]
+) -> tuple[list[M], int, Settlement]:
+    """A consumer batch's start: claim the messages' ids (``inbox``), then lock the payouts of
+    those never seen before. Returns them, how many were duplicates, and the settlement (an
+    empty one, nothing locked, when every message was a duplicate)."""
+    fresh, duplicates = await inbox.take_fresh(conn, consumer, messages, lambda m: m.message_id)
+    if not fresh:
+        return fresh, duplicates, Settlement(topics, {}, {})
+    return fresh, duplicates, await lock_settlement(conn, topics, [m.pay_id for m in fresh])

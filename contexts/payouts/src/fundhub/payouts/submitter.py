@@ -57,6 +57,23 @@ def payout_order(row: store.PayoutRow, notify_url: str) -> PayoutOrder:
     )
 
 
+def _outcome(exc: BankUnavailable | BankRequestRefused) -> str:
+    return "unavailable" if isinstance(exc, BankUnavailable) else "refused"
+
+
+def _unsent(
+    call: str, pay_ids: list[str], exc: BankUnavailable | BankRequestRefused, **context: object
+) -> None:
+    """A request that changed nothing here: counted and logged per payout, which stays as it
+    is; the poller's query later tells what the bank holds under each id."""
+    BANK_CALLS.labels(call, _outcome(exc)).inc(len(pay_ids))
+    for pay_id in pay_ids:
+        if isinstance(exc, BankUnavailable):
+            log.warning(f"payout_{call}_unanswered", pay_id=pay_id, error=str(exc), **context)
+        else:
+            log.error(f"payout_{call}_refused", pay_id=pay_id, error=str(exc), **context)
+
+
 class Submitter:
     """Bounded concurrent calls to the bank (a batch or a single payout each); the PROCESSING
     answers of a batch noted together, every other answer recorded in its own transaction."""
@@ -106,13 +123,8 @@ class Submitter:
             pay_id = row["pay_id"]
             try:
                 answer = await self._bank.query(pay_id)
-            except BankUnavailable as exc:
-                BANK_CALLS.labels("query", "unavailable").inc()
-                log.warning("payout_query_unanswered", pay_id=pay_id, error=str(exc))
-                return
-            except BankRequestRefused as exc:
-                BANK_CALLS.labels("query", "refused").inc()
-                log.error("payout_query_refused", pay_id=pay_id, error=str(exc))
+            except (BankUnavailable, BankRequestRefused) as exc:
+                _unsent("query", [pay_id], exc)
                 return
             if answer is None:
                 BANK_CALLS.labels("query", "not-found").inc()
@@ -130,8 +142,7 @@ class Submitter:
         try:
             answer = await self._bank.submit(order)
         except BankUnavailable as exc:
-            BANK_CALLS.labels("submit", "unavailable").inc()
-            log.warning("payout_submit_unanswered", pay_id=pay_id, error=str(exc))
+            _unsent("submit", [pay_id], exc)
             return
         except BankRequestRefused as exc:
             await self._refused(pay_id, exc)
@@ -150,17 +161,11 @@ class Submitter:
         pay_ids = [order.bank_request_id for order in orders]
         try:
             outcomes = await self._bank.submit_many(orders)
-        except BankUnavailable as exc:
-            self._count_batch("unavailable", len(orders))
-            for pay_id in pay_ids:
-                log.warning("payout_submit_unanswered", pay_id=pay_id, error=str(exc))
-            return
-        except BankRequestRefused as exc:
-            # The batch as such, not any one order: each is left to the poller, whose query
-            # finds it never received and sends it alone, to be judged on its own.
-            self._count_batch("refused", len(orders))
-            for pay_id in pay_ids:
-                log.error("payout_submit_refused", pay_id=pay_id, error=str(exc), batch=True)
+        except (BankUnavailable, BankRequestRefused) as exc:
+            # A refusal is of the batch as such, not of any one order: each is left to the
+            # poller, whose query finds it never received and sends it alone, to be judged alone.
+            BANK_CALLS.labels("submit-batch", _outcome(exc)).inc()
+            _unsent("submit", pay_ids, exc, batch=True)
             return
         BANK_CALLS.labels("submit-batch", "answered").inc()
         answers = {
@@ -198,10 +203,6 @@ class Submitter:
             # recorded, and the poller asks the bank again about this one.
             log.exception("payout_answer_not_recorded", pay_id=pay_id)
 
-    def _count_batch(self, outcome: str, payouts: int) -> None:
-        BANK_CALLS.labels("submit-batch", outcome).inc()
-        BANK_CALLS.labels("submit", outcome).inc(payouts)
-
     async def _order(self, row: store.PayoutRow) -> PayoutOrder | None:
         """The row's order for the bank, or None once it is FAILED as not sendable."""
         try:
@@ -212,10 +213,10 @@ class Submitter:
             return None
 
     async def _refused(self, pay_id: str, exc: BankRequestRefused) -> None:
-        BANK_CALLS.labels("submit", "refused").inc()
         if exc.status_code not in _NOTHING_MADE:
-            log.error("payout_submit_refused", pay_id=pay_id, error=str(exc))
-            return  # the poller's query tells what the bank holds under this id
+            _unsent("submit", [pay_id], exc)
+            return
+        BANK_CALLS.labels("submit", "refused").inc()
         reason = f"the bank refused the request: {exc.reason}"
         await self.record(pay_id, BankAnswer(BankStatus.FAILED, None, reason), False)
 

@@ -32,26 +32,14 @@ def create_app(config: SimulatorConfig, payouts: PayoutBehaviour | None = None) 
     senders: list[BankSender] = []
     bank = PayoutBank(payouts)
     notifier = PayoutNotifier(
-        bank,
-        config.app_id,
-        key,
-        retries=config.retries,
-        retry_interval_s=config.retry_interval_s,
-        timeout_s=config.timeout_s,
-        max_connections=config.max_connections,
-        observer=PrometheusObserver(),
+        bank, config.app_id, key, **config.delivery(), observer=PrometheusObserver()
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async with (
             open_sender(
-                config.gateway_url,
-                retries=config.retries,
-                retry_interval_s=config.retry_interval_s,
-                timeout_s=config.timeout_s,
-                max_connections=config.max_connections,
-                observer=PrometheusObserver(),
+                config.gateway_url, **config.delivery(), observer=PrometheusObserver()
             ) as sender,
             notifier.running(),
         ):

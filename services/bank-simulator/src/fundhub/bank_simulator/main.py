@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,50 +115,53 @@ def _delay_range(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError("MIN,MAX in milliseconds, e.g. 20,200") from None
 
 
+# flag -> (PayoutBehaviour field, type, metavar, help) of the payout side's other settings.
+_PAYOUT_SETTINGS: dict[str, tuple[str, Callable[[str], Any], str | None, str]] = {
+    "--payout-callback-delay": (
+        "callback_delay_ms",
+        _delay_range,
+        "MIN,MAX",
+        "milliseconds from acceptance to the result and its callback",
+    ),
+    "--payout-return-delay": (
+        "return_delay_ms",
+        _delay_range,
+        "MIN,MAX",
+        "milliseconds from SUCCESS to a late RETURNED",
+    ),
+    "--payout-timeout-delay": (
+        "timeout_delay_ms",
+        int,
+        "MS",
+        "how late a timed-out request is answered; keep it above the client's timeout",
+    ),
+    "--payout-seed": ("seed", int, None, "default: random (GET /bank/v1/behaviour)"),
+}
+
+
+def _payout_options() -> dict[str, tuple[str, Callable[[str], Any], str | None, str]]:
+    """Every payout flag, the rates first, as ``_PAYOUT_SETTINGS`` describes them."""
+    rates = {flag: (name, float, "RATE", text) for flag, (name, text) in _PAYOUT_RATES.items()}
+    return rates | _PAYOUT_SETTINGS
+
+
 def _add_payout_options(parser: argparse.ArgumentParser) -> None:
     """The payout side's behaviour at start; ``POST /bank/v1/behaviour`` changes it later."""
     group = parser.add_argument_group("payout side (the bank's /bank/v1 API)")
     defaults = PayoutBehaviour()
-    for flag, (name, text) in _PAYOUT_RATES.items():
+    for flag, (name, kind, metavar, text) in _payout_options().items():
         group.add_argument(
-            flag, type=float, default=getattr(defaults, name), metavar="RATE", help=text
+            flag, type=kind, default=getattr(defaults, name), metavar=metavar, help=text
         )
-    group.add_argument(
-        "--payout-callback-delay",
-        type=_delay_range,
-        default=defaults.callback_delay_ms,
-        metavar="MIN,MAX",
-        help="milliseconds from acceptance to the result and its callback",
-    )
-    group.add_argument(
-        "--payout-return-delay",
-        type=_delay_range,
-        default=defaults.return_delay_ms,
-        metavar="MIN,MAX",
-        help="milliseconds from SUCCESS to a late RETURNED",
-    )
-    group.add_argument(
-        "--payout-timeout-delay",
-        type=int,
-        default=defaults.timeout_delay_ms,
-        metavar="MS",
-        help="how late a timed-out request is answered; keep it above the client's timeout",
-    )
-    group.add_argument("--payout-seed", type=int, help="default: random (GET /bank/v1/behaviour)")
 
 
 def _payout_behaviour(parser: argparse.ArgumentParser, args: argparse.Namespace) -> PayoutBehaviour:
     values: dict[str, Any] = {
-        name: getattr(args, flag[2:].replace("-", "_")) for flag, (name, _) in _PAYOUT_RATES.items()
+        name: getattr(args, flag[2:].replace("-", "_"))
+        for flag, (name, *_) in _payout_options().items()
     }
     try:
-        return PayoutBehaviour(
-            **values,
-            callback_delay_ms=args.payout_callback_delay,
-            return_delay_ms=args.payout_return_delay,
-            timeout_delay_ms=args.payout_timeout_delay,
-            seed=args.payout_seed,
-        )
+        return PayoutBehaviour(**values)
     except ValidationError as exc:
         parser.error("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
 
@@ -247,12 +250,7 @@ def _logs_to_stderr() -> None:
 async def _send_once(config: SimulatorConfig, request: TransferScenarioRequest) -> dict[str, Any]:
     run = await asyncio.to_thread(plan_run, request)
     async with open_sender(
-        config.gateway_url,
-        retries=config.retries,
-        retry_interval_s=config.retry_interval_s,
-        timeout_s=config.timeout_s,
-        max_connections=config.max_connections,
-        observer=PrometheusObserver(),
+        config.gateway_url, **config.delivery(), observer=PrometheusObserver()
     ) as sender:
         await execute_run(run, sender, config.app_id, private_key(config.private_key_pem))
     return run.to_json()

@@ -12,7 +12,8 @@ Bodies are snake_case JSON with amounts as strings of fen, like the bank's notif
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import orjson
 import structlog
@@ -35,6 +36,8 @@ from fundhub.payouts.bank import BATCH_PATH, MAX_BATCH, TRANSFERS_PATH
 
 log = structlog.get_logger("fundhub.bank_simulator.payout_api")
 
+T = TypeVar("T")
+
 _MAX_BODY = 64 * 1024
 # Room for MAX_BATCH orders of the longest fields the bank takes (about 3 KB each in UTF-8).
 _MAX_BATCH_BODY = MAX_BATCH * 4 * 1024
@@ -51,22 +54,29 @@ def _refusal(status_code: int, error: str) -> Response:
 def payout_router(bank: PayoutBank, notifier: PayoutNotifier) -> APIRouter:
     router = APIRouter(tags=["bank: payouts"])
 
-    @router.post(TRANSFERS_PATH, summary="Take a payout (idempotent by bank_request_id)")
-    async def submit(request: Request) -> Response:
+    async def take(request: Request, limit: int, parse: Callable[[Any], T]) -> T | Response:
+        """The request's orders as ``parse`` reads them, or the answer that refuses them."""
         raw = await request.body()
         try:
-            if len(raw) > _MAX_BODY:
-                raise TransferRequestError(f"body: over {_MAX_BODY} bytes")
+            if len(raw) > limit:
+                raise TransferRequestError(f"body: over {limit} bytes")
             try:
                 body = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 raise TransferRequestError("body: not JSON") from None
-            order = order_from_wire(body)
+            orders = parse(body)
         except TransferRequestError as exc:
             bank.stats.refused += 1
             return _refusal(status.HTTP_400_BAD_REQUEST, str(exc))
         if not notifier.is_running:
             return _refusal(status.HTTP_503_SERVICE_UNAVAILABLE, "bank not started")
+        return orders
+
+    @router.post(TRANSFERS_PATH, summary="Take a payout (idempotent by bank_request_id)")
+    async def submit(request: Request) -> Response:
+        order = await take(request, _MAX_BODY, order_from_wire)
+        if isinstance(order, Response):
+            return order
         try:
             submission = bank.submit(order, utcnow())
         except TransferConflict as exc:
@@ -86,19 +96,9 @@ def payout_router(bank: PayoutBank, notifier: PayoutNotifier) -> APIRouter:
     @router.post(BATCH_PATH, summary=f"Take 1 to {MAX_BATCH} payouts, each as if sent alone")
     async def submit_batch(request: Request) -> Response:
         # Raw bytes, orjson and plain dicts: no model per item, as batches exist to be cheap.
-        raw = await request.body()
-        try:
-            if len(raw) > _MAX_BATCH_BODY:
-                raise TransferRequestError(f"body: over {_MAX_BATCH_BODY} bytes")
-            try:
-                items = batch_from_wire(orjson.loads(raw))
-            except orjson.JSONDecodeError:
-                raise TransferRequestError("body: not JSON") from None
-        except TransferRequestError as exc:
-            bank.stats.refused += 1
-            return _refusal(status.HTTP_400_BAD_REQUEST, str(exc))
-        if not notifier.is_running:
-            return _refusal(status.HTTP_503_SERVICE_UNAVAILABLE, "bank not started")
+        items = await take(request, _MAX_BATCH_BODY, batch_from_wire)
+        if isinstance(items, Response):
+            return items
         batch = bank.submit_batch(items, utcnow())
         for transfer in batch.created:
             notifier.follow(transfer)

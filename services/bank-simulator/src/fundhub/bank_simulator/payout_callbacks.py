@@ -34,7 +34,7 @@ from fundhub.bank_simulator.notifications import (
     sign_params,
 )
 from fundhub.bank_simulator.payouts_bank import PayoutBank, Transfer
-from fundhub.bank_simulator.sender import BankSender, DeliveryObserver
+from fundhub.bank_simulator.sender import BankSender, DeliveryObserver, client_session
 from fundhub.common.clock import format_bank_time, utcnow
 from fundhub.payouts.bank import RESULT_METHOD, RESULTS_METHOD
 from fundhub.payouts.bank_results import MAX_BATCH_RESULTS
@@ -180,9 +180,7 @@ class PayoutNotifier:
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        # Idle connections dropped before a server's keep-alive closes them (as open_sender).
-        connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=2.0)
-        async with aiohttp.ClientSession(connector=connector) as session:
+        async with client_session(self._max_connections) as session:
             self._session = session
             try:
                 yield

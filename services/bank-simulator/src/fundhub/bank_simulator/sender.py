@@ -234,6 +234,13 @@ class BankSender:
         return report
 
 
+def client_session(max_connections: int) -> aiohttp.ClientSession:
+    """The bank's HTTP client. Idle connections are dropped before a server's usual keep-alive
+    (uvicorn: 5 s) would close them, so a POST never lands on a connection being shut."""
+    connector = aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=2.0)
+    return aiohttp.ClientSession(connector=connector)
+
+
 @asynccontextmanager
 async def open_sender(
     gateway_url: str,
@@ -245,10 +252,7 @@ async def open_sender(
     observer: DeliveryObserver | None = None,
 ) -> AsyncIterator[BankSender]:
     """A sender with its own connection pool, closed on exit."""
-    # Idle connections are dropped before a server's usual keep-alive (uvicorn: 5 s) would
-    # close them, so a POST never lands on a connection the server is shutting.
-    connector = aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=2.0)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with client_session(max_connections) as session:
         yield BankSender(
             session,
             callback_url(gateway_url),

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-
-import structlog
+from functools import partial
 
 from fundhub.common import db
-from fundhub.common.config import Settings, get_settings
+from fundhub.common.config import Settings
 from fundhub.common.consumer import BatchConsumer
 from fundhub.common.kafka import KafkaPublisher, ensure_topics
-from fundhub.common.lifecycle import exit_if_failed, run_until_stopped
-from fundhub.common.logging import configure_logging
 from fundhub.common.migrations import verify
 from fundhub.common.topics import topics
-from fundhub.web.health import serve_health
+from fundhub.web.worker import Tasks, run_worker, start_worker
 from fundhub.webhooks.intake import callback_handler
 from fundhub.webhooks.sender import CallbackSender
 from fundhub.webhooks.store import CONSUMER
 
-log = structlog.get_logger(__name__)
 # Past the last attempt's timeout, an unfinished batch is cancelled; its leases expire and
 # another replica (or the next start) sends those callbacks again.
 DRAIN_MARGIN_S = 5.0
@@ -45,41 +41,26 @@ async def run(settings: Settings) -> None:
     )
     sender = CallbackSender(settings, pool, settings.master_key, wake)
 
-    async def postgres_ready() -> bool:
-        return await db.ping(pool)
-
-    sending = asyncio.create_task(sender.run(), name="sender")
-    others = [
-        asyncio.create_task(intake.run(), name="intake"),
-        asyncio.create_task(
-            serve_health(
-                {"kafka": intake.kafka_ready, "postgres": postgres_ready},
-                settings.gateway_host,
-                settings.callback_dispatcher_port,
-            ),
-            name="health",
-        ),
-    ]
-    log.info("callback_dispatcher_started", health_port=settings.callback_dispatcher_port)
-
-    async def drain() -> None:
+    async def drain(tasks: Tasks) -> None:
         """Let the attempts under way finish and be recorded before the process ends."""
         sender.stop()
-        await asyncio.wait_for(sending, timeout=settings.callback_timeout_s + DRAIN_MARGIN_S)
+        await asyncio.wait_for(
+            tasks["sender"], timeout=settings.callback_timeout_s + DRAIN_MARGIN_S
+        )
 
-    failed = await run_until_stopped([sending, *others], drain)
-    await publisher.stop()
-    await pool.close()
-    log.info("callback_dispatcher_stopped")
-    exit_if_failed(failed)
+    await run_worker(
+        "callback_dispatcher",
+        {"sender": sender.run(), "intake": intake.run()},
+        {"kafka": intake.kafka_ready, "postgres": partial(db.ping, pool)},
+        settings.gateway_host,
+        settings.callback_dispatcher_port,
+        drain=drain,
+        close=[publisher.stop, pool.close],
+    )
 
 
 def main() -> None:
-    settings = get_settings()
-    configure_logging("callback-dispatcher", settings.log_level)
-    import uvloop
-
-    uvloop.run(run(settings))
+    start_worker("callback-dispatcher", run)
 
 
 if __name__ == "__main__":

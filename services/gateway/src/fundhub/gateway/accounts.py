@@ -10,6 +10,7 @@ from fundhub.common.clock import iso_utc_ms
 from fundhub.common.errors import ErrorCode, FundhubError
 from fundhub.gateway.auth import authenticated, require_account
 from fundhub.gateway.responses import signed, success
+from fundhub.gateway.schemas import Balance, Transactions, answers
 from fundhub.ledger import balances
 
 RECENT_MOVEMENTS = 10
@@ -23,7 +24,11 @@ def _not_found(account_id: str) -> FundhubError:
 def accounts_router() -> APIRouter:
     router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
 
-    @router.get("/{accountId}/balance", summary="Real-time balance and latest movements")
+    @router.get(
+        "/{accountId}/balance",
+        summary="Real-time balance and latest movements",
+        responses=answers({200: (Balance, "The balance")}, 400, 401, 403, 404, 503),
+    )
     async def get_balance(request: Request, accountId: str = ACCOUNT_ID) -> Response:
         key = await authenticated(request, SCOPE_BALANCE_READ)
         require_account(key, accountId)
@@ -44,7 +49,11 @@ def accounts_router() -> APIRouter:
         }
         return signed(request, success(body))
 
-    @router.get("/{accountId}/transactions", summary="Movement history, newest first, by cursor")
+    @router.get(
+        "/{accountId}/transactions",
+        summary="Movement history, newest first, by cursor",
+        responses=answers({200: (Transactions, "A page of movements")}, 400, 401, 403, 404, 503),
+    )
     async def list_transactions(
         request: Request,
         accountId: str = ACCOUNT_ID,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import structlog
@@ -38,6 +39,8 @@ from fundhub.payouts.bank_results import (
 )
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 MAX_NOTIFICATION_BYTES = 1024 * 1024
 TYPE_TRANSFER_NOTIFY = "bank.transfer-notify.received"
@@ -93,12 +96,7 @@ class BankNotificationIntake:
             notice = parse_transfer_biz_content(params["biz_content"])
         except NotifyRejected as exc:
             return Refusal(400, exc.reason)
-        envelope = Envelope(
-            id=notification_message_id(app.app_id, params["biz_content"]),
-            type=TYPE_TRANSFER_NOTIFY,
-            correlation_id=correlation_id,
-            data={"appId": app.app_id, "params": params, "receivedAt": iso_utc_ms(utcnow())},
-        )
+        envelope = _notification_envelope(TYPE_TRANSFER_NOTIFY, app.app_id, params, correlation_id)
         structlog.contextvars.bind_contextvars(
             app_id=app.app_id, record_id=notice.record_id, message_id=envelope.id
         )
@@ -109,19 +107,10 @@ class BankNotificationIntake:
         self, app_id: str, params: dict[str, Any], correlation_id: str
     ) -> Refusal | None:
         """A payout's result, checked here so that only readable ones reach the worker."""
-        biz = _biz_object(params["biz_content"])
-        if biz is None:
-            return Refusal(400, "biz_content: not a JSON object")
-        try:
-            result = parse_bank_result(biz)
-        except InvalidBankResult as exc:
-            return Refusal(400, str(exc))
-        envelope = Envelope(
-            id=notification_message_id(app_id, params["biz_content"]),
-            type=TYPE_PAYOUT_RESULT,
-            correlation_id=correlation_id,
-            data={"appId": app_id, "params": params, "receivedAt": iso_utc_ms(utcnow())},
-        )
+        result = _biz_read(params, parse_bank_result)
+        if isinstance(result, Refusal):
+            return result
+        envelope = _notification_envelope(TYPE_PAYOUT_RESULT, app_id, params, correlation_id)
         pay_id = str(result.bank_request_id)
         structlog.contextvars.bind_contextvars(app_id=app_id, pay_id=pay_id, message_id=envelope.id)
         # Keyed by the payId: every report on one payout keeps its order.
@@ -138,13 +127,9 @@ class BankNotificationIntake:
         the bank's retry of the whole batch republishes them under the same ids, which the
         worker's inbox drops.
         """
-        biz = _biz_object(params["biz_content"])
-        if biz is None:
-            return Refusal(400, "biz_content: not a JSON object")
-        try:
-            results = parse_bank_results(biz)
-        except InvalidBankResult as exc:
-            return Refusal(400, str(exc))
+        results = _biz_read(params, parse_bank_results)
+        if isinstance(results, Refusal):
+            return results
         notification = {"method": params["method"], "timestamp": params["timestamp"]}
         received_at = iso_utc_ms(utcnow())
         topic = self._topics.bank_payout_results
@@ -163,11 +148,8 @@ class BankNotificationIntake:
         return refusal
 
     async def _keep_unhandled(self, params: dict[str, Any], correlation_id: str) -> Refusal | None:
-        envelope = Envelope(
-            id=notification_message_id(params["app_id"], params["biz_content"]),
-            type=TYPE_UNHANDLED_NOTIFY,
-            correlation_id=correlation_id,
-            data={"appId": params["app_id"], "params": params, "receivedAt": iso_utc_ms(utcnow())},
+        envelope = _notification_envelope(
+            TYPE_UNHANDLED_NOTIFY, params["app_id"], params, correlation_id
         )
         log.info("bank_notify_kept_unhandled", method=params["method"])
         return await self._publish(self._topics.bank_notify_unhandled, envelope, params["app_id"])
@@ -185,13 +167,31 @@ class BankNotificationIntake:
         return None
 
 
-def _biz_object(text: Any) -> dict[str, Any] | None:
-    """``biz_content`` decoded, or None when it is not a JSON object."""
+def _notification_envelope(
+    type_: str, app_id: str, params: dict[str, Any], correlation_id: str
+) -> Envelope:
+    """A whole notification, as signed, for the consumer to read again; its id comes from the
+    content, so the bank's retries of it share one id and the consumer's inbox keeps one."""
+    return Envelope(
+        id=notification_message_id(app_id, params["biz_content"]),
+        type=type_,
+        correlation_id=correlation_id,
+        data={"appId": app_id, "params": params, "receivedAt": iso_utc_ms(utcnow())},
+    )
+
+
+def _biz_read(params: dict[str, Any], parse: Callable[[dict[str, Any]], T]) -> T | Refusal:
+    """``biz_content`` decoded and read by ``parse``, or the refusal of what it is not."""
     try:
-        biz = orjson.loads(text)
+        biz = orjson.loads(params["biz_content"])
     except (orjson.JSONDecodeError, TypeError):
-        return None
-    return biz if isinstance(biz, dict) else None
+        biz = None
+    if not isinstance(biz, dict):
+        return Refusal(400, "biz_content: not a JSON object")
+    try:
+        return parse(biz)
+    except InvalidBankResult as exc:
+        return Refusal(400, str(exc))
 
 
 def result_item_message_id(app_id: str, item: dict[str, Any]) -> str:

@@ -26,9 +26,11 @@ from fundhub.gateway.auth import (
 )
 from fundhub.gateway.edge import edge_route
 from fundhub.gateway.responses import JSONBody, signed, success
+from fundhub.gateway.schemas import CallbackDeliveries, CallbacksReplayed, Payout, answers
 from fundhub.payouts.admission import NonceUsed, PayoutStore
 from fundhub.payouts.request import (
     PAY_ID_PATTERN,
+    REQUEST_ID_PATTERN,
     InvalidPayout,
     PayoutRequest,
     parse_payout_request,
@@ -37,7 +39,10 @@ from fundhub.payouts.wire import http_status, payout_body
 from fundhub.webhooks import store as webhooks
 
 PAYOUTS_PATH = "/v1/payouts"
-REQUEST_ID_MAX = 64
+_PAYOUT_READ = {
+    200: (Payout, "The payout, final (SUCCESS, FAILED or RETURNED)"),
+    202: (Payout, "The payout, still PROCESSING"),
+}
 
 
 def _request_body_doc() -> dict[str, Any]:
@@ -88,7 +93,13 @@ def payouts_router() -> APIRouter:
         "",
         summary="Submit a supplier payout (idempotent by requestId)",
         status_code=202,
-        responses={200: {"description": "requestId seen before: the payout, final"}},
+        responses=answers(
+            {
+                202: (Payout, "Accepted (or requestId seen before): the payout, PROCESSING"),
+                200: (Payout, "requestId seen before: the payout, final"),
+            },
+            *(400, 401, 403, 409, 413, 503),
+        ),
         openapi_extra=_request_body_doc(),
     )
     @edge_route(hot=True)
@@ -111,14 +122,19 @@ def payouts_router() -> APIRouter:
             raise nonce_replayed(key.key_id) from None
         return _payout_response(request, admission.row)
 
-    @router.get("", summary="Find a payout by the requestId it was created with")
+    @router.get(
+        "",
+        summary="Find a payout by the requestId it was created with",
+        responses=answers(_PAYOUT_READ, 400, 401, 403, 404, 503),
+    )
     async def find_payout(
         request: Request, requestId: str | None = Query(default=None)
     ) -> Response:
         key = await authenticated(request, SCOPE_PAYOUTS_READ)
-        if not requestId or len(requestId) > REQUEST_ID_MAX:
+        if not requestId or not REQUEST_ID_PATTERN.fullmatch(requestId):
             raise FundhubError(
-                ErrorCode.INVALID_PARAMETER, "requestId: required, 1 to 64 characters"
+                ErrorCode.INVALID_PARAMETER,
+                "requestId: required, 1 to 64 characters of A-Z a-z 0-9 . _ : -",
             )
         row = await _store(request).by_request_id(key.key_id, requestId)
         if row is None:
@@ -126,12 +142,20 @@ def payouts_router() -> APIRouter:
         require_account(key, row["payer_account_id"])
         return _payout_response(request, row)
 
-    @router.get("/{payId}", summary="A payout's current state")
+    @router.get(
+        "/{payId}",
+        summary="A payout's current state",
+        responses=answers(_PAYOUT_READ, 401, 403, 404, 503),
+    )
     async def get_payout(request: Request, payId: str) -> Response:
         key = await authenticated(request, SCOPE_PAYOUTS_READ)
         return _payout_response(request, await _owned_payout(request, key, payId))
 
-    @router.get("/{payId}/callbacks", summary="Callback deliveries to callbackUrl and attempts")
+    @router.get(
+        "/{payId}/callbacks",
+        summary="Callback deliveries to callbackUrl and attempts",
+        responses=answers({200: (CallbackDeliveries, "The deliveries")}, 401, 403, 404, 503),
+    )
     async def list_callbacks(request: Request, payId: str) -> Response:
         key = await authenticated(request, SCOPE_PAYOUTS_READ)
         await _owned_payout(request, key, payId)
@@ -142,6 +166,9 @@ def payouts_router() -> APIRouter:
         "/{payId}/callbacks/replay",
         summary="Send the payout's callbacks again (operators, scope admin)",
         status_code=202,
+        responses=answers(
+            {202: (CallbacksReplayed, "The deliveries will be sent again")}, 401, 403, 404, 503
+        ),
     )
     async def replay_callbacks(request: Request, payId: str) -> Response:
         key = await authenticated(request, SCOPE_ADMIN)

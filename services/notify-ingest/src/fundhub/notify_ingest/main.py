@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-
-import structlog
+from functools import partial
 
 from fundhub.bank_transfers.apply import CONSUMER
 from fundhub.bank_transfers.consumer import transfer_notify_handler
 from fundhub.common import db
-from fundhub.common.config import Settings, get_settings
+from fundhub.common.config import Settings
 from fundhub.common.consumer import BatchConsumer
 from fundhub.common.kafka import KafkaPublisher, ensure_topics
-from fundhub.common.lifecycle import exit_if_failed, run_until_stopped
-from fundhub.common.logging import configure_logging
 from fundhub.common.migrations import verify
 from fundhub.common.outbox import LEDGER_CHANNEL, OutboxRelay
 from fundhub.common.topics import topics
-from fundhub.web.health import serve_health
-
-log = structlog.get_logger(__name__)
+from fundhub.web.worker import run_worker, start_worker
 
 
 async def run(settings: Settings) -> None:
@@ -38,36 +32,18 @@ async def run(settings: Settings) -> None:
         transfer_notify_handler(names),
     )
     relay = OutboxRelay(pool, publisher, LEDGER_CHANNEL)
-
-    async def postgres_ready() -> bool:
-        return await db.ping(pool)
-
-    tasks = [
-        asyncio.create_task(worker.run(), name="consumer"),
-        asyncio.create_task(relay.run(), name="outbox-relay"),
-        asyncio.create_task(
-            serve_health(
-                {"kafka": worker.kafka_ready, "postgres": postgres_ready},
-                settings.gateway_host,
-                settings.notify_ingest_port,
-            ),
-            name="health",
-        ),
-    ]
-    log.info("notify_ingest_started", health_port=settings.notify_ingest_port)
-    failed = await run_until_stopped(tasks)
-    await publisher.stop()
-    await pool.close()
-    log.info("notify_ingest_stopped")
-    exit_if_failed(failed)
+    await run_worker(
+        "notify_ingest",
+        {"consumer": worker.run(), "outbox-relay": relay.run()},
+        {"kafka": worker.kafka_ready, "postgres": partial(db.ping, pool)},
+        settings.gateway_host,
+        settings.notify_ingest_port,
+        close=[publisher.stop, pool.close],
+    )
 
 
 def main() -> None:
-    settings = get_settings()
-    configure_logging("notify-ingest", settings.log_level)
-    import uvloop
-
-    uvloop.run(run(settings))
+    start_worker("notify-ingest", run)
 
 
 if __name__ == "__main__":

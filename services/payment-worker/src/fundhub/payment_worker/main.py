@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
+from functools import partial
 
 import aiohttp
-import structlog
 
 from fundhub.common import db
-from fundhub.common.config import Settings, get_settings
+from fundhub.common.config import Settings
 from fundhub.common.consumer import BatchConsumer
 from fundhub.common.kafka import KafkaPublisher, ensure_topics
-from fundhub.common.lifecycle import exit_if_failed, run_until_stopped
-from fundhub.common.logging import configure_logging
 from fundhub.common.migrations import verify
 from fundhub.common.outbox import PAYOUTS_CHANNEL, OutboxRelay
 from fundhub.common.topics import topics
@@ -21,9 +18,7 @@ from fundhub.payouts.bank_http import HttpBankAdapter
 from fundhub.payouts.consumers import command_handler, result_handler
 from fundhub.payouts.poller import Poller
 from fundhub.payouts.submitter import Submitter
-from fundhub.web.health import serve_health
-
-log = structlog.get_logger(__name__)
+from fundhub.web.worker import run_worker, start_worker
 
 # Per batch the worker locks, writes and (for commands) calls the bank once, whatever its size:
 # waiting a little for larger batches costs a few ms of latency and saves most of that work.
@@ -65,39 +60,23 @@ async def run(settings: Settings) -> None:
     async def kafka_ready() -> bool:
         return await command_consumer.kafka_ready() and await result_consumer.kafka_ready()
 
-    async def postgres_ready() -> bool:
-        return await db.ping(pool)
-
-    tasks = [
-        asyncio.create_task(command_consumer.run(), name="commands"),
-        asyncio.create_task(result_consumer.run(), name="results"),
-        asyncio.create_task(poller.run(), name="poller"),
-        asyncio.create_task(relay.run(), name="outbox-relay"),
-        asyncio.create_task(
-            serve_health(
-                {"kafka": kafka_ready, "postgres": postgres_ready},
-                settings.gateway_host,
-                settings.payment_worker_port,
-            ),
-            name="health",
-        ),
-    ]
-    log.info("payment_worker_started", health_port=settings.payment_worker_port)
-    failed = await run_until_stopped(tasks)
-    await submitter.close()
-    await session.close()
-    await publisher.stop()
-    await pool.close()
-    log.info("payment_worker_stopped")
-    exit_if_failed(failed)
+    await run_worker(
+        "payment_worker",
+        {
+            "commands": command_consumer.run(),
+            "results": result_consumer.run(),
+            "poller": poller.run(),
+            "outbox-relay": relay.run(),
+        },
+        {"kafka": kafka_ready, "postgres": partial(db.ping, pool)},
+        settings.gateway_host,
+        settings.payment_worker_port,
+        close=[submitter.close, session.close, publisher.stop, pool.close],
+    )
 
 
 def main() -> None:
-    settings = get_settings()
-    configure_logging("payment-worker", settings.log_level)
-    import uvloop
-
-    uvloop.run(run(settings))
+    start_worker("payment-worker", run)
 
 
 if __name__ == "__main__":

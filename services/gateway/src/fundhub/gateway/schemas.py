@@ -1,0 +1,251 @@
+"""What the gateway's routes answer, as ``/openapi.json`` documents it.
+
+The handlers build their bodies as dicts (``responses.success``, ``payouts.wire.payout_body``,
+``ledger.balances.movement``, ``webhooks.store.deliveries_of``) and return them as they are: these
+models only describe those bodies, field for field, for the document (and for the contract test
+that checks every answer against it, ``tests/e2e/test_openapi_contract.py``). A field the code
+may leave out is not required; a field it may set to null is nullable; no other field appears.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+from pydantic.json_schema import SkipJsonSchema
+
+from fundhub.common.errors import ErrorCode
+from fundhub.gateway.responses import HEADER_SIGNATURE
+
+REFUSAL_CODES = sorted({e.code for e in ErrorCode if e.http_status >= 400})
+PAY_ID = r"^PAY[0-9]{18}$"
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=True,
+        serialize_by_alias=True,
+        extra="forbid",  # the document lists every field an answer has
+        frozen=True,
+    )
+
+
+# --- refusals ------------------------------------------------------------------------------------
+
+
+class Failure(_Wire):
+    """Every refusal of every ``/v1`` route (``responses.failure``), whatever its status."""
+
+    status_code: Annotated[int, Field(ge=400, le=599, description="the HTTP status, repeated")]
+    biz_code: Literal["FAILED"]
+    error_code: Annotated[str, Field(json_schema_extra={"enum": REFUSAL_CODES})]
+    msg: Annotated[str, Field(description="why, naming the field when a value is refused")]
+    timestamp: datetime
+
+
+_REFUSALS: dict[int, str] = {
+    400: "Refused (E001): a parameter or the body is invalid; msg names it",
+    401: "Refused: a missing or bad signature (E002), X-Timestamp out of the window "
+    "(E005_TIMESTAMP_SKEW) or a reused X-Nonce (E006_NONCE_REPLAYED)",
+    403: "Refused: the key lacks the scope (E007_SCOPE_FORBIDDEN) or the account "
+    "(E008_ACCOUNT_FORBIDDEN)",
+    404: "Refused (E009_NOT_FOUND): no such account or payout",
+    409: "Refused (E010_IDEMPOTENCY_CONFLICT): the requestId was used before with another body",
+    413: "Refused (E011_PAYLOAD_TOO_LARGE): the body is larger than the route takes",
+    503: "Not done (E013_UNAVAILABLE): a dependency is out of reach; send the request again",
+}
+
+_SIGNATURE_HEADER = {
+    "description": "Hex HMAC-SHA256 of the body, keyed with the caller's secret; on every "
+    "answer to an authenticated caller",
+    "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+}
+
+
+def answers(
+    successes: Mapping[int, tuple[type[BaseModel], str]], *refusals: int
+) -> dict[int | str, dict[str, Any]]:
+    """A route's ``responses=``: its successes (always signed) and the refusals it can make."""
+    documented: dict[int | str, dict[str, Any]] = {
+        status: {
+            "model": model,
+            "description": description,
+            "headers": {HEADER_SIGNATURE: {**_SIGNATURE_HEADER, "required": True}},
+        }
+        for status, (model, description) in successes.items()
+    }
+    for status in refusals:
+        documented[status] = {
+            "model": Failure,
+            "description": _REFUSALS[status],
+            "headers": {HEADER_SIGNATURE: _SIGNATURE_HEADER},
+        }
+    return documented
+
+
+# --- accounts ------------------------------------------------------------------------------------
+
+
+class Movement(_Wire):
+    """A posting on the account (``ledger.balances.movement``)."""
+
+    movement_id: int
+    entry_id: Annotated[str, Field(description="the journal entry (a UUID)")]
+    kind: str
+    bucket: Literal["available", "frozen", "pending"]
+    amount: Annotated[int, Field(description="minor units; negative for a debit")]
+    currency: str
+    ref_type: str
+    ref_id: str
+    description: str
+    at: datetime
+
+
+class Balance(_Wire):
+    status_code: Literal[200]
+    biz_code: Literal["SUCCESS"]
+    timestamp: datetime
+    account_id: str
+    currency: str
+    available: int
+    frozen: int
+    pending: int
+    total: Annotated[int, Field(description="available + frozen + pending")]
+    as_of: datetime
+    movements: Annotated[list[Movement], Field(description="the latest, newest first")]
+
+
+class Transactions(_Wire):
+    status_code: Literal[200]
+    biz_code: Literal["SUCCESS"]
+    timestamp: datetime
+    account_id: str
+    items: Annotated[list[Movement], Field(description="newest first")]
+    next_cursor: Annotated[str | None, Field(description="the next page's cursor; null at the end")]
+
+
+# --- payouts -------------------------------------------------------------------------------------
+
+
+class Payout(_Wire):
+    """A payout (``payouts.wire.payout_body``): HTTP 202 while PROCESSING, 200 once final."""
+
+    status_code: Literal[200, 202]
+    biz_code: Literal["PROCESSING", "SUCCESS", "FAILED"]
+    state: Annotated[
+        Literal["PROCESSING", "SUCCESS", "FAILED", "RETURNED"],
+        Field(description="RETURNED reads bizCode FAILED"),
+    ]
+    pay_id: Annotated[str, Field(pattern=PAY_ID)]
+    request_id: str
+    timestamp: Annotated[datetime, Field(description="when it reached its current state")]
+    supplier_id: str
+    payer_account_id: str
+    amount: Annotated[int, Field(gt=0)]
+    currency: str
+    extension: Annotated[
+        dict[str, Any], Field(description="the request's extension, plus bankTransactionId")
+    ]
+    # Present only on a payout that failed (or was returned): left out otherwise, never null.
+    error_code: str | SkipJsonSchema[None] = None
+    msg: str | SkipJsonSchema[None] = None
+
+
+class CallbackAttempt(_Wire):
+    at: datetime
+    status_code: Annotated[int | None, Field(description="null when no HTTP answer came")]
+    error: str | None
+    duration_ms: int
+
+
+class CallbackDelivery(_Wire):
+    state: Annotated[str, Field(description="the payout state this callback reports")]
+    url: str
+    status: Literal["PENDING", "DELIVERED", "GAVE_UP"]
+    attempt_count: int
+    next_attempt_at: Annotated[datetime | None, Field(description="only while PENDING")]
+    delivered_at: datetime | None
+    created_at: datetime
+    attempts: list[CallbackAttempt]
+
+
+class CallbackDeliveries(_Wire):
+    status_code: Literal[200]
+    biz_code: Literal["SUCCESS"]
+    timestamp: datetime
+    pay_id: str
+    deliveries: Annotated[list[CallbackDelivery], Field(description="oldest first")]
+
+
+class CallbacksReplayed(_Wire):
+    status_code: Literal[202]
+    biz_code: Literal["PROCESSING"]
+    timestamp: datetime
+    pay_id: str
+    replayed: Annotated[int, Field(description="deliveries set to be sent again")]
+
+
+# --- operations (fundhub.web.health, shared with the workers, documented here) ------------------
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["ready", "not-ready"]
+    checks: Annotated[dict[str, bool], Field(description="each dependency, reachable or not")]
+
+
+_REF = "#/components/schemas/{model}"
+
+
+def _json_answer(model: type[BaseModel], description: str) -> dict[str, Any]:
+    ref = {"$ref": _REF.format(model=model.__name__)}
+    return {"description": description, "content": {"application/json": {"schema": ref}}}
+
+
+def _operations(definitions: dict[str, Any]) -> dict[str, dict[int | str, Any]]:
+    """The answers of the routes ``fundhub.web.health`` serves, which it does not declare."""
+    for model in (Health, Readiness):
+        definitions[model.__name__] = model.model_json_schema(
+            ref_template=_REF, mode="serialization"
+        )
+    return {
+        "/healthz": {"200": _json_answer(Health, "The process is alive")},
+        "/readyz": {
+            "200": _json_answer(Readiness, "Every dependency is reachable"),
+            "503": _json_answer(Readiness, "Some dependency is out of reach (checks says which)"),
+        },
+        "/metrics": {
+            "200": {
+                "description": "Prometheus text exposition",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        },
+    }
+
+
+def finish_document(document: dict[str, Any]) -> dict[str, Any]:
+    """Make FastAPI's generated document say what the gateway really answers (in place, again
+    and again alike): no 422 (this API refuses invalid values with 400 E001), and the answers of
+    the operations routes."""
+    definitions: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            operation.get("responses", {}).pop("422", None)
+    for name in ("HTTPValidationError", "ValidationError"):
+        definitions.pop(name, None)
+    for path, responses in _operations(definitions).items():
+        get = document.get("paths", {}).get(path, {}).get("get")
+        if get is not None:
+            get["responses"] = responses
+    return document
