@@ -10,7 +10,7 @@ from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import REGISTRY
 
 from fundhub.common.errors import ErrorCode, FundhubError
-from fundhub.gateway.edge import CLIENT_GONE, Edge, edge_route
+from fundhub.gateway.edge import CLIENT_GONE, Edge, Exchange, edge_route
 from fundhub.gateway.responses import success
 
 LIMIT = 1000
@@ -146,3 +146,32 @@ async def test_a_client_that_leaves_is_not_counted_as_bad_input() -> None:
     assert counted("/hot", CLIENT_GONE) == before_gone + 1
     assert counted("/hot", 400) == before_bad
     assert edge.ran == []  # type: ignore[attr-defined]
+
+
+async def test_guards_run_before_the_body_and_observers_see_every_answer() -> None:
+    seen: list[tuple[str, int, bytes]] = []
+
+    async def refuse_the_framework(scope: Any, route: str) -> None:
+        if route.startswith("/framework"):
+            raise FundhubError(ErrorCode.SCOPE_FORBIDDEN, "not today")
+
+    async def record(exchange: Exchange) -> None:
+        seen.append((exchange.route, exchange.answer.status, exchange.body))
+
+    plain = app()
+    edge = Edge(plain.app, guards=[refuse_the_framework], observers=[record])
+    status, _, _ = await call(edge, "/framework/x", [b"never read"])
+    assert status == 403
+    status, _, body = await call(edge, "/hot", [b"hi"])
+    assert status == 200 and orjson.loads(body)["echo"] == "hi"
+    assert seen == [("/framework/{thing}", 403, b""), ("/hot", 200, b"hi")]
+
+
+async def test_an_observer_that_fails_turns_the_answer_into_its_refusal() -> None:
+    async def unavailable(exchange: Exchange) -> None:
+        raise ConnectionRefusedError(111, "the audit log is out of reach")
+
+    edge = Edge(app().app, observers=[unavailable])
+    status, headers, body = await call(edge, "/hot", [b"hi"])
+    assert status == 503 and orjson.loads(body)["errorCode"] == "E013_UNAVAILABLE"
+    assert headers[b"x-correlation-id"] == b"corr-123"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,6 +134,45 @@ def _declared_too_large(scope: Scope, limit: int) -> bool:
     return False
 
 
+@dataclass
+class Answer:
+    """An answer as it will go on the wire: whichever kind of route made it."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+    @classmethod
+    def of(cls, response: Response) -> Answer:
+        return cls(response.status_code, list(response.raw_headers), bytes(response.body))
+
+    @classmethod
+    def of_messages(cls, messages: list[Message]) -> Answer:
+        start = next(m for m in messages if m["type"] == "http.response.start")
+        body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
+        return cls(start["status"], list(start.get("headers", ())), body)
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One request and its answer, as the pipeline saw them, for what observes every request
+    (the audit log). ``scope["state"]`` holds what the handler learned (``api_key``)."""
+
+    scope: Scope
+    route: str
+    correlation_id: str
+    body: bytes
+    answer: Answer
+    started: float
+
+
+# A guard runs before the body is read and refuses by raising FundhubError (a rate limit);
+# an observer sees every answer before it is sent and may replace it by raising (an audit
+# record that cannot be made durable makes the answer a 503).
+Guard = Callable[[Scope, str], Awaitable[None]]
+Observer = Callable[[Exchange], Awaitable[None]]
+
+
 class _Captured:
     """The framework's answer, held until it has finished without raising."""
 
@@ -147,8 +186,15 @@ class _Captured:
 class Edge:
     """The ASGI application uvicorn serves: the pipeline above, in front of the FastAPI app."""
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(
+        self,
+        app: FastAPI,
+        guards: Sequence[Guard] = (),
+        observers: Sequence[Observer] = (),
+    ) -> None:
         self.app = app
+        self._guards = tuple(guards)
+        self._observers = tuple(observers)
         self._routes: list[tuple[APIRoute, RouteSpec]] = [
             (route, getattr(route.endpoint, "__edge_spec__", DEFAULT_SPEC))
             for route in app.routes
@@ -180,41 +226,55 @@ class Edge:
         correlation_id = begin_request(scope)
         route, spec = self._resolve(scope)
         label = route.path if route is not None else _UNMATCHED
+        body = b""
         try:
             if _declared_too_large(scope, spec.body_limit):
                 raise FundhubError(
                     ErrorCode.PAYLOAD_TOO_LARGE, f"body: more than {spec.body_limit} bytes"
                 )
+            for guard in self._guards:
+                await guard(scope, label)
             body = await read_body(receive, spec.body_limit)
-            if route is not None and spec.hot:
-                scope["app"] = self.app
-                request = Request(scope, receive)
-                request._body = body  # Starlette's own cache: request.body() returns these
-                response = await route.endpoint(request)
-                messages = None
-            else:
-                response = None
-                messages = await self._through_framework(scope, body, receive)
+            answer = await self._answer(scope, route, spec, body, receive)
         except ClientGone:
             log.info("client_gone")
             self._observe(label, CLIENT_GONE, started)
             return
         except Exception as exc:
-            response, messages = error_response(scope, exc, spec), None
-        header = (HEADER_CORRELATION, correlation_id.encode())
-        if response is not None:
-            response.raw_headers.append(header)
-            await response(scope, receive, send)
-            status = response.status_code
-        else:
-            assert messages is not None
-            status = 500
-            for message in messages:
-                if message["type"] == "http.response.start":
-                    status = message["status"]
-                    message["headers"] = [*message.get("headers", ()), header]
-                await send(message)
-        self._observe(label, status, started)
+            answer = Answer.of(error_response(scope, exc, spec))
+        if self._observers:
+            answer = await self._observed(
+                Exchange(scope, label, correlation_id, body, answer, started), spec
+            )
+        answer.headers.append((HEADER_CORRELATION, correlation_id.encode()))
+        await send(
+            {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
+        )
+        await send({"type": "http.response.body", "body": answer.body})
+        self._observe(label, answer.status, started)
+
+    async def _answer(
+        self,
+        scope: Scope,
+        route: APIRoute | None,
+        spec: RouteSpec,
+        body: bytes,
+        receive: Receive,
+    ) -> Answer:
+        if route is not None and spec.hot:
+            scope["app"] = self.app
+            request = Request(scope, receive)
+            request._body = body  # Starlette's own cache: request.body() returns these
+            return Answer.of(await route.endpoint(request))
+        return Answer.of_messages(await self._through_framework(scope, body, receive))
+
+    async def _observed(self, exchange: Exchange, spec: RouteSpec) -> Answer:
+        try:
+            for observer in self._observers:
+                await observer(exchange)
+        except Exception as exc:
+            return Answer.of(error_response(exchange.scope, exc, spec))
+        return exchange.answer
 
     async def _through_framework(
         self, scope: Scope, body: bytes, receive: Receive
