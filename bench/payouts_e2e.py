@@ -36,7 +36,15 @@ from fundhub.common.signing import sign_api_request
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 from load_client import LoadConnection, post_bytes  # noqa: E402
-from notify_e2e import machine, pct, phase_baseline, stack_arguments  # noqa: E402
+from notify_e2e import (  # noqa: E402
+    machine,
+    open_connections,
+    pct,
+    phase_baseline,
+    poll_unseen,
+    run_workers,
+    stack_arguments,
+)
 
 
 @dataclass
@@ -89,7 +97,6 @@ async def submit_all(
         queue.put_nowait(i)
     path = "/v1/payouts"
     url = urlsplit(args.gateway_url)
-    host, port = url.hostname or "127.0.0.1", url.port or 80
 
     async def worker(connection: LoadConnection) -> None:
         while not queue.empty():
@@ -126,12 +133,7 @@ async def submit_all(
             else:
                 run.refused += 1
 
-    connections = [await LoadConnection.open(host, port) for _ in range(args.concurrency)]
-    try:
-        await asyncio.gather(*(worker(c) for c in connections))
-    finally:
-        for connection in connections:
-            connection.close()
+    await run_workers(await open_connections(url, args.concurrency), worker)
 
 
 async def watch_final(pool: asyncpg.Pool, run: Run, expected: int, deadline: float) -> None:
@@ -140,18 +142,16 @@ async def watch_final(pool: asyncpg.Pool, run: Run, expected: int, deadline: flo
     late, never early."""
     async with pool.acquire() as conn:
         while (len(run.final) < expected - run.refused) and time.perf_counter() < deadline:
-            asked = list(run.unseen)[:2000]
-            if asked:
-                rows = await conn.fetch(
-                    "SELECT pay_id, state FROM payouts "
-                    "WHERE pay_id = ANY($1) AND state <> 'PROCESSING'",
-                    asked,
-                )
-                now = time.perf_counter()
-                for row in rows:
-                    run.final[row["pay_id"]] = now
-                    run.states[row["state"]] = run.states.get(row["state"], 0) + 1
-                    run.unseen.discard(row["pay_id"])
+            rows, now = await poll_unseen(
+                conn,
+                "SELECT pay_id, state FROM payouts "
+                "WHERE pay_id = ANY($1) AND state <> 'PROCESSING'",
+                run.unseen,
+                "pay_id",
+            )
+            for row in rows:
+                run.final[row["pay_id"]] = now
+                run.states[row["state"]] = run.states.get(row["state"], 0) + 1
             await asyncio.sleep(0.05)
 
 

@@ -7,6 +7,8 @@ still one payout.
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -18,6 +20,7 @@ from fundhub.client import (
     Forbidden,
     InvalidRequest,
     Payee,
+    Payout,
     SignatureMismatch,
     new_request_id,
 )
@@ -65,6 +68,12 @@ class TamperAnswers(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
+async def create(api: AsyncFundhubClient, **fields: Any) -> Payout:
+    """create_payout from ACCOUNT to PAYEE in CNY, but for what ``fields`` give."""
+    defaults: dict[str, Any] = {"payer_account_id": ACCOUNT, "currency": "CNY", "payee": PAYEE}
+    return await api.create_payout(**(defaults | fields))
+
+
 @pytest.fixture(scope="module")
 def key(stack: Stack) -> tuple[str, str]:
     return stack.env.create_api_key("payouts:write,payouts:read", ACCOUNT)
@@ -75,13 +84,12 @@ async def test_create_get_and_find_with_verified_answers(
 ) -> None:
     async with AsyncFundhubClient(stack.gateway.url, *key) as api:
         rid = new_request_id()
-        created = await api.create_payout(
+        created = await create(
+            api,
             request_id=rid,
             supplier_id="SUP10001",
-            payer_account_id=ACCOUNT,
             amount=1234,
             currency="RMB",
-            payee=PAYEE,
             extension={"invoice": "INV-7"},
         )
         assert created.biz_code == PROCESSING and not created.is_final
@@ -92,32 +100,18 @@ async def test_create_get_and_find_with_verified_answers(
         assert await api.find_payout(new_request_id()) is None
 
         with pytest.raises(Conflict) as conflict:
-            await api.create_payout(
-                request_id=rid,
-                supplier_id="SUP10001",
-                payer_account_id=ACCOUNT,
-                amount=1235,
-                currency="CNY",
-                payee=PAYEE,
-            )
+            await create(api, request_id=rid, supplier_id="SUP10001", amount=1235)
         assert conflict.value.error_code == "E010_IDEMPOTENCY_CONFLICT"
         assert conflict.value.verified and conflict.value.request_id == rid
         with pytest.raises(InvalidRequest, match=r"payee\.accountNo"):
-            await api.create_payout(
+            await create(
+                api,
                 supplier_id="SUP10001",
-                payer_account_id=ACCOUNT,
                 amount=1,
-                currency="CNY",
                 payee=Payee("Acme Ltd", "not a number", "ICBC"),
             )
         with pytest.raises(Forbidden):
-            await api.create_payout(
-                supplier_id="SUP10001",
-                payer_account_id="6222000666999",
-                amount=1,
-                currency="CNY",
-                payee=PAYEE,
-            )
+            await create(api, supplier_id="SUP10001", amount=1, payer_account_id="6222000666999")
 
 
 async def test_a_lost_answer_is_retried_into_the_same_payout(
@@ -128,14 +122,7 @@ async def test_a_lost_answer_is_retried_into_the_same_payout(
     async with AsyncFundhubClient(
         stack.gateway.url, *key, transport=transport, backoff_s=0.01
     ) as api:
-        payout = await api.create_payout(
-            request_id=rid,
-            supplier_id="SUP10002",
-            payer_account_id=ACCOUNT,
-            amount=500,
-            currency="CNY",
-            payee=PAYEE,
-        )
+        payout = await create(api, request_id=rid, supplier_id="SUP10002", amount=500)
     assert transport.dropped == 1
     posts = [r for r in transport.sent if r.method == "POST"]
     assert len(posts) == 2 and posts[0].content == posts[1].content
@@ -149,10 +136,4 @@ async def test_a_lost_answer_is_retried_into_the_same_payout(
 async def test_a_tampered_answer_is_not_believed(stack: Stack, key: tuple[str, str]) -> None:
     async with AsyncFundhubClient(stack.gateway.url, *key, transport=TamperAnswers()) as api:
         with pytest.raises(SignatureMismatch):
-            await api.create_payout(
-                supplier_id="SUP10003",
-                payer_account_id=ACCOUNT,
-                amount=700,
-                currency="CNY",
-                payee=PAYEE,
-            )
+            await create(api, supplier_id="SUP10003", amount=700)

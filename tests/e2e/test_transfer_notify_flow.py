@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 from support.api import signed_get
 from support.ledger import assert_ledger_invariants, balances
+from support.transfers import assert_credited_once, random_credits, records_with_prefix
 
 from e2e.conftest import Stack, wait_until
 from fundhub.bank_simulator.notifications import (
@@ -86,17 +87,7 @@ async def test_the_seed_text_as_written_is_refused(stack: Stack) -> None:
 async def test_duplicated_shuffled_concurrent_notifications_post_once(stack: Stack) -> None:
     rng = random.Random(2)
     accounts = [f"62220{i:06d}" for i in range(20)]
-    specs = [
-        TransferSpec(
-            record_id=f"dup-{i}",
-            in_acct_no=rng.choice(accounts),
-            trans_amount=rng.randint(1, 10**7),
-        )
-        for i in range(200)
-    ]
-    expected: dict[str, int] = {}
-    for spec in specs:
-        expected[spec.in_acct_no] = expected.get(spec.in_acct_no, 0) + spec.trans_amount
+    specs, expected = random_credits(rng, "dup-", 200, accounts, 10**7)
     notifications = build_many(specs, stack.env.app_id, stack.env.bank.private_pem)
     deliveries = [dict(n) for n in notifications for _ in range(3)]
     for copy in deliveries[::2]:  # the bank's retries carry a new timestamp and signature
@@ -106,21 +97,11 @@ async def test_duplicated_shuffled_concurrent_notifications_post_once(stack: Sta
     assert report.failed == 0, report
 
     async def all_recorded() -> bool:
-        n = await stack.env.pool.fetchval(
-            "SELECT count(*) FROM bank_transfer_records WHERE record_id LIKE 'dup-%'"
-        )
-        return bool(n == 200)
+        return await records_with_prefix(stack.env.pool, "dup-") == 200
 
     await wait_until(all_recorded, timeout_s=30)
     await asyncio.sleep(0.5)  # let any (wrong) second posting land before looking
-    found = await balances(stack.env.pool)
-    for account, total in expected.items():
-        assert found[account] == (total, 0), account
-    entries = await stack.env.pool.fetchval(
-        "SELECT count(*) FROM journal_entries WHERE ref_id LIKE 'dup-%'"
-    )
-    assert entries == 200
-    await assert_ledger_invariants(stack.env.pool)
+    await assert_credited_once(stack.env.pool, "dup-", 200, expected)
 
 
 async def test_states_out_of_order_reach_the_furthest_once(stack: Stack) -> None:

@@ -17,6 +17,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 from support.env import ModuleEnv
 from support.processes import Service, free_port
+from support.receivers import serving
 
 from fundhub.client import HEADER_SIGNATURE, HEADER_TIMESTAMP, verify_callback
 from fundhub.common.envelope import Envelope, deterministic_id
@@ -84,16 +85,10 @@ async def no_content(n: int) -> int:
 @pytest.fixture(scope="module")
 async def receiver() -> AsyncIterator[Receiver]:
     rec = Receiver()
-    runner = web.AppRunner(
-        scripted(rec, {"/flaky": flaky, "/slow": slow_once, "/down": down, "/ok": no_content})
-    )
-    await runner.setup()
-    port = free_port()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    rec.url = f"http://127.0.0.1:{port}"
-    yield rec
-    await runner.cleanup()
+    app = scripted(rec, {"/flaky": flaky, "/slow": slow_once, "/down": down, "/ok": no_content})
+    async with serving(app, free_port()) as url:
+        rec.url = url
+        yield rec
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +147,8 @@ async def final_payout(env: ModuleEnv, url: str, state: str = "SUCCESS") -> dict
     return dict(row)
 
 
-def callback_envelope(row: dict[str, Any]) -> Envelope:
+def callback_envelope(row: dict[str, Any], body: dict[str, Any] | None = None) -> Envelope:
+    """The payout.callback event for ``row``; its body the payout's own unless given."""
     return Envelope(
         id=deterministic_id("callback", row["pay_id"], row["state"]),
         type="payout.callback",
@@ -162,7 +158,7 @@ def callback_envelope(row: dict[str, Any]) -> Envelope:
             "state": row["state"],
             "url": row["callback_url"],
             "keyId": row["key_id"],
-            "body": payout_body(row),
+            "body": payout_body(row) if body is None else body,
         },
     )
 
@@ -327,18 +323,7 @@ async def test_poison_and_unknown_payout_are_dead_lettered(
         "state": "SUCCESS",
         "callback_url": f"{receiver.url}/ok",
     }
-    envelope = Envelope(
-        id=deterministic_id("callback", "P-does-not-exist", "SUCCESS"),
-        type="payout.callback",
-        correlation_id=uuid.uuid4().hex,
-        data={
-            "payId": missing["pay_id"],
-            "state": missing["state"],
-            "url": missing["callback_url"],
-            "keyId": KEY_ID,
-            "body": {"payId": missing["pay_id"]},
-        },
-    )
+    envelope = callback_envelope(missing, body={"payId": missing["pay_id"]})
     name = topics(env.settings).client_callbacks
     await publish(
         env,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.seed import REQUIRED_BIZ, seed_request
 
 from fundhub.bank_transfers import notification as bank_notify
 from fundhub.bank_transfers.notification import (
@@ -23,21 +24,18 @@ from fundhub.bank_transfers.notification import (
 )
 from fundhub.common.clock import BANK_TZ
 
-# The request example of seeds/bank-transfer-notify.txt, verbatim.
-SEED_REQUEST = r"""{"app_id": "20210911888888888888888888","method": "bkfunds.acct.transfer.notify","version": "1.0","charset": "utf-8","format": "json","sign_type": "RSA2","timestamp": "2024-04-29 17:14:51","biz_content": "{\"channel\":\"02\",\"node_id\":\"00026713\",\"record_id\":\"1234\",\"trans_time\":\"2025-06-01 15:20:33\",\"channel_trade_no\":\"10000000001\",\"merchant_name\":\"商户名称\",\"merchant_id\":\"10000000123\",\"cloud_merchant_id\":\"4204564615348\",\"in_acct_name\":\"收款方账户户名\",\"in_acct_bank_name\":\"xxxx银行\",\"in_acct_no\":\"15489516846\",\"trans_amount\":\"100000\",\"ccy_code\":\"RMB\",\"fee\":\"100\",\"post_fee\":\"100\",\"bind_status\":\"1\",\"deduct_status\":\"6\",\"deduct_channel_trade_no\":\"10000000002\",\"out_acct_name\":\"付款方账户名称\",\"out_acct_bank_name\":\"xxxx银行\",\"out_acct_no\":\"624615616476846548\",\"host_flow_no\":\"300000000001\",\"host_tx_date\":\"2025-06-01\",\"reverse_flag\":\"0\",\"use_ex\":\"资金用途\",\"remark\":\"备注\",\"store_list\":\"[{\\\"store_id\\\":\\\"S0001\\\",\\\"store_name\\\":\\\"门店0001\\\"},{\\\"store_id\\\":\\\"S0002\\\",\\\"store_name\\\":\\\"门店0002\\\"}]\"}}","sign": "XmrZygmCBA56kqWP9TmQ/r/DVDzjOA+wrNvCWpAQXNYycn3El+D4jpw32V4lyN+gPhcnPsHHm6e3uYfnPuYTE8Owjbcs/ZYbndwFc1qv7crywXnrtKcafQkRzEZD0yK+9HmP7lBpgPFA5lKuftq5B0CEAz9eZ4fOxEKUHT6yMGpYBkStTNXA7Er8pefP59cUCzdV31uS4sNnMS0UagjxJWCVWpYtKEG2iHN6yrnSvZVseDIwDLZKtM3ss4umUdvVi40Tem5vaAmNkaGCwLL4peTIRg7eGzWTbQxDhiONQaT+QCW7o/1pjBd1ttMNcQiFachIXYcpGMC3c+YrrgJsVA=="}"""
-
 SEED_SENT_AT = datetime(2024, 4, 29, 17, 14, 51, tzinfo=BANK_TZ)
 
 
 # The seed's biz_content ends in one stray "}" (``...]"}}``): as printed it is not JSON, and a
 # strict parser must refuse it. Everything else is taken as printed.
-SEED_BIZ_CONTENT_AS_PRINTED: str = json.loads(SEED_REQUEST)["biz_content"]
+SEED_BIZ_CONTENT_AS_PRINTED: str = seed_request()["biz_content"]
 assert SEED_BIZ_CONTENT_AS_PRINTED.endswith('"}}')
 SEED_BIZ_CONTENT = SEED_BIZ_CONTENT_AS_PRINTED[:-1]
 
 
 def seed_params() -> dict[str, Any]:
-    params: dict[str, Any] = json.loads(SEED_REQUEST)
+    params = seed_request()
     params["biz_content"] = SEED_BIZ_CONTENT
     return params
 
@@ -267,25 +265,6 @@ def test_biz_content_not_a_json_object(text: str) -> None:
     with pytest.raises(NotifyRejected) as info:
         parse_transfer_biz_content(text)
     assert info.value.reason == "biz_content: not a JSON object"
-
-
-REQUIRED_BIZ = [
-    "channel",
-    "node_id",
-    "record_id",
-    "trans_time",
-    "channel_trade_no",
-    "in_acct_name",
-    "in_acct_no",
-    "trans_amount",
-    "ccy_code",
-    "bind_status",
-    "deduct_status",
-    "out_acct_name",
-    "out_acct_no",
-    "host_flow_no",
-    "host_tx_date",
-]
 
 
 @pytest.mark.parametrize("name", REQUIRED_BIZ)

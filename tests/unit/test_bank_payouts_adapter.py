@@ -20,6 +20,8 @@ import orjson
 import pytest
 import uvicorn
 from aiohttp import web
+from support.orders import payout_order, transfer_wire
+from support.receivers import posts_to, serving
 
 from fundhub.bank_simulator.app import create_app
 from fundhub.bank_simulator.config import SimulatorConfig
@@ -103,11 +105,13 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield client
 
 
-async def behave(session: aiohttp.ClientSession, bank: BankServer, **rates: Any) -> None:
-    """Every rate from its default but those given (an update keeps what it leaves out)."""
+async def behave(session: aiohttp.ClientSession, bank: BankServer, **rates: Any) -> PayoutBehaviour:
+    """Every rate from its default but those given (an update keeps what it leaves out);
+    returns the behaviour set, to find ids that meet given faults."""
     body = {**PayoutBehaviour().to_json(), **QUIET, **rates}
     async with session.post(f"{bank.url}/bank/v1/behaviour", json=body) as answer:
         assert answer.status == 200, await answer.text()
+    return PayoutBehaviour.model_validate({**QUIET, **rates})
 
 
 async def stats(session: aiohttp.ClientSession, bank: BankServer) -> dict[str, Any]:
@@ -124,19 +128,7 @@ def new_id(prefix: str = "PAYT") -> str:
 
 
 def order(request_id: str | None = None, **changes: Any) -> PayoutOrder:
-    fields: dict[str, Any] = {
-        "bank_request_id": request_id or new_id(),
-        "payer_account": "6222020000000001",
-        "amount": 1000,
-        "currency": "CNY",
-        "payee_account_no": "6217000010002345678",
-        "payee_account_name": "上海某某供应商有限公司",
-        "payee_bank_name": "中国建设银行",
-        "notify_url": "http://127.0.0.1:9/callbacks/bank",
-        "purpose": "货款",
-    }
-    fields.update(changes)
-    return PayoutOrder(**fields)
+    return payout_order(request_id or new_id(), **{"purpose": "货款", **changes})
 
 
 def id_with_faults(behaviour: PayoutBehaviour, *faults: Fault | None) -> str:
@@ -204,9 +196,7 @@ async def test_the_result_shows_through_query(
 async def test_a_timed_out_submit_is_retried_with_the_same_id(
     bank: BankServer, session: aiohttp.ClientSession
 ) -> None:
-    rates = {"timeoutRate": 0.5, "timeoutDelayMs": 1_000}
-    await behave(session, bank, **rates)
-    behaviour = PayoutBehaviour.model_validate({**QUIET, **rates})
+    behaviour = await behave(session, bank, timeoutRate=0.5, timeoutDelayMs=1_000)
     request_id = id_with_faults(behaviour, Fault.TIMEOUT, None)
     before = await stats(session, bank)
 
@@ -224,9 +214,7 @@ async def test_a_timed_out_submit_is_retried_with_the_same_id(
 async def test_5xx_is_retried_and_a_late_success_is_kept(
     bank: BankServer, session: aiohttp.ClientSession
 ) -> None:
-    rates = {"serverErrorRate": 0.5}
-    await behave(session, bank, **rates)
-    behaviour = PayoutBehaviour.model_validate({**QUIET, **rates})
+    behaviour = await behave(session, bank, serverErrorRate=0.5)
     request_id = id_with_faults(behaviour, Fault.SERVER_ERROR, Fault.SERVER_ERROR, None)
     client, sleeps = adapter(session, bank.url)
     answer = await client.submit(order(request_id))
@@ -347,9 +335,7 @@ async def test_a_bad_order_is_refused_alone(
 async def test_a_timed_out_batch_is_retried_with_the_same_ids(
     bank: BankServer, session: aiohttp.ClientSession
 ) -> None:
-    rates = {"timeoutRate": 0.5, "timeoutDelayMs": 1_000}
-    await behave(session, bank, **rates)
-    behaviour = PayoutBehaviour.model_validate({**QUIET, **rates})
+    behaviour = await behave(session, bank, timeoutRate=0.5, timeoutDelayMs=1_000)
     request_ids = ids_with_batch_faults(behaviour, 4, Fault.TIMEOUT, None)
     before = await stats(session, bank)
 
@@ -370,9 +356,7 @@ async def test_a_timed_out_batch_is_retried_with_the_same_ids(
 async def test_a_5xx_batch_is_retried_until_it_is_answered(
     bank: BankServer, session: aiohttp.ClientSession
 ) -> None:
-    rates = {"serverErrorRate": 0.5}
-    await behave(session, bank, **rates)
-    behaviour = PayoutBehaviour.model_validate({**QUIET, **rates})
+    behaviour = await behave(session, bank, serverErrorRate=0.5)
     request_ids = ids_with_batch_faults(behaviour, 3, Fault.SERVER_ERROR, Fault.SERVER_ERROR, None)
     before = await stats(session, bank)
     client, sleeps = adapter(session, bank.url)
@@ -440,16 +424,8 @@ async def scripted_bank(*script: Answer) -> AsyncIterator[tuple[str, list[list[s
         status, answer = answers.pop(0)(request_ids)
         return web.Response(body=orjson.dumps(answer), status=status)
 
-    app = web.Application()
-    app.router.add_post(BATCH_PATH, handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}", seen
-    finally:
-        await runner.cleanup()
+    async with serving(posts_to(BATCH_PATH, handle)) as url:
+        yield url, seen
 
 
 def processing(request_ids: list[str]) -> tuple[int, Any]:
@@ -501,16 +477,7 @@ def test_an_adapter_refuses_settings_that_cannot_work() -> None:
 
 def test_an_order_checks_itself_and_goes_out_as_strings() -> None:
     payout = order("PAY202504300000000001", purpose=None)
-    assert payout.to_wire() == {
-        "bank_request_id": "PAY202504300000000001",
-        "payer_account": "6222020000000001",
-        "amount": "1000",
-        "currency": "CNY",
-        "payee_account_no": "6217000010002345678",
-        "payee_account_name": "上海某某供应商有限公司",
-        "payee_bank_name": "中国建设银行",
-        "notify_url": "http://127.0.0.1:9/callbacks/bank",
-    }
+    assert payout.to_wire() == transfer_wire("PAY202504300000000001")
     assert order(purpose="货款").to_wire()["purpose"] == "货款"
     for bad in (
         {"bank_request_id": "PAY 1"},

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from support.orders import payout_order
+from support.receivers import posts_to, serving
 
 from fundhub.bank_simulator import payout_callbacks
 from fundhub.bank_simulator.payout_callbacks import PayoutNotifier
@@ -59,16 +61,9 @@ class Gateway:
 @pytest.fixture
 async def gateway(keys: tuple[str, str]) -> AsyncIterator[Gateway]:
     state = Gateway(keys[1])
-    app = web.Application()
-    app.router.add_post(CALLBACK_PATH, state.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    state.url = f"http://127.0.0.1:{port}{CALLBACK_PATH}"
-    yield state
-    await runner.cleanup()
+    async with serving(posts_to(CALLBACK_PATH, state.handle)) as url:
+        state.url = url + CALLBACK_PATH
+        yield state
 
 
 @pytest.fixture
@@ -79,16 +74,7 @@ def wide_gather(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def order(request_id: str, notify_url: str) -> PayoutOrder:
-    return PayoutOrder(
-        bank_request_id=request_id,
-        payer_account="6222020000000001",
-        amount=1000,
-        currency="CNY",
-        payee_account_no="6217000010002345678",
-        payee_account_name="上海某某供应商有限公司",
-        payee_bank_name="中国建设银行",
-        notify_url=notify_url,
-    )
+    return payout_order(request_id, notify_url=notify_url)
 
 
 def submit_all(

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from support.orders import transfer_wire
 
 from fundhub.bank_simulator.payout_callbacks import (
     build_result_notification,
@@ -42,19 +43,14 @@ NOW = datetime(2025, 4, 30, 6, 0, 0, tzinfo=UTC)
 
 
 def wire(**changes: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "bank_request_id": "PAY202504300000000001",
-        "payer_account": "6222020000000001",
-        "amount": "1000",
-        "currency": "CNY",
-        "payee_account_no": "6217000010002345678",
-        "payee_account_name": "上海某某供应商有限公司",
-        "payee_bank_name": "中国建设银行上海分行",
-        "purpose": "货款",
-        "notify_url": "http://127.0.0.1:8000/callbacks/bank",
-    }
-    body.update(changes)
-    return {key: value for key, value in body.items() if value is not ...}
+    return transfer_wire(
+        **{
+            "payee_bank_name": "中国建设银行上海分行",
+            "purpose": "货款",
+            "notify_url": "http://127.0.0.1:8000/callbacks/bank",
+            **changes,
+        }
+    )
 
 
 def order(request_id: str = "PAY202504300000000001", **changes: Any) -> PayoutOrder:

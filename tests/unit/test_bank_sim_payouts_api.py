@@ -9,11 +9,12 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from support.orders import transfer_wire
+from support.receivers import ThreadedReceiver
 
 from fundhub.bank_simulator import main as cli
 from fundhub.bank_simulator.app import create_app
@@ -31,46 +32,26 @@ def keys() -> tuple[str, str]:
     return generate_rsa_keypair()
 
 
-class Receiver:
+class Receiver(ThreadedReceiver):
     """Takes result notifications like the gateway would: verify, record, answer ``success``."""
 
     def __init__(self, public_pem: str) -> None:
-        public = load_public_key(public_pem)
+        self.public = load_public_key(public_pem)
         self.notices: list[dict[str, Any]] = []
         self.lock = threading.Lock()
-        outer = self
+        super().__init__("/callbacks/bank")
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                params = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                assert rsa2_verify(params, params["sign"], public), "bad signature"
-                with outer.lock:
-                    outer.notices.append(params)
-                body = b"success"
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/callbacks/bank"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def answer(self, path: str, params: dict[str, Any]) -> str:
+        assert rsa2_verify(params, params["sign"], self.public), "bad signature"
+        with self.lock:
+            self.notices.append(params)
+        return "success"
 
     def results(self) -> list[dict[str, Any]]:
         """Every result received, batches flattened, in arrival order."""
         with self.lock:
             notices = list(self.notices)
         return [item for notice in notices for item in json.loads(notice["biz_content"])["results"]]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -90,16 +71,7 @@ def client(keys: tuple[str, str]) -> Iterator[TestClient]:
 
 
 def transfer(request_id: str, notify_url: str, amount: int = 1000) -> dict[str, str]:
-    return {
-        "bank_request_id": request_id,
-        "payer_account": "6222020000000001",
-        "amount": str(amount),
-        "currency": "CNY",
-        "payee_account_no": "6217000010002345678",
-        "payee_account_name": "上海某某供应商有限公司",
-        "payee_bank_name": "中国建设银行",
-        "notify_url": notify_url,
-    }
+    return transfer_wire(request_id, amount=str(amount), notify_url=notify_url)
 
 
 def behave(client: TestClient, **rates: Any) -> dict[str, Any]:

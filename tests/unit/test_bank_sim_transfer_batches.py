@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 from fastapi.testclient import TestClient
+from support.orders import transfer_wire as wire
 
 from fundhub.bank_simulator.app import create_app
 from fundhub.bank_simulator.config import SimulatorConfig
@@ -29,24 +30,8 @@ from fundhub.common.signing import generate_rsa_keypair
 from fundhub.payouts.bank import BATCH_PATH, MAX_BATCH, TRANSFERS_PATH, BankStatus
 
 NOW = datetime(2025, 4, 30, 6, 0, 0, tzinfo=UTC)
-NOTIFY_URL = "http://127.0.0.1:9/callbacks/bank"
 # No callback is ever sent (neverAnswerRate), so nothing needs a receiver.
 QUIET = {"neverAnswerRate": 1.0, "callbackDelayMs": [5, 10], "timeoutDelayMs": 100}
-
-
-def wire(request_id: Any, **changes: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "bank_request_id": request_id,
-        "payer_account": "6222020000000001",
-        "amount": "1000",
-        "currency": "CNY",
-        "payee_account_no": "6217000010002345678",
-        "payee_account_name": "上海某某供应商有限公司",
-        "payee_bank_name": "中国建设银行",
-        "notify_url": NOTIFY_URL,
-    }
-    body.update(changes)
-    return body
 
 
 def ids(count: int, prefix: str = "PAYB") -> list[str]:

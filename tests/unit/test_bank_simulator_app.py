@@ -10,13 +10,13 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
 from fastapi.testclient import TestClient
+from support.receivers import ThreadedReceiver
 
 from fundhub.bank_simulator import main as cli
 from fundhub.bank_simulator.app import create_app
@@ -29,44 +29,24 @@ def keys() -> tuple[str, str]:
     return generate_rsa_keypair()
 
 
-class StubServer:
+class StubServer(ThreadedReceiver):
     """A threaded local HTTP stub: checks each notice's signature when given a public key,
     records it, and answers with ``answer`` (``success`` by default)."""
 
     def __init__(self, public_pem: str | None = None, answer: str = "success") -> None:
-        public = load_public_key(public_pem) if public_pem else None
+        self.public = load_public_key(public_pem) if public_pem else None
+        self.reply = answer
         self.notices: list[dict[str, str]] = []
         self.paths: list[str] = []
-        lock = threading.Lock()
-        outer = self
+        self.lock = threading.Lock()
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                params = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                valid = public is None or rsa2_verify(params, params["sign"], public)
-                with lock:
-                    outer.paths.append(self.path)
-                    outer.notices.append(params)
-                body = (answer if valid else "fail: bad signature").encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def answer(self, path: str, params: dict[str, Any]) -> str:
+        valid = self.public is None or rsa2_verify(params, params["sign"], self.public)
+        with self.lock:
+            self.paths.append(path)
+            self.notices.append(params)
+        return self.reply if valid else "fail: bad signature"
 
 
 @pytest.fixture

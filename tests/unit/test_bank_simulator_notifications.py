@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from support.seed import REQUIRED_BIZ, seed_request
 
 from fundhub.bank_simulator.notifications import (
     METHOD,
@@ -37,51 +38,9 @@ APP_ID = "20210911888888888888888888"
 NOW = datetime(2025, 6, 1, 7, 20, 33, tzinfo=UTC)  # 15:20:33 in GMT+8
 
 # The seed's request example, verbatim (its biz_content even has one closing brace too many).
-SEED_EXAMPLE = {
-    "app_id": "20210911888888888888888888",
-    "method": "bkfunds.acct.transfer.notify",
-    "version": "1.0",
-    "charset": "utf-8",
-    "format": "json",
-    "sign_type": "RSA2",
-    "timestamp": "2024-04-29 17:14:51",
-    "biz_content": '{"channel":"02","node_id":"00026713","record_id":"1234","trans_time":'
-    '"2025-06-01 15:20:33","channel_trade_no":"10000000001","merchant_name":"商户名称",'
-    '"merchant_id":"10000000123","cloud_merchant_id":"4204564615348","in_acct_name":'
-    '"收款方账户户名","in_acct_bank_name":"xxxx银行","in_acct_no":"15489516846",'
-    '"trans_amount":"100000","ccy_code":"RMB","fee":"100","post_fee":"100","bind_status":"1",'
-    '"deduct_status":"6","deduct_channel_trade_no":"10000000002","out_acct_name":'
-    '"付款方账户名称","out_acct_bank_name":"xxxx银行","out_acct_no":"624615616476846548",'
-    '"host_flow_no":"300000000001","host_tx_date":"2025-06-01","reverse_flag":"0","use_ex":'
-    '"资金用途","remark":"备注","store_list":"[{\\"store_id\\":\\"S0001\\",\\"store_name\\":'
-    '\\"门店0001\\"},{\\"store_id\\":\\"S0002\\",\\"store_name\\":\\"门店0002\\"}]"}}',
-    "sign": (
-        "XmrZygmCBA56kqWP9TmQ/r/DVDzjOA+wrNvCWpAQXNYycn3El+D4jpw32V4lyN+gPhcnPsHHm6e3uYfn"
-        "PuYTE8Owjbcs/ZYbndwFc1qv7crywXnrtKcafQkRzEZD0yK+9HmP7lBpgPFA5lKuftq5B0CEAz9eZ4fO"
-        "xEKUHT6yMGpYBkStTNXA7Er8pefP59cUCzdV31uS4sNnMS0UagjxJWCVWpYtKEG2iHN6yrnSvZVseDIw"
-        "DLZKtM3ss4umUdvVi40Tem5vaAmNkaGCwLL4peTIRg7eGzWTbQxDhiONQaT+QCW7o/1pjBd1ttMNcQiF"
-        "achIXYcpGMC3c+YrrgJsVA=="
-    ),
-}
+SEED_EXAMPLE = seed_request()
 
 PUBLIC_PARAMS = {"app_id", "method", "format", "charset", "sign_type", "timestamp", "version"}
-REQUIRED_BIZ = {
-    "channel",
-    "node_id",
-    "record_id",
-    "trans_time",
-    "channel_trade_no",
-    "in_acct_name",
-    "in_acct_no",
-    "trans_amount",
-    "ccy_code",
-    "bind_status",
-    "deduct_status",
-    "out_acct_name",
-    "out_acct_no",
-    "host_flow_no",
-    "host_tx_date",
-}
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +68,7 @@ def test_notification_carries_every_required_field(keys: tuple[str, str]) -> Non
     assert all(isinstance(value, str) for value in params.values())
 
     biz = json.loads(params["biz_content"])
-    assert biz.keys() >= REQUIRED_BIZ
+    assert biz.keys() >= set(REQUIRED_BIZ)
     assert all(isinstance(value, str) and value for value in biz.values())
     assert biz["trans_amount"] == "12345"
     assert biz["ccy_code"] == "RMB"

@@ -11,6 +11,7 @@ import pytest
 from fundhub.bank_simulator.notifications import TransferSpec
 from fundhub.bank_simulator.scenarios import (
     DemoFeed,
+    Phase,
     arrivals,
     bursts,
     demo_accounts,
@@ -118,18 +119,21 @@ def test_bursts_cover_the_sequence_in_order() -> None:
 
 
 def test_plan_counts_phases_duplicates_and_reversals() -> None:
-    phases = plan_transfers(
-        random.Random(42),
-        200,
-        ACCOUNTS,
-        100,
-        50_000,
-        duplicates=3,
-        lifecycle=True,
-        reversal_rate=0.25,
-        record_prefix="T",
-        at=AT,
-    )
+    def plan() -> list[Phase]:
+        return plan_transfers(
+            random.Random(42),
+            200,
+            ACCOUNTS,
+            100,
+            50_000,
+            duplicates=3,
+            lifecycle=True,
+            reversal_rate=0.25,
+            record_prefix="T",
+            at=AT,
+        )
+
+    phases = plan()
     by_name = {phase.name: phase.specs for phase in phases}
 
     assert [phase.name for phase in phases] == ["arrivals", "processing", "deducted", "reversals"]
@@ -146,19 +150,7 @@ def test_plan_counts_phases_duplicates_and_reversals() -> None:
     assert all(states(s) == ("0", "1") for s in by_name["reversals"])
     assert len(by_name["reversals"]) == 3 * len(reversed_ids)
 
-    again = plan_transfers(
-        random.Random(42),
-        200,
-        ACCOUNTS,
-        100,
-        50_000,
-        duplicates=3,
-        lifecycle=True,
-        reversal_rate=0.25,
-        record_prefix="T",
-        at=AT,
-    )
-    assert again == phases
+    assert plan() == phases
 
 
 def test_plain_plan_is_one_phase_of_arrivals() -> None:

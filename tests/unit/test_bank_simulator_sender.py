@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
+from support.receivers import posts_to, serving
 
 from fundhub.bank_simulator.sender import (
     BankSender,
@@ -66,16 +67,9 @@ class Stub:
 @pytest.fixture
 async def stub() -> AsyncIterator[Stub]:
     state = Stub()
-    app = web.Application()
-    app.router.add_post(CALLBACK_PATH, state.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    state.url = f"http://127.0.0.1:{port}"
-    yield state
-    await runner.cleanup()
+    async with serving(posts_to(CALLBACK_PATH, state.handle)) as url:
+        state.url = url
+        yield state
 
 
 class Tally:

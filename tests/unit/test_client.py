@@ -184,15 +184,17 @@ def client_for(gateway: FakeGateway, **kwargs: Any) -> FundhubClient:
     )
 
 
+PAYOUT_ARGS: dict[str, Any] = {
+    "supplier_id": "SUP10001",
+    "payer_account_id": ACCOUNT,
+    "amount": 1000,
+    "currency": "CNY",
+    "payee": PAYEE,
+}
+
+
 def pay(api: FundhubClient, **overrides: Any) -> Payout:
-    args: dict[str, Any] = {
-        "supplier_id": "SUP10001",
-        "payer_account_id": ACCOUNT,
-        "amount": 1000,
-        "currency": "CNY",
-        "payee": PAYEE,
-    }
-    return api.create_payout(**(args | overrides))
+    return api.create_payout(**(PAYOUT_ARGS | overrides))
 
 
 # --- sync client ---------------------------------------------------------------------------
@@ -477,16 +479,14 @@ def async_client_for(gateway: FakeGateway, **kwargs: Any) -> AsyncFundhubClient:
     )
 
 
+async def pay_async(api: AsyncFundhubClient, **overrides: Any) -> Payout:
+    return await api.create_payout(**(PAYOUT_ARGS | overrides))
+
+
 async def test_async_retry_after_dropped_connection_yields_one_payout() -> None:
     gateway = FakeGateway(faults=[drop_after_processing, unavailable, refuse_connection])
     async with async_client_for(gateway) as api:
-        payout = await api.create_payout(
-            supplier_id="SUP10001",
-            payer_account_id=ACCOUNT,
-            amount=1000,
-            currency="CNY",
-            payee=PAYEE,
-        )
+        payout = await pay_async(api)
         assert await api.find_payout(payout.request_id or "") == payout
         assert await api.get_payout(payout.pay_id) == payout
     assert len(gateway.payouts) == 1
@@ -500,14 +500,7 @@ async def test_async_refusals_and_forgeries() -> None:
     )
     async with async_client_for(gateway) as api:
         with pytest.raises(Conflict) as caught:
-            await api.create_payout(
-                supplier_id="S",
-                payer_account_id=ACCOUNT,
-                amount=1,
-                currency="CNY",
-                payee=PAYEE,
-                request_id="r-9",
-            )
+            await pay_async(api, supplier_id="S", amount=1, request_id="r-9")
         assert caught.value.request_id == "r-9"
         gateway.faults.append(lambda r: httpx.Response(200, json=balance_wire([])))
         with pytest.raises(SignatureMismatch):

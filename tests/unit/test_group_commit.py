@@ -25,16 +25,20 @@ class Store:
         return [f"ok-{item}" for item in batch]
 
 
+def store_and_group(refuse: set[int] | None = None) -> tuple[Store, GroupCommit[int, str]]:
+    """A store, and a GroupCommit over it in which an item conflicts only with itself."""
+    store = Store(refuse)
+    return store, GroupCommit(store.run, conflict_key=lambda i: i)
+
+
 async def test_a_lone_item_is_written_at_once() -> None:
-    store = Store()
-    group: GroupCommit[int, str] = GroupCommit(store.run, conflict_key=lambda i: i)
+    store, group = store_and_group()
     assert await group.submit(7) == "ok-7"
     assert store.batches == [[7]]
 
 
 async def test_items_queued_while_a_batch_runs_go_together() -> None:
-    store = Store()
-    group: GroupCommit[int, str] = GroupCommit(store.run, conflict_key=lambda i: i)
+    store, group = store_and_group()
     store.gate.clear()
     first = asyncio.ensure_future(group.submit(0))
     await asyncio.sleep(0)  # the writer takes [0] and waits on the gate
@@ -58,8 +62,7 @@ async def test_conflicting_items_and_overflow_wait_for_the_next_batch() -> None:
 
 
 async def test_a_refused_item_fails_alone() -> None:
-    store = Store(refuse={2})
-    group: GroupCommit[int, str] = GroupCommit(store.run, conflict_key=lambda i: i)
+    store, group = store_and_group(refuse={2})
     outcomes = await asyncio.gather(*(group.submit(i) for i in range(4)), return_exceptions=True)
     assert outcomes[0] == "ok-0" and outcomes[1] == "ok-1" and outcomes[3] == "ok-3"
     assert isinstance(outcomes[2], ValueError)
@@ -76,8 +79,7 @@ async def test_a_wrong_number_of_results_is_a_failure_not_a_hang() -> None:
 
 
 async def test_the_writer_restarts_after_going_idle() -> None:
-    store = Store()
-    group: GroupCommit[int, str] = GroupCommit(store.run, conflict_key=lambda i: i)
+    store, group = store_and_group()
     assert await group.submit(1) == "ok-1"
     await asyncio.sleep(0)
     assert await group.submit(2) == "ok-2"
@@ -88,8 +90,7 @@ async def test_the_writer_restarts_after_going_idle() -> None:
 
 
 async def test_callers_are_not_left_waiting_when_the_writer_is_cancelled() -> None:
-    store = Store()
-    group: GroupCommit[int, str] = GroupCommit(store.run, conflict_key=lambda i: i)
+    store, group = store_and_group()
     store.gate.clear()
     waiting = asyncio.ensure_future(group.submit(1))
     await asyncio.sleep(0)
@@ -104,8 +105,7 @@ async def test_callers_are_not_left_waiting_when_the_writer_is_cancelled() -> No
 
 
 async def test_a_writer_cancelled_mid_batch_frees_the_batch_and_the_queue() -> None:
-    store = Store()
-    group: GroupCommit[int, str] = GroupCommit(store.run, conflict_key=lambda i: i)
+    store, group = store_and_group()
     store.gate.clear()
     in_flight = asyncio.ensure_future(group.submit(1))
     for _ in range(3):

@@ -38,6 +38,11 @@ def body(**changes: Any) -> dict[str, Any]:
         "callbackUrl": "https://erp.example.com/hooks/payouts",
         "extension": {"orderNo": "SO-1", "lines": [1, 2.5, None, True]},
     }
+    return changed(document, changes)
+
+
+def changed(document: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``document`` with ``changes`` made in place: a change to None removes the field."""
     for key, value in changes.items():
         if value is None:
             document.pop(key, None)
@@ -57,13 +62,7 @@ def refusal(document: Any) -> str:
 
 
 def payee(**changes: Any) -> dict[str, Any]:
-    document = dict(body()["payee"])
-    for key, value in changes.items():
-        if value is None:
-            document.pop(key, None)
-        else:
-            document[key] = value
-    return document
+    return changed(dict(body()["payee"]), changes)
 
 
 def test_a_valid_request_parses() -> None:

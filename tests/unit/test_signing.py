@@ -9,6 +9,7 @@ import hmac
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from support.seed import seed_public_params
 
 from fundhub.common.signing import (
     api_signature,
@@ -162,14 +163,10 @@ def keypair() -> tuple[str, str]:
     return generate_rsa_keypair()
 
 
+# The seed's public parameters, an empty one (left out of the signing string) and a short
+# biz_content.
 NOTIFY_PARAMS = {
-    "app_id": "20210911888888888888888888",
-    "method": "bkfunds.acct.transfer.notify",
-    "version": "1.0",
-    "charset": "utf-8",
-    "format": "json",
-    "sign_type": "RSA2",
-    "timestamp": "2024-04-29 17:14:51",
+    **seed_public_params(),
     "app_auth_token": "",
     "biz_content": '{"record_id":"1234","remark":"备注"}',
 }

@@ -101,6 +101,12 @@ class World:
         return self.balance.available, self.balance.frozen
 
 
+def moved(decision: Decision) -> set[tuple[str, Bucket, int]]:
+    """The (account, bucket, amount) of each posting of the decision's entry, which must exist."""
+    assert decision.entry is not None
+    return {(p.account_id, p.bucket, p.amount) for p in decision.entry.postings}
+
+
 FRESH = notice("0")
 HELD = notice("6")
 DEDUCTED = notice("1")
@@ -162,8 +168,7 @@ def test_available_then_deducted() -> None:
     world = World()
     world.receive(FRESH)
     decision = world.receive(DEDUCTED)
-    assert decision.entry is not None
-    assert {(p.account_id, p.bucket, p.amount) for p in decision.entry.postings} == {
+    assert moved(decision) == {
         (ACCOUNT, Bucket.AVAILABLE, -AMOUNT),
         (CLEARING, Bucket.AVAILABLE, AMOUNT),
     }
@@ -225,8 +230,7 @@ def test_reversal_of_a_frozen_credit() -> None:
     world.receive(HELD)
     decision = world.receive(REVERSED)
     assert decision.outcome == "applied"
-    assert decision.entry is not None
-    assert {(p.account_id, p.bucket, p.amount) for p in decision.entry.postings} == {
+    assert moved(decision) == {
         (ACCOUNT, Bucket.FROZEN, -AMOUNT),
         (INFLOW, Bucket.AVAILABLE, AMOUNT),
     }

@@ -1,0 +1,71 @@
+"""Local HTTP receivers for tests: an aiohttp app served in the test's loop, and a threaded
+stdlib server for code under test that blocks (TestClient apps, threads of their own)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from aiohttp import web
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@asynccontextmanager
+async def serving(app: web.Application, port: int = 0) -> AsyncIterator[str]:
+    """Serve ``app`` on 127.0.0.1 (on ``port``, or a free one); yields its base URL."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+def posts_to(path: str, handle: Handler) -> web.Application:
+    """An app that answers POST ``path`` with ``handle`` (and nothing else)."""
+    app = web.Application()
+    app.router.add_post(path, handle)
+    return app
+
+
+class ThreadedReceiver:
+    """A threaded local HTTP server on a free port that takes JSON POSTs: each body goes to
+    ``answer`` (in the server's thread), whose text is sent back with status 200. ``url`` is
+    the server's base URL followed by ``path``."""
+
+    def __init__(self, path: str = "") -> None:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                params = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = outer.answer(self.path, params).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def answer(self, path: str, params: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
