@@ -175,3 +175,38 @@ async def test_an_observer_that_fails_turns_the_answer_into_its_refusal() -> Non
     status, headers, body = await call(edge, "/hot", [b"hi"])
     assert status == 503 and orjson.loads(body)["errorCode"] == "E013_UNAVAILABLE"
     assert headers[b"x-correlation-id"] == b"corr-123"
+
+
+def test_the_gateway_routes_are_all_seen_and_the_hot_ones_skip_the_framework() -> None:
+    from fundhub.common.config import Settings
+    from fundhub.common.sealing import generate_master_key
+    from fundhub.gateway.app import create_app
+
+    api = create_app(Settings(master_key=generate_master_key()))
+    edge = Edge(api)
+    assert set(edge._hot) == {("POST", "/v1/payouts"), ("POST", "/callbacks/bank")}
+    for path, methods in api.openapi()["paths"].items():
+        for method in methods:
+            scope = {"type": "http", "method": method.upper(), "path": path.replace("{", "x")}
+            route, _ = edge._resolve({**scope, "path": path.replace("{", "").replace("}", "")})
+            assert route is not None, (method, path)
+
+
+def test_an_included_router_is_refused_rather_than_silently_slow() -> None:
+    from fastapi import APIRouter
+
+    api = FastAPI()
+    router = APIRouter()
+
+    @router.get("/x")
+    async def x() -> dict[str, str]:
+        return {}
+
+    api.include_router(router)
+    try:
+        Edge(api)
+    except TypeError as exc:
+        assert "cannot see" in str(exc)
+    else:
+        # A FastAPI whose include_router copies routes in is fine too: then they are seen.
+        assert Edge(api)._resolve({"type": "http", "method": "GET", "path": "/x"})[0]

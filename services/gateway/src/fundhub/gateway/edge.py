@@ -26,7 +26,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Match
+from starlette.routing import Match, Route
 from starlette.types import Message, Receive, Scope, Send
 
 from fundhub.common.errors import ErrorCode, FundhubError
@@ -195,6 +195,11 @@ class Edge:
         self.app = app
         self._guards = tuple(guards)
         self._observers = tuple(observers)
+        hidden = [r for r in app.routes if not isinstance(r, APIRoute | Route)]
+        if hidden:
+            # An included router (or a mount) hides its routes from this table: their specs
+            # would be ignored and the hot routes would quietly take the framework's path.
+            raise TypeError(f"routes the pipeline cannot see: {hidden!r}; add routes directly")
         self._routes: list[tuple[APIRoute, RouteSpec]] = [
             (route, getattr(route.endpoint, "__edge_spec__", DEFAULT_SPEC))
             for route in app.routes
