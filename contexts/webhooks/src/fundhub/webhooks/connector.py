@@ -12,6 +12,7 @@ proxy settings from the environment.
 
 from __future__ import annotations
 
+import errno
 import socket
 from typing import Any
 
@@ -26,7 +27,8 @@ class AddressNotAllowed(OSError):
     """A callback destination that resolves (or is) an address the rule refuses."""
 
     def __init__(self, host: str) -> None:
-        super().__init__(f"callback address not allowed: {host}")
+        # errno and text both set: aiohttp shows an OSError's strerror in its own message.
+        super().__init__(errno.EACCES, f"callback address not allowed: {host}")
         self.host = host
 
 
