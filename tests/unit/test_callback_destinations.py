@@ -188,6 +188,9 @@ def test_names_are_lower_case_without_the_trailing_dot(host: str, name: str) -> 
         "[::g]",
         "::1::",
         "bücher.example",
+        "example.com\n",  # a regular expression's $ would let the newline through
+        "127.0.0.1\n",
+        "0x7f000001\n",
     ],
 )
 def test_hosts_that_are_neither_name_nor_address_are_invalid(host: str) -> None:

@@ -79,10 +79,10 @@ _NAT64 = IPv6Network("64:ff9b::/96")
 # Names that mean this machine on any resolver (RFC 6761) or in Debian's /etc/hosts.
 _LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
 _LOOPBACK = (IPv4Address("127.0.0.1"), IPv6Address("::1"))
-_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
-_DECIMAL = re.compile(r"^[0-9]+$")
-_HEX = re.compile(r"^0[xX][0-9a-fA-F]*$")
-_OCTAL = re.compile(r"^0[0-7]+$")
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+_DECIMAL = re.compile(r"[0-9]+")
+_HEX = re.compile(r"0[xX][0-9a-fA-F]*")
+_OCTAL = re.compile(r"0[0-7]+")
 MAX_HOSTNAME = 253
 
 
@@ -166,7 +166,7 @@ def normalise_host(host: str) -> IPAddress | str:
     labels = text.split(".")
     if _is_number(labels[-1]):
         return _ipv4(labels, host)
-    if not all(_LABEL.match(label) for label in labels):
+    if not all(_LABEL.fullmatch(label) for label in labels):
         raise InvalidHost(host)
     return text
 
@@ -204,7 +204,7 @@ def _embedded_v4(address: IPv6Address) -> IPv4Address | None:
 
 
 def _is_number(label: str) -> bool:
-    return bool(_DECIMAL.match(label) or _HEX.match(label))
+    return bool(_DECIMAL.fullmatch(label) or _HEX.fullmatch(label))
 
 
 def _ipv4(labels: list[str], host: str) -> IPv4Address:
@@ -223,12 +223,12 @@ def _ipv4(labels: list[str], host: str) -> IPv4Address:
 
 
 def _ipv4_part(label: str, host: str) -> int:
-    if _HEX.match(label):
+    if _HEX.fullmatch(label):
         return int(label[2:] or "0", 16)
     if len(label) > 1 and label.startswith("0"):
-        if _OCTAL.match(label):
+        if _OCTAL.fullmatch(label):
             return int(label[1:], 8)
         raise InvalidHost(host)  # 08, 09: neither octal nor decimal
-    if _DECIMAL.match(label):
+    if _DECIMAL.fullmatch(label):
         return int(label, 10)
     raise InvalidHost(host)
