@@ -215,6 +215,39 @@ async def test_bad_input_is_refused_naming_the_field_and_writes_nothing(
     assert await counts(stack) == before
 
 
+async def test_callback_urls_inside_are_refused_at_request_time(
+    stack: Stack, writer: tuple[str, str]
+) -> None:
+    """The stack runs without FUNDHUB_CALLBACK_ALLOW_CIDRS, as production does."""
+    before = await counts(stack)
+    for number, url in enumerate(
+        [
+            "http://127.0.0.1:8003/cb",
+            "http://0x7f000001/",
+            "http://2130706433/",
+            "http://0177.0.0.1/",
+            "http://127.1/",
+            "http://localhost./",
+            "http://a.localhost/",
+            "http://[::1]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://10.0.0.1/",
+            "http://100.64.0.1/",
+            "http://[fd00::1]/",
+        ]
+    ):
+        response = await post(stack, writer, payout(f"ssrf-{number}", callbackUrl=url))
+        answer = response.json()
+        assert response.status_code == 400, (url, answer)
+        assert answer["errorCode"] == "E001", (url, answer)
+        assert answer["msg"].startswith("callbackUrl: must not point to a loopback"), answer
+        assert_signed(response, writer[1])
+    assert await counts(stack) == before
+    accepted = await post(stack, writer, payout("ssrf-ok", callbackUrl="https://erp.example/cb"))
+    assert accepted.status_code == 202, accepted.text
+
+
 async def test_bodies_over_one_mebibyte_are_refused(stack: Stack, writer: tuple[str, str]) -> None:
     before = await counts(stack)
     huge = json.dumps(payout("huge", extension={"x": "y" * (1024 * 1024)})).encode()
@@ -363,7 +396,8 @@ async def test_callback_deliveries_are_listed_and_replayed(
     )
     await pool.execute(
         "INSERT INTO callback_attempts (delivery_id, status_code, error, duration_ms)"
-        " VALUES ($1, 500, NULL, 12), ($1, NULL, 'timeout', 10000)",
+        " VALUES ($1, 500, NULL, 12), ($1, NULL, 'timed out', 10000),"
+        " ($1, NULL, 'ClientConnectorError: Cannot connect to host 10.0.0.7:5432', 3)",
         delivery_id,
     )
     listed = await signed_get(stack.http, *writer, f"{PATH}/{pay_id}/callbacks")
@@ -378,7 +412,8 @@ async def test_callback_deliveries_are_listed_and_replayed(
     assert delivery["deliveredAt"] is None and delivery["nextAttemptAt"] is None
     assert [(a["statusCode"], a["error"], a["durationMs"]) for a in delivery["attempts"]] == [
         (500, None, 12),
-        (None, "timeout", 10000),
+        (None, "timed out", 10000),
+        (None, "failed", 3),  # a client library's text never reaches the tenant
     ]
 
     replay_path = f"{PATH}/{pay_id}/callbacks/replay"

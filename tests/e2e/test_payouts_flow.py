@@ -27,6 +27,7 @@ from support.env import BIN, ModuleEnv
 from support.ledger import assert_ledger_invariants, balances
 from support.processes import Service, free_port, gateway, notify_ingest
 from support.processes import _die_with_parent as die_with_parent
+from support.receivers import ALLOW_LOCAL_RECEIVERS
 
 from e2e.conftest import wait_until
 from fundhub.bank_simulator.notifications import TransferSpec, build_many
@@ -199,7 +200,7 @@ def bank_simulator(env: ModuleEnv, gateway_url: str) -> Service:
 @pytest.fixture(scope="module")
 async def payouts(env: ModuleEnv) -> AsyncIterator[PayoutStack]:
     env.register_bank_app()
-    gw, ingest = gateway(env), notify_ingest(env)
+    gw, ingest = gateway(env, **ALLOW_LOCAL_RECEIVERS), notify_ingest(env)
     sim = bank_simulator(env, gw.url)
     worker = payment_worker(env, sim.url, gw.url)
     services = [gw, ingest, sim, worker]
@@ -214,6 +215,7 @@ async def payouts(env: ModuleEnv) -> AsyncIterator[PayoutStack]:
                 FUNDHUB_CALLBACK_DISPATCHER_PORT=str(port),
                 FUNDHUB_CALLBACK_BACKOFF_BASE_S="0.2",
                 FUNDHUB_CALLBACK_BACKOFF_MAX_S="1",
+                **ALLOW_LOCAL_RECEIVERS,
             )
         )
     receiver = CallbackReceiver()

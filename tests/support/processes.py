@@ -92,9 +92,11 @@ class Service:
             return ""
 
 
-def gateway(env: ModuleEnv) -> Service:
+def gateway(env: ModuleEnv, **extra_env: str) -> Service:
     port = free_port()
-    return Service(env, "gateway", "fundhub-gateway", port, FUNDHUB_GATEWAY_PORT=str(port))
+    return Service(
+        env, "gateway", "fundhub-gateway", port, FUNDHUB_GATEWAY_PORT=str(port), **extra_env
+    )
 
 
 def notify_ingest(env: ModuleEnv) -> Service:

@@ -30,6 +30,7 @@ DOMAIN = [
     "contexts/payouts/src/fundhub/payouts/bank_results.py",
     "contexts/payouts/src/fundhub/payouts/wire.py",
     "contexts/webhooks/src/fundhub/webhooks/policy.py",
+    "contexts/webhooks/src/fundhub/webhooks/destinations.py",
 ]
 IO = ("asyncpg", "aiokafka", "aiohttp", "httpx", "fastapi", "starlette", "uvicorn", "socket")
 

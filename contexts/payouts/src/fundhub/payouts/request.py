@@ -24,6 +24,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic.alias_generators import to_camel
 
 from fundhub.common.money import CURRENCIES, MoneyError, normalize_currency
+from fundhub.webhooks.destinations import CallbackAddresses, InvalidHost, normalise_host
 
 MAX_AMOUNT = 10**16 - 1  # at most 16 digits of minor units
 EXTENSION_MAX_BYTES = 4096  # of the extension's canonical JSON, UTF-8
@@ -97,11 +98,16 @@ def _callback_url(value: str) -> str:
     if not value.isascii() or any(ch.isspace() or _has_control(ch) for ch in value):
         raise ValueError("not a plain ASCII URL")
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    host = parts.hostname
+    if parts.scheme not in ("http", "https") or not host:
         raise ValueError("not an http(s) URL with a host")
     if "@" in parts.netloc:
         raise ValueError("credentials in the URL")  # they would end up in logs
     _ = parts.port  # ValueError for a port that is not a number in range
+    try:
+        normalise_host(host)
+    except InvalidHost:
+        raise ValueError("not a host name or address") from None
     return value
 
 
@@ -166,16 +172,32 @@ def canonical_json(value: Any) -> bytes:
     ).encode("utf-8")
 
 
-def parse_payout_request(raw: bytes) -> PayoutRequest:
-    """Parse a raw ``POST /v1/payouts`` body; raises InvalidPayout naming the first bad field."""
+PUBLIC_ONLY = CallbackAddresses()
+CALLBACK_NOT_ALLOWED = (
+    "must not point to a loopback, private, link-local, multicast or reserved address "
+    "(in any notation) or to localhost"
+)
+
+
+def parse_payout_request(raw: bytes, callbacks: CallbackAddresses | None = None) -> PayoutRequest:
+    """Parse a raw ``POST /v1/payouts`` body; raises InvalidPayout naming the first bad field.
+
+    ``callbacks`` is where a callbackUrl may point; by default public addresses only, as in
+    every environment unless the operator allows a range (``FUNDHUB_CALLBACK_ALLOW_CIDRS``).
+    """
     document = _decode(raw)
     if not isinstance(document, dict):
         raise InvalidPayout("body", "not a JSON object")
     _check_strings(document, "")
     try:
-        return PayoutRequest.model_validate(document, by_alias=True, by_name=False)
+        request = PayoutRequest.model_validate(document, by_alias=True, by_name=False)
     except ValidationError as exc:
         _raise_first(exc)
+    if request.callback_url is not None:
+        host = urlsplit(request.callback_url).hostname or ""
+        if (callbacks or PUBLIC_ONLY).host_refusal(host) is not None:
+            raise InvalidPayout("callbackUrl", CALLBACK_NOT_ALLOWED)
+    return request
 
 
 def new_pay_id(day: date, sequence: int) -> str:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from ipaddress import IPv4Network, IPv6Network
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The gateway's route for the bank's signed notifications. Here, beside the gateway's address,
 # because the processes that tell the bank where to call (payment-worker) or call it themselves
@@ -60,6 +61,17 @@ class Settings(BaseSettings):
     callback_max_age_s: float = 86400 * 2
     callback_backoff_base_s: float = 1.0
     callback_backoff_max_s: float = 3600.0
+    # Callbacks go to public addresses only (checked when a payout is submitted and again for
+    # every address connected to). Comma-separated CIDRs an operator lets through as well,
+    # e.g. 127.0.0.1/32 for a receiver on the same machine; empty by default.
+    callback_allow_cidrs: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
+
+    @field_validator("callback_allow_cidrs", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     def bank_callback_url(self) -> str:
         """Where the bank is told to send payout results: configured, or this gateway's route."""

@@ -27,6 +27,7 @@ from fundhub.gateway.payouts import payouts_router
 from fundhub.gateway.schemas import finish_document
 from fundhub.payouts.admission import PayoutStore
 from fundhub.web.health import health_router
+from fundhub.webhooks.destinations import CallbackAddresses
 
 log = structlog.get_logger(__name__)
 
@@ -84,7 +85,7 @@ def create_app(settings: Settings) -> FastAPI:
         health_router({"kafka": kafka_ready, "postgres": postgres_ready}),
         bank_router(),
         accounts_router(),
-        payouts_router(),
+        payouts_router(CallbackAddresses(settings.callback_allow_cidrs)),
     ):
         # The routes themselves, not an included router: the pipeline (edge.Edge) reads each
         # route's spec, and FastAPI's included routers hide their routes behind lazy wrappers.

@@ -37,6 +37,7 @@ from fundhub.payouts.request import (
 )
 from fundhub.payouts.wire import http_status, payout_body
 from fundhub.webhooks import store as webhooks
+from fundhub.webhooks.destinations import CallbackAddresses
 
 PAYOUTS_PATH = "/v1/payouts"
 _PAYOUT_READ = {
@@ -86,7 +87,8 @@ async def _owned_payout(request: Request, key: ApiKey, pay_id: str) -> asyncpg.R
     return row
 
 
-def payouts_router() -> APIRouter:
+def payouts_router(callbacks: CallbackAddresses) -> APIRouter:
+    """``callbacks``: where a payout's callbackUrl may point (FUNDHUB_CALLBACK_ALLOW_CIDRS)."""
     router = APIRouter(prefix=PAYOUTS_PATH, tags=["payouts"])
 
     @router.post(
@@ -109,7 +111,7 @@ def payouts_router() -> APIRouter:
         key = await auth.authenticate(request, take_nonce_now=False)
         require_scope(key, SCOPE_PAYOUTS_WRITE)
         try:
-            payout = parse_payout_request(await request.body())
+            payout = parse_payout_request(await request.body(), callbacks)
         except InvalidPayout as exc:
             raise FundhubError(ErrorCode.INVALID_PARAMETER, str(exc)) from None
         require_account(key, payout.payer_account_id)
