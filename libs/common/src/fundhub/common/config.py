@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     callback_backoff_base_s: float = 1.0
     callback_backoff_max_s: float = 3600.0
 
+    # The audit log: the gateway makes an entry of every answer durable (Kafka, acks=all)
+    # before it leaves; off only to measure what it costs. Months younger than the retention
+    # are never archived (dropped from the database after export).
+    audit_enabled: bool = True
+    audit_writer_port: int = 8004
+    audit_retention_months: int = 36
+
     def bank_callback_url(self) -> str:
         """Where the bank is told to send payout results: configured, or this gateway's route."""
         if self.payout_notify_url:
