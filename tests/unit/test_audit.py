@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 from fundhub.audit.chain import GENESIS, ChainRow, canonical, link, verify
 from fundhub.audit.entry import AuditEntry, body_params, error_code_of, http_params
 from fundhub.audit.masking import HIDDEN, MAX_KEYS, field_kind, mask
 
-SEED = json.loads(open("tests/fixtures/seed_transfer_notify.json").read())
+SEED = json.loads(Path("tests/fixtures/seed_transfer_notify.json").read_text(encoding="utf-8"))
 
 
 def test_field_kinds_by_name_in_any_spelling() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from fundhub.audit.chain import ChainRow, Verification, canonical, link, verify
+from fundhub.audit.chain import ChainRow, Problem, Verification, canonical, link, verify
 from fundhub.audit.entry import AuditEntry
 from fundhub.common.db import Connection
 
@@ -132,9 +132,16 @@ async def verify_chain(conn: Connection) -> Verification:
         head = await conn.fetchrow("SELECT seq, hash FROM audit_head WHERE id = 1")
         assert head is not None
         rows = [row async for row in _rows(conn, start_seq)]
-    return verify(
+        behind = await conn.fetchval("SELECT count(*) FROM audit_log WHERE seq <= $1", start_seq)
+    result = verify(
         rows,
         start_seq=start_seq,
         start_hash=start_hash,
         head=(int(head["seq"]), bytes(head["hash"])),
     )
+    if behind:
+        assert result.problems is not None
+        result.problems.append(
+            Problem(start_seq, f"{behind} entries at or before the archived boundary remain")
+        )
+    return result
