@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+import structlog
 from fastapi import FastAPI
 
 from fundhub.audit.consumer import ENTRY_TYPE
@@ -20,9 +21,12 @@ from fundhub.audit.entry import KIND_HTTP, AuditEntry, error_code_of, http_param
 from fundhub.common.clock import utcnow
 from fundhub.common.envelope import Envelope
 from fundhub.common.ids import random_uuid
-from fundhub.common.kafka import KafkaPublisher, OutgoingMessage
+from fundhub.common.errors import ErrorCode, FundhubError
+from fundhub.common.kafka import KafkaPublisher, OutgoingMessage, PublishFailed
 from fundhub.common.topics import Topics
 from fundhub.gateway.edge import Exchange, Observer
+
+log = structlog.get_logger(__name__)
 
 # Probes and scrapes, not requests of anyone's business.
 UNAUDITED = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -64,8 +68,14 @@ def audit_observers(app: FastAPI, names: Topics, enabled: bool) -> Sequence[Obse
             data=entry.to_json(),
         )
         publisher: KafkaPublisher = app.state.publisher
-        await publisher.send_many(
-            [OutgoingMessage.of(names.audit, envelope, exchange.correlation_id)]
-        )
+        try:
+            await publisher.send_many(
+                [OutgoingMessage.of(names.audit, envelope, exchange.correlation_id)]
+            )
+        except PublishFailed as exc:
+            log.error("audit_publish_failed", error=str(exc))
+            raise FundhubError(
+                ErrorCode.UNAVAILABLE, ErrorCode.UNAVAILABLE.default_message
+            ) from exc
 
     return (record,)
