@@ -20,8 +20,8 @@ from fundhub.audit.consumer import ENTRY_TYPE
 from fundhub.audit.entry import KIND_HTTP, AuditEntry, error_code_of, http_params
 from fundhub.common.clock import utcnow
 from fundhub.common.envelope import Envelope
-from fundhub.common.ids import random_uuid
 from fundhub.common.errors import ErrorCode, FundhubError
+from fundhub.common.ids import random_uuid
 from fundhub.common.kafka import KafkaPublisher, OutgoingMessage, PublishFailed
 from fundhub.common.topics import Topics
 from fundhub.gateway.edge import Exchange, Observer
