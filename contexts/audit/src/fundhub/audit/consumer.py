@@ -3,6 +3,9 @@ to the chain, each once (the inbox), in the batch's transaction."""
 
 from __future__ import annotations
 
+import orjson
+
+from fundhub.audit.chain import canonical
 from fundhub.audit.entry import AuditEntry
 from fundhub.audit.store import append
 from fundhub.common.consumer import (
@@ -25,9 +28,11 @@ def decode(raw: bytes | None) -> AuditEntry:
     if envelope.type != ENTRY_TYPE:
         raise PoisonMessage(f"unexpected message type {envelope.type!r}")
     try:
-        return AuditEntry.from_json(envelope.data)
-    except (KeyError, TypeError, ValueError) as exc:
+        entry = AuditEntry.from_json(envelope.data)
+        canonical(entry.to_json())  # what the chain will hash must be JSON
+    except (KeyError, TypeError, ValueError, orjson.JSONEncodeError) as exc:
         raise PoisonMessage(f"not an audit entry: {exc}") from exc
+    return entry
 
 
 def audit_handler() -> Handler:

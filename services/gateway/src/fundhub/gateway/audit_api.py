@@ -55,9 +55,9 @@ def _moment(name: str, text: str | None) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
         raise FundhubError(ErrorCode.INVALID_PARAMETER, f"{name}: not an ISO 8601 time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _cursor(text: str | None) -> int | None:
@@ -78,7 +78,7 @@ def audit_router() -> APIRouter:
     )
     async def list_entries(
         request: Request,
-        keyId: str | None = Query(default=None, max_length=64),
+        keyId: str | None = Query(default=None, pattern=r"^[A-Za-z0-9._:-]{1,64}$"),
         since: str | None = Query(default=None, max_length=40),
         until: str | None = Query(default=None, max_length=40),
         cursor: str | None = Query(default=None, max_length=20),
