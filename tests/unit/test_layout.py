@@ -14,10 +14,11 @@ SERVICES = (
     "fundhub.notify_ingest",
     "fundhub.payment_worker",
     "fundhub.callback_dispatcher",
+    "fundhub.audit_writer",
     "fundhub.bank_simulator",
     "fundhub.cli",
 )
-CONTEXTS = ("access", "ledger", "bank_transfers", "payouts", "webhooks")
+CONTEXTS = ("access", "ledger", "bank_transfers", "payouts", "webhooks", "audit")
 # The pure domain of each context: rules, state machines and wire shapes, no I/O.
 DOMAIN = [
     "contexts/access/src/fundhub/access/keys.py",
@@ -31,6 +32,9 @@ DOMAIN = [
     "contexts/payouts/src/fundhub/payouts/wire.py",
     "contexts/webhooks/src/fundhub/webhooks/policy.py",
     "contexts/webhooks/src/fundhub/webhooks/destinations.py",
+    "contexts/audit/src/fundhub/audit/masking.py",
+    "contexts/audit/src/fundhub/audit/entry.py",
+    "contexts/audit/src/fundhub/audit/chain.py",
 ]
 IO = ("asyncpg", "aiokafka", "aiohttp", "httpx", "fastapi", "starlette", "uvicorn", "socket")
 

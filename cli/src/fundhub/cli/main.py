@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -13,6 +15,8 @@ import typer
 
 from fundhub.access.keys import InvalidKeySpec, new_api_key
 from fundhub.access.store import insert_api_key
+from fundhub.audit import archive
+from fundhub.audit import store as audit_store
 from fundhub.bank_transfers.bank_apps import (
     InvalidBankApp,
     normalize_public_key,
@@ -20,11 +24,13 @@ from fundhub.bank_transfers.bank_apps import (
     parse_sign_excludes,
     upsert_bank_app,
 )
+from fundhub.cli.audit import append_one, audited, operator_entry
 from fundhub.cli.balances import balance_json, balances_table, describe_balance
 from fundhub.cli.callbacks import parse_pay_id, replay_callbacks
 from fundhub.cli.database import connection
 from fundhub.cli.errors import CliError, UsageError
 from fundhub.cli.masterkey import resolve_master_key
+from fundhub.common.clock import utcnow
 from fundhub.common.config import Settings, get_settings
 from fundhub.common.db import Connection
 from fundhub.ledger.balances import customer_balances, read_balance
@@ -45,7 +51,9 @@ callbacks_app = typer.Typer(help="Payout callbacks to clients.", no_args_is_help
 app.add_typer(infra_app, name="infra")
 app.add_typer(api_key_app, name="api-key")
 app.add_typer(bank_app_app, name="bank-app")
+audit_app = typer.Typer(help="The audit log: list, verify, archive.", no_args_is_help=True)
 app.add_typer(callbacks_app, name="callbacks")
+app.add_typer(audit_app, name="audit")
 
 
 def _settings() -> Settings:
@@ -174,7 +182,10 @@ def migrate() -> None:
         except MigrationError as exc:
             raise CliError(str(exc)) from None
 
+    started = time.perf_counter()
     applied = _run(main())
+    entry = operator_entry("migrate", {"applied": applied}, started)
+    _in_database(settings, lambda conn: append_one(conn, entry))
     typer.echo("applied: " + ", ".join(applied) if applied else "schema is up to date")
 
 
@@ -195,7 +206,11 @@ def api_key_create(
     with _reported(InvalidKeySpec):
         key = new_api_key(name, scopes, accounts)
         master_key = resolve_master_key(settings)
-    _in_database(settings, lambda conn: insert_api_key(conn, key, master_key))
+    params = {"keyId": key.key_id, "name": name, "scopes": key.scopes, "accounts": key.accounts}
+    _in_database(
+        settings,
+        audited("api-key create", params, lambda conn: insert_api_key(conn, key, master_key)),
+    )
     if as_json:
         typer.echo(json.dumps(key.as_json()))
     else:
@@ -231,7 +246,11 @@ def bank_app_add(
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"cannot read {public_key}: {exc}") from None
         pem = normalize_public_key(text)
-    changed = _in_database(settings, lambda conn: upsert_bank_app(conn, app_id, pem, excludes))
+    params = {"appId": app_id, "signExcludes": excludes}
+    changed = _in_database(
+        settings,
+        audited("bank-app add", params, lambda conn: upsert_bank_app(conn, app_id, pem, excludes)),
+    )
     verdict = "registered" if changed else "unchanged"
     typer.echo(f"bank app {app_id} {verdict} (sign excludes: {','.join(excludes)})")
 
@@ -247,7 +266,10 @@ def callbacks_replay(
     settings = _settings()
     with _reported():
         parsed = parse_pay_id(pay_id)
-    replayed = _in_database(settings, lambda conn: replay_callbacks(conn, parsed))
+    replayed = _in_database(
+        settings,
+        audited("callbacks replay", {"payId": parsed}, lambda conn: replay_callbacks(conn, parsed)),
+    )
     typer.echo(f"{parsed}: {replayed} callback deliveries due again")
 
 
@@ -281,6 +303,117 @@ def accounts(
         typer.echo("no customer accounts yet")
     else:
         typer.echo(balances_table(found))
+
+
+# -- audit log ------------------------------------------------------------------------------
+
+
+def _moment(text: str | None, option: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise _fail(UsageError(f"{option}: not an ISO 8601 time: {text!r}")) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@audit_app.command("list")
+def audit_list(
+    key: Annotated[
+        str | None, typer.Option("--key", help="Only this API key's (or operator's) entries.")
+    ] = None,
+    since: Annotated[str | None, typer.Option("--since", help="From this time (ISO 8601).")] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Before this time (ISO 8601).")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Audit entries, newest first."""
+    start, end = _moment(since, "--since"), _moment(until, "--until")
+    page = _in_database(
+        _settings(),
+        lambda conn: audit_store.query(conn, actor=key, since=start, until=end, limit=limit),
+    )
+    if as_json:
+        typer.echo(json.dumps(page.entries, ensure_ascii=False))
+        return
+    for e in page.entries:
+        code = e.get("errorCode") or ""
+        typer.echo(
+            f"{e['seq']:>8} {e['at']} {e.get('actor') or '-':<24} {e['source']:<16}"
+            f" {e['route']:<40} {e['status']} {code} {e['latencyMs']}ms {e['correlationId']}"
+        )
+
+
+@audit_app.command("verify")
+def audit_verify(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Check the hash chain: an edited, inserted or deleted entry is reported (exit 1)."""
+    result = _in_database(_settings(), audit_store.verify_chain)
+    problems = result.problems or []
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "ok": result.ok,
+                    "checked": result.checked,
+                    "problems": [{"seq": p.seq, "reason": p.reason} for p in problems],
+                }
+            )
+        )
+    else:
+        for p in problems:
+            typer.echo(f"entry {p.seq}: {p.reason}")
+        typer.echo(f"{result.checked} entries checked: " + ("ok" if result.ok else "TAMPERED"))
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("archive")
+def audit_archive(
+    before: Annotated[str, typer.Option("--before", help="Archive months before YYYY-MM.")],
+    to: Annotated[Path, typer.Option("--to", help="Directory for the .jsonl.gz files.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Export whole months older than the retention to compressed files, then drop them."""
+    settings = _settings()
+    with _reported(ValueError):
+        month = archive.parse_month(before)
+    newest = archive.months_back(utcnow().date(), settings.audit_retention_months)
+    if month > newest:
+        raise _fail(
+            UsageError(
+                f"--before {before}: months after {newest:%Y-%m} are within the retention"
+                f" ({settings.audit_retention_months} months)"
+            )
+        )
+
+    def progress(label: str, rows: int) -> None:
+        if not as_json:
+            typer.echo(f"\r{label}: {rows} entries", nl=False, err=True)
+
+    async def work(conn: Connection) -> list[archive.Archived]:
+        started = time.perf_counter()
+        done = []
+        for m in await archive.partitions_before(conn, month):
+            done.append(await archive.archive_month(conn, m, to, progress))
+            if not as_json:
+                typer.echo(" archived", err=True)
+        params = {"before": before, "to": str(to), "months": [a.month for a in done]}
+        await append_one(conn, operator_entry("audit archive", params, started))
+        return done
+
+    done = _in_database(settings, work)
+    if as_json:
+        typer.echo(json.dumps([a.__dict__ for a in done]))
+    else:
+        for a in done:
+            typer.echo(f"{a.month}: {a.rows} entries -> {a.file} (sha256 {a.sha256})")
+        if not done:
+            typer.echo("nothing to archive")
 
 
 def main() -> None:

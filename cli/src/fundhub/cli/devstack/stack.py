@@ -65,6 +65,12 @@ def service_specs(settings: Settings, env: dict[str, str]) -> list[ServiceSpec]:
             f"http://{loopback}:{settings.callback_dispatcher_port} (health)",
         ),
         ServiceSpec(
+            "audit-writer",
+            [console_script("fundhub-audit-writer")],
+            env,
+            f"http://{loopback}:{settings.audit_writer_port} (health)",
+        ),
+        ServiceSpec(
             "payment-worker",
             [console_script("fundhub-payment-worker")],
             env,

@@ -73,6 +73,13 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    # The audit log: the gateway makes an entry of every answer durable (Kafka, acks=all)
+    # before it leaves; off only to measure what it costs. Months younger than the retention
+    # are never archived (dropped from the database after export).
+    audit_enabled: bool = True
+    audit_writer_port: int = 8004
+    audit_retention_months: int = 36
+
     def bank_callback_url(self) -> str:
         """Where the bank is told to send payout results: configured, or this gateway's route."""
         if self.payout_notify_url:

@@ -21,6 +21,7 @@ from fundhub.common.kafka import KafkaPublisher, ensure_topics
 from fundhub.common.migrations import verify
 from fundhub.common.topics import topics
 from fundhub.gateway.accounts import accounts_router
+from fundhub.gateway.audit_api import audit_router
 from fundhub.gateway.auth import Authenticator
 from fundhub.gateway.bank_callbacks import BankNotificationIntake, bank_router
 from fundhub.gateway.payouts import payouts_router
@@ -86,6 +87,7 @@ def create_app(settings: Settings) -> FastAPI:
         bank_router(),
         accounts_router(),
         payouts_router(CallbackAddresses(settings.callback_allow_cidrs)),
+        audit_router(),
     ):
         # The routes themselves, not an included router: the pipeline (edge.Edge) reads each
         # route's spec, and FastAPI's included routers hide their routes behind lazy wrappers.

@@ -6,15 +6,18 @@ import uvicorn
 
 from fundhub.common.config import get_settings
 from fundhub.common.logging import configure_logging
+from fundhub.common.topics import topics
 from fundhub.gateway.app import create_app
+from fundhub.gateway.audit import audit_observers
 from fundhub.gateway.edge import Edge
 
 
 def main() -> None:
     settings = get_settings()
     configure_logging("gateway", settings.log_level)
+    app = create_app(settings)
     uvicorn.run(
-        Edge(create_app(settings)),
+        Edge(app, observers=audit_observers(app, topics(settings), settings.audit_enabled)),
         host=settings.gateway_host,
         port=settings.gateway_port,
         log_level="warning",
