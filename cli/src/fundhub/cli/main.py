@@ -11,8 +11,22 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from fundhub.access.keys import InvalidKeySpec, new_api_key
-from fundhub.access.store import insert_api_key
+from fundhub.access.keys import (
+    InvalidKeySpec,
+    environment_served_by,
+    iso,
+    new_api_key,
+    parse_duration,
+    parse_environment,
+    parse_expiry,
+)
+from fundhub.access.store import (
+    KeyNotFound,
+    insert_api_key,
+    list_api_keys,
+    revoke_api_key,
+    rotate_secret,
+)
 from fundhub.bank_transfers.bank_apps import (
     InvalidBankApp,
     normalize_public_key,
@@ -24,9 +38,12 @@ from fundhub.cli.balances import balance_json, balances_table, describe_balance
 from fundhub.cli.callbacks import parse_pay_id, replay_callbacks
 from fundhub.cli.database import connection
 from fundhub.cli.errors import CliError, UsageError
-from fundhub.cli.masterkey import resolve_master_key
+from fundhub.cli.keys import reseal_everything, summaries_table, summary_json
+from fundhub.cli.masterkey import resolve_master_key, resolve_master_keys
+from fundhub.common.clock import utcnow
 from fundhub.common.config import Settings, get_settings
 from fundhub.common.db import Connection
+from fundhub.common.sealing import generate_master_key
 from fundhub.ledger.balances import customer_balances, read_balance
 
 T = TypeVar("T")
@@ -42,10 +59,12 @@ infra_app = typer.Typer(help="Local Kafka and PostgreSQL in the background.", no
 api_key_app = typer.Typer(help="API keys for upstream systems.", no_args_is_help=True)
 bank_app_app = typer.Typer(help="Banks' public keys, per app id.", no_args_is_help=True)
 callbacks_app = typer.Typer(help="Payout callbacks to clients.", no_args_is_help=True)
+master_key_app = typer.Typer(help="The master key that seals stored secrets.", no_args_is_help=True)
 app.add_typer(infra_app, name="infra")
 app.add_typer(api_key_app, name="api-key")
 app.add_typer(bank_app_app, name="bank-app")
 app.add_typer(callbacks_app, name="callbacks")
+app.add_typer(master_key_app, name="master-key")
 
 
 def _settings() -> Settings:
@@ -188,12 +207,29 @@ def api_key_create(
     accounts: Annotated[
         str, typer.Option("--accounts", help="Comma-separated account ids, or '*' for all.")
     ],
+    env: Annotated[
+        str | None,
+        typer.Option(
+            "--env",
+            help="live or sandbox (default: live when FUNDHUB_ENV=prod, else sandbox).",
+        ),
+    ] = None,
+    expires_in: Annotated[
+        str | None, typer.Option("--expires-in", help="Lifetime, e.g. 90d, 24h.")
+    ] = None,
+    expires_at: Annotated[
+        str | None, typer.Option("--expires-at", help="End, ISO 8601 (2027-01-31T00:00:00Z).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Create an API key and its webhook secret; both are printed once and stored only sealed."""
     settings = _settings()
     with _reported(InvalidKeySpec):
-        key = new_api_key(name, scopes, accounts)
+        environment = (
+            parse_environment(env) if env is not None else environment_served_by(settings.env)
+        )
+        expiry = parse_expiry(expires_in, expires_at, utcnow())
+        key = new_api_key(name, scopes, accounts, environment, expiry)
         master_key = resolve_master_key(settings)
     _in_database(settings, lambda conn: insert_api_key(conn, key, master_key))
     if as_json:
@@ -203,7 +239,114 @@ def api_key_create(
         typer.echo(f"secret:  {key.secret}")
         typer.echo(f"webhook secret:  {key.webhook_secret}")
         typer.echo(f"scopes:  {','.join(key.scopes)}   accounts: {','.join(key.accounts)}")
+        expiry_text = "never" if key.expires_at is None else iso(key.expires_at)
+        typer.echo(f"environment:  {key.environment}   expires: {expiry_text}")
         typer.echo("The secrets are shown only now; store them safely.", err=True)
+
+
+@api_key_app.command("list")
+def api_key_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List keys with their state, environment and secrets' validity (never a secret)."""
+    found = _in_database(_settings(), list_api_keys)
+    if as_json:
+        typer.echo(json.dumps([summary_json(k) for k in found]))
+    elif not found:
+        typer.echo("no API keys yet")
+    else:
+        typer.echo(summaries_table(found))
+
+
+def _key_not_found(key_id: str) -> CliError:
+    return CliError(f"no API key {key_id!r} (or it is revoked)")
+
+
+@api_key_app.command("revoke")
+def api_key_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key id (ak_...).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Revoke a key at once, on every gateway replica; it cannot be undone."""
+
+    async def work(conn: Connection) -> str:
+        try:
+            return iso(await revoke_api_key(conn, key_id))
+        except KeyNotFound:
+            raise _key_not_found(key_id) from None
+
+    revoked_at = _in_database(_settings(), work)
+    if as_json:
+        typer.echo(json.dumps({"keyId": key_id, "state": "revoked", "revokedAt": revoked_at}))
+    else:
+        typer.echo(f"{key_id} revoked at {revoked_at}")
+
+
+@api_key_app.command("rotate")
+def api_key_rotate(
+    key_id: Annotated[str, typer.Argument(help="The key id (ak_...).")],
+    overlap: Annotated[
+        str, typer.Option("--overlap", help="How long the old secret stays valid, e.g. 24h, 0s.")
+    ] = "24h",
+    webhook: Annotated[
+        bool, typer.Option("--webhook", help="Rotate the webhook secret instead of the API one.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Give a key a new secret, printed once; the old one stays valid for the overlap."""
+    settings = _settings()
+    kind = "webhook" if webhook else "api"
+    with _reported(InvalidKeySpec):
+        span = parse_duration(overlap, "--overlap")
+        master_key = resolve_master_key(settings)
+
+    async def work(conn: Connection) -> tuple[str, str]:
+        try:
+            secret, until = await rotate_secret(conn, key_id, kind, span, master_key)
+        except KeyNotFound:
+            raise _key_not_found(key_id) from None
+        return secret, iso(until)
+
+    secret, until = _in_database(settings, work)
+    field = "webhookSecret" if webhook else "secret"
+    if as_json:
+        typer.echo(json.dumps({"keyId": key_id, field: secret, "previousValidUntil": until}))
+    else:
+        typer.echo(f"key id:  {key_id}")
+        typer.echo(f"new {'webhook ' if webhook else ''}secret:  {secret}")
+        typer.echo(f"the previous one is valid until {until}")
+        typer.echo("The secret is shown only now; store it safely.", err=True)
+
+
+# -- master key -----------------------------------------------------------------------------
+
+
+@master_key_app.command("generate")
+def master_key_generate(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print a new random master key (base64 of 32 bytes); nothing is stored."""
+    key = generate_master_key()
+    typer.echo(json.dumps({"masterKey": key}) if as_json else key)
+
+
+@master_key_app.command("rotate")
+def master_key_rotate(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Re-seal every stored secret under FUNDHUB_MASTER_KEY, in one transaction.
+
+    Secrets open under FUNDHUB_MASTER_KEY or FUNDHUB_MASTER_KEY_PREVIOUS (the key being
+    replaced). Roll the services out with both set first, run this, then drop the previous one.
+    """
+    settings = _settings()
+    with _reported():
+        keys = resolve_master_keys(settings)
+    count = _in_database(settings, lambda conn: reseal_everything(conn, keys))
+    if as_json:
+        typer.echo(json.dumps({"resealed": count}))
+    else:
+        typer.echo(f"{count} secrets re-sealed under the current master key")
 
 
 # -- bank apps ------------------------------------------------------------------------------
