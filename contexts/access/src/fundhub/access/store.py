@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -195,6 +196,10 @@ LISTEN_RETRY_S = 1.0
 LISTEN_PING_S = 5.0
 
 
+def _set_event(event: asyncio.Event, *_: object) -> None:
+    event.set()
+
+
 class ApiKeyStore:
     """Keys with their secrets unsealed in memory, cached and told of every change.
 
@@ -259,7 +264,7 @@ class ApiKeyStore:
                 self._cache.clear()  # changes missed while not listening
                 self._listening = True
                 lost = asyncio.Event()
-                conn.add_termination_listener(lambda *_: lost.set())
+                conn.add_termination_listener(partial(_set_event, lost))
                 while not conn.is_closed():
                     # A silently dead connection hears nothing: a ping now and then finds out.
                     with contextlib.suppress(TimeoutError):
