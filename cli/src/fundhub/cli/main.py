@@ -29,9 +29,13 @@ from fundhub.access.store import (
 )
 from fundhub.bank_transfers.bank_apps import (
     InvalidBankApp,
+    add_bank_key,
+    bank_app_keys,
+    fingerprint,
     normalize_public_key,
     parse_app_id,
     parse_sign_excludes,
+    remove_bank_key,
     upsert_bank_app,
 )
 from fundhub.cli.balances import balance_json, balances_table, describe_balance
@@ -377,6 +381,87 @@ def bank_app_add(
     changed = _in_database(settings, lambda conn: upsert_bank_app(conn, app_id, pem, excludes))
     verdict = "registered" if changed else "unchanged"
     typer.echo(f"bank app {app_id} {verdict} (sign excludes: {','.join(excludes)})")
+
+
+def _read_public_key(public_key: Path) -> str:
+    try:
+        text = public_key.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {public_key}: {exc}") from None
+    return normalize_public_key(text)
+
+
+def _domain_refusal(
+    work: Callable[[Connection], Awaitable[T]],
+) -> Callable[[Connection], Awaitable[T]]:
+    """A bank-app refusal found in the database (unknown app, last key) as a usage error."""
+
+    async def run(conn: Connection) -> T:
+        try:
+            return await work(conn)
+        except InvalidBankApp as exc:
+            raise UsageError(str(exc)) from None
+
+    return run
+
+
+@bank_app_app.command("add-key")
+def bank_app_add_key(
+    app_id: Annotated[str, typer.Option("--app-id", help="The bank's app_id.")],
+    public_key: Annotated[
+        Path,
+        typer.Option("--public-key", help="The bank's new RSA public key (PEM).", dir_okay=False),
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Trust one more public key for an app (the bank's key rotation); both verify."""
+    settings = _settings()
+    with _reported(InvalidBankApp):
+        app_id = parse_app_id(app_id)
+        pem = _read_public_key(public_key)
+    added = _in_database(settings, _domain_refusal(lambda conn: add_bank_key(conn, app_id, pem)))
+    if as_json:
+        typer.echo(json.dumps({"appId": app_id, "fingerprint": fingerprint(pem), "added": added}))
+    else:
+        verdict = "added" if added else "already trusted"
+        typer.echo(f"bank app {app_id}: key {fingerprint(pem)} {verdict}")
+
+
+@bank_app_app.command("remove-key")
+def bank_app_remove_key(
+    app_id: Annotated[str, typer.Option("--app-id", help="The bank's app_id.")],
+    key_fingerprint: Annotated[
+        str, typer.Option("--fingerprint", help="The key's fingerprint (bank-app keys).")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Stop trusting one of an app's keys; its last key cannot be removed."""
+    settings = _settings()
+    with _reported(InvalidBankApp):
+        app_id = parse_app_id(app_id)
+    fp = key_fingerprint.strip().lower()
+    _in_database(settings, _domain_refusal(lambda conn: remove_bank_key(conn, app_id, fp)))
+    if as_json:
+        typer.echo(json.dumps({"appId": app_id, "fingerprint": fp, "removed": True}))
+    else:
+        typer.echo(f"bank app {app_id}: key {fp} removed")
+
+
+@bank_app_app.command("keys")
+def bank_app_keys_list(
+    app_id: Annotated[str, typer.Option("--app-id", help="The bank's app_id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the fingerprints of the public keys an app's notifications verify under."""
+    settings = _settings()
+    with _reported(InvalidBankApp):
+        app_id = parse_app_id(app_id)
+    keys = _in_database(settings, _domain_refusal(lambda conn: bank_app_keys(conn, app_id)))
+    if as_json:
+        typer.echo(json.dumps([{"fingerprint": fp, "role": role} for fp, role in keys]))
+    else:
+        for fp, role in keys:
+            typer.echo(f"{fp}  {role}")
 
 
 # -- callbacks ------------------------------------------------------------------------------
