@@ -91,6 +91,10 @@ async def rotate_secret(
         if current is None:
             raise KeyNotFound(key_id)
         until: datetime = await conn.fetchval("SELECT now() + $1::interval", overlap)
+        await conn.execute(  # overlaps that ended: nothing verifies under them any more
+            "DELETE FROM api_key_retiring_secrets WHERE key_id = $1 AND valid_until <= now()",
+            key_id,
+        )
         await conn.execute(
             "UPDATE api_key_retiring_secrets SET valid_until = LEAST(valid_until, $3)"
             " WHERE key_id = $1 AND kind = $2",
@@ -182,11 +186,6 @@ async def sealed_webhook_secret(pool: Pool, key_id: str) -> bytes | None:
         key_id,
     )
     return None if value is None else bytes(value)
-
-
-async def purge_retired_secrets(pool: Pool) -> int:
-    result = await pool.execute("DELETE FROM api_key_retiring_secrets WHERE valid_until < now()")
-    return int(result.split()[-1])
 
 
 # How long a key is trusted from the cache when no change notice can arrive (the listening
