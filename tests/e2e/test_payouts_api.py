@@ -455,7 +455,8 @@ async def test_api_keys_get_a_sealed_webhook_secret(stack: Stack) -> None:
             "--accounts", ACCOUNT, "--json",
         )
     )  # fmt: skip
-    assert set(out) == {"keyId", "secret", "webhookSecret"}
+    assert set(out) == {"keyId", "secret", "webhookSecret", "environment", "expiresAt"}
+    assert (out["environment"], out["expiresAt"]) == ("sandbox", None)
     assert out["webhookSecret"] != out["secret"] and len(out["webhookSecret"]) == 43
     sealed = await stack.env.pool.fetchval(
         "SELECT webhook_secret_sealed FROM api_keys WHERE key_id = $1", out["keyId"]

@@ -13,15 +13,33 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from fundhub.access.keys import InvalidKeySpec, new_api_key
-from fundhub.access.store import insert_api_key
+from fundhub.access.keys import (
+    InvalidKeySpec,
+    environment_served_by,
+    iso,
+    new_api_key,
+    parse_duration,
+    parse_environment,
+    parse_expiry,
+)
+from fundhub.access.store import (
+    KeyNotFound,
+    insert_api_key,
+    list_api_keys,
+    revoke_api_key,
+    rotate_secret,
+)
 from fundhub.audit import archive
 from fundhub.audit import store as audit_store
 from fundhub.bank_transfers.bank_apps import (
     InvalidBankApp,
+    add_bank_key,
+    bank_app_keys,
+    fingerprint,
     normalize_public_key,
     parse_app_id,
     parse_sign_excludes,
+    remove_bank_key,
     upsert_bank_app,
 )
 from fundhub.cli.audit import append_one, audited, operator_entry
@@ -29,10 +47,12 @@ from fundhub.cli.balances import balance_json, balances_table, describe_balance
 from fundhub.cli.callbacks import parse_pay_id, replay_callbacks
 from fundhub.cli.database import connection
 from fundhub.cli.errors import CliError, UsageError
-from fundhub.cli.masterkey import resolve_master_key
+from fundhub.cli.keys import reseal_everything, summaries_table, summary_json
+from fundhub.cli.masterkey import resolve_master_key, resolve_master_keys
 from fundhub.common.clock import utcnow
 from fundhub.common.config import Settings, get_settings
 from fundhub.common.db import Connection
+from fundhub.common.sealing import generate_master_key
 from fundhub.ledger.balances import customer_balances, read_balance
 
 T = TypeVar("T")
@@ -48,12 +68,14 @@ infra_app = typer.Typer(help="Local Kafka and PostgreSQL in the background.", no
 api_key_app = typer.Typer(help="API keys for upstream systems.", no_args_is_help=True)
 bank_app_app = typer.Typer(help="Banks' public keys, per app id.", no_args_is_help=True)
 callbacks_app = typer.Typer(help="Payout callbacks to clients.", no_args_is_help=True)
+master_key_app = typer.Typer(help="The master key that seals stored secrets.", no_args_is_help=True)
 app.add_typer(infra_app, name="infra")
 app.add_typer(api_key_app, name="api-key")
 app.add_typer(bank_app_app, name="bank-app")
 audit_app = typer.Typer(help="The audit log: list, verify, archive.", no_args_is_help=True)
 app.add_typer(callbacks_app, name="callbacks")
 app.add_typer(audit_app, name="audit")
+app.add_typer(master_key_app, name="master-key")
 
 
 def _settings() -> Settings:
@@ -199,12 +221,29 @@ def api_key_create(
     accounts: Annotated[
         str, typer.Option("--accounts", help="Comma-separated account ids, or '*' for all.")
     ],
+    env: Annotated[
+        str | None,
+        typer.Option(
+            "--env",
+            help="live or sandbox (default: live when FUNDHUB_ENV=prod, else sandbox).",
+        ),
+    ] = None,
+    expires_in: Annotated[
+        str | None, typer.Option("--expires-in", help="Lifetime, e.g. 90d, 24h.")
+    ] = None,
+    expires_at: Annotated[
+        str | None, typer.Option("--expires-at", help="End, ISO 8601 (2027-01-31T00:00:00Z).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Create an API key and its webhook secret; both are printed once and stored only sealed."""
     settings = _settings()
     with _reported(InvalidKeySpec):
-        key = new_api_key(name, scopes, accounts)
+        environment = (
+            parse_environment(env) if env is not None else environment_served_by(settings.env)
+        )
+        expiry = parse_expiry(expires_in, expires_at, utcnow())
+        key = new_api_key(name, scopes, accounts, environment, expiry)
         master_key = resolve_master_key(settings)
     params = {"keyId": key.key_id, "name": name, "scopes": key.scopes, "accounts": key.accounts}
     _in_database(
@@ -218,7 +257,114 @@ def api_key_create(
         typer.echo(f"secret:  {key.secret}")
         typer.echo(f"webhook secret:  {key.webhook_secret}")
         typer.echo(f"scopes:  {','.join(key.scopes)}   accounts: {','.join(key.accounts)}")
+        expiry_text = "never" if key.expires_at is None else iso(key.expires_at)
+        typer.echo(f"environment:  {key.environment}   expires: {expiry_text}")
         typer.echo("The secrets are shown only now; store them safely.", err=True)
+
+
+@api_key_app.command("list")
+def api_key_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List keys with their state, environment and secrets' validity (never a secret)."""
+    found = _in_database(_settings(), list_api_keys)
+    if as_json:
+        typer.echo(json.dumps([summary_json(k) for k in found]))
+    elif not found:
+        typer.echo("no API keys yet")
+    else:
+        typer.echo(summaries_table(found))
+
+
+def _key_not_found(key_id: str) -> CliError:
+    return CliError(f"no API key {key_id!r} (or it is revoked)")
+
+
+@api_key_app.command("revoke")
+def api_key_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key id (ak_...).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Revoke a key at once, on every gateway replica; it cannot be undone."""
+
+    async def work(conn: Connection) -> str:
+        try:
+            return iso(await revoke_api_key(conn, key_id))
+        except KeyNotFound:
+            raise _key_not_found(key_id) from None
+
+    revoked_at = _in_database(_settings(), work)
+    if as_json:
+        typer.echo(json.dumps({"keyId": key_id, "state": "revoked", "revokedAt": revoked_at}))
+    else:
+        typer.echo(f"{key_id} revoked at {revoked_at}")
+
+
+@api_key_app.command("rotate")
+def api_key_rotate(
+    key_id: Annotated[str, typer.Argument(help="The key id (ak_...).")],
+    overlap: Annotated[
+        str, typer.Option("--overlap", help="How long the old secret stays valid, e.g. 24h, 0s.")
+    ] = "24h",
+    webhook: Annotated[
+        bool, typer.Option("--webhook", help="Rotate the webhook secret instead of the API one.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Give a key a new secret, printed once; the old one stays valid for the overlap."""
+    settings = _settings()
+    kind = "webhook" if webhook else "api"
+    with _reported(InvalidKeySpec):
+        span = parse_duration(overlap, "--overlap")
+        master_key = resolve_master_key(settings)
+
+    async def work(conn: Connection) -> tuple[str, str]:
+        try:
+            secret, until = await rotate_secret(conn, key_id, kind, span, master_key)
+        except KeyNotFound:
+            raise _key_not_found(key_id) from None
+        return secret, iso(until)
+
+    secret, until = _in_database(settings, work)
+    field = "webhookSecret" if webhook else "secret"
+    if as_json:
+        typer.echo(json.dumps({"keyId": key_id, field: secret, "previousValidUntil": until}))
+    else:
+        typer.echo(f"key id:  {key_id}")
+        typer.echo(f"new {'webhook ' if webhook else ''}secret:  {secret}")
+        typer.echo(f"the previous one is valid until {until}")
+        typer.echo("The secret is shown only now; store it safely.", err=True)
+
+
+# -- master key -----------------------------------------------------------------------------
+
+
+@master_key_app.command("generate")
+def master_key_generate(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print a new random master key (base64 of 32 bytes); nothing is stored."""
+    key = generate_master_key()
+    typer.echo(json.dumps({"masterKey": key}) if as_json else key)
+
+
+@master_key_app.command("rotate")
+def master_key_rotate(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Re-seal every stored secret under FUNDHUB_MASTER_KEY, in one transaction.
+
+    Secrets open under FUNDHUB_MASTER_KEY or FUNDHUB_MASTER_KEY_PREVIOUS (the key being
+    replaced). Roll the services out with both set first, run this, then drop the previous one.
+    """
+    settings = _settings()
+    with _reported():
+        keys = resolve_master_keys(settings)
+    count = _in_database(settings, lambda conn: reseal_everything(conn, keys))
+    if as_json:
+        typer.echo(json.dumps({"resealed": count}))
+    else:
+        typer.echo(f"{count} secrets re-sealed under the current master key")
 
 
 # -- bank apps ------------------------------------------------------------------------------
@@ -253,6 +399,87 @@ def bank_app_add(
     )
     verdict = "registered" if changed else "unchanged"
     typer.echo(f"bank app {app_id} {verdict} (sign excludes: {','.join(excludes)})")
+
+
+def _read_public_key(public_key: Path) -> str:
+    try:
+        text = public_key.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {public_key}: {exc}") from None
+    return normalize_public_key(text)
+
+
+def _domain_refusal(
+    work: Callable[[Connection], Awaitable[T]],
+) -> Callable[[Connection], Awaitable[T]]:
+    """A bank-app refusal found in the database (unknown app, last key) as a usage error."""
+
+    async def run(conn: Connection) -> T:
+        try:
+            return await work(conn)
+        except InvalidBankApp as exc:
+            raise UsageError(str(exc)) from None
+
+    return run
+
+
+@bank_app_app.command("add-key")
+def bank_app_add_key(
+    app_id: Annotated[str, typer.Option("--app-id", help="The bank's app_id.")],
+    public_key: Annotated[
+        Path,
+        typer.Option("--public-key", help="The bank's new RSA public key (PEM).", dir_okay=False),
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Trust one more public key for an app (the bank's key rotation); both verify."""
+    settings = _settings()
+    with _reported(InvalidBankApp):
+        app_id = parse_app_id(app_id)
+        pem = _read_public_key(public_key)
+    added = _in_database(settings, _domain_refusal(lambda conn: add_bank_key(conn, app_id, pem)))
+    if as_json:
+        typer.echo(json.dumps({"appId": app_id, "fingerprint": fingerprint(pem), "added": added}))
+    else:
+        verdict = "added" if added else "already trusted"
+        typer.echo(f"bank app {app_id}: key {fingerprint(pem)} {verdict}")
+
+
+@bank_app_app.command("remove-key")
+def bank_app_remove_key(
+    app_id: Annotated[str, typer.Option("--app-id", help="The bank's app_id.")],
+    key_fingerprint: Annotated[
+        str, typer.Option("--fingerprint", help="The key's fingerprint (bank-app keys).")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Stop trusting one of an app's keys; its last key cannot be removed."""
+    settings = _settings()
+    with _reported(InvalidBankApp):
+        app_id = parse_app_id(app_id)
+    fp = key_fingerprint.strip().lower()
+    _in_database(settings, _domain_refusal(lambda conn: remove_bank_key(conn, app_id, fp)))
+    if as_json:
+        typer.echo(json.dumps({"appId": app_id, "fingerprint": fp, "removed": True}))
+    else:
+        typer.echo(f"bank app {app_id}: key {fp} removed")
+
+
+@bank_app_app.command("keys")
+def bank_app_keys_list(
+    app_id: Annotated[str, typer.Option("--app-id", help="The bank's app_id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the fingerprints of the public keys an app's notifications verify under."""
+    settings = _settings()
+    with _reported(InvalidBankApp):
+        app_id = parse_app_id(app_id)
+    keys = _in_database(settings, _domain_refusal(lambda conn: bank_app_keys(conn, app_id)))
+    if as_json:
+        typer.echo(json.dumps([{"fingerprint": fp, "role": role} for fp, role in keys]))
+    else:
+        for fp, role in keys:
+            typer.echo(f"{fp}  {role}")
 
 
 # -- callbacks ------------------------------------------------------------------------------

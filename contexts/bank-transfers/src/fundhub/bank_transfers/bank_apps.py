@@ -1,16 +1,23 @@
-"""Bank apps: the bank's RSA public key per ``app_id``, which verifies its signed notifications."""
+"""Bank apps: the bank's RSA public keys per ``app_id``, which verify its signed notifications.
+
+An app has its registered key (``bank-app add``) and may have more (``bank-app add-key``): the
+bank rotates its key by signing with a new one, so both verify until the old one is removed.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from fundhub.common.cache import TtlCache
 from fundhub.common.db import Connection, Pool
-from fundhub.common.signing import load_public_key
+from fundhub.common.signing import load_public_key, rsa2_verify
 
 # The app id of the seed documents; the dev stack registers the bank simulator under it.
 SEED_BANK_APP_ID = "20210911888888888888888888"
@@ -27,6 +34,23 @@ class BankApp:
     app_id: str
     public_key: RSAPublicKey
     sign_excludes: tuple[str, ...]
+    other_keys: tuple[RSAPublicKey, ...] = ()
+
+    def verifies(self, params: Mapping[str, Any], signature: str) -> bool:
+        """Signed by any of the app's keys (more than one while the bank rotates its key)."""
+        return any(
+            rsa2_verify(params, signature, key, self.sign_excludes)
+            for key in (self.public_key, *self.other_keys)
+        )
+
+
+class LastBankKey(InvalidBankApp):
+    """Removing the only key of an app would leave it unable to verify anything."""
+
+
+def fingerprint(public_key_pem: str) -> str:
+    """How an operator names one of an app's keys: SHA-256 of its normalised PEM, 16 hex."""
+    return hashlib.sha256(public_key_pem.encode("ascii")).hexdigest()[:16]
 
 
 def parse_app_id(text: str) -> str:
@@ -77,6 +101,73 @@ async def upsert_bank_app(
     return status.rsplit(" ", 1)[-1] != "0"
 
 
+async def add_bank_key(conn: Connection, app_id: str, public_key_pem: str) -> bool:
+    """Trust one more key for a registered app; False when it already has that key."""
+    async with conn.transaction():
+        primary = await conn.fetchval(
+            "SELECT public_key_pem FROM bank_apps WHERE app_id = $1 FOR UPDATE", app_id
+        )
+        if primary is None:
+            raise InvalidBankApp(f"no bank app {app_id!r}; register it with `bank-app add`")
+        if primary == public_key_pem:
+            return False
+        status = await conn.execute(
+            "INSERT INTO bank_app_keys (app_id, fingerprint, public_key_pem) VALUES ($1, $2, $3)"
+            " ON CONFLICT DO NOTHING",
+            app_id,
+            fingerprint(public_key_pem),
+            public_key_pem,
+        )
+    return status.rsplit(" ", 1)[-1] != "0"
+
+
+async def remove_bank_key(conn: Connection, app_id: str, key_fingerprint: str) -> None:
+    """Stop trusting one key; the app's last key cannot be removed. When the registered key
+    goes, the most recently added one takes its place."""
+    async with conn.transaction():
+        primary = await conn.fetchval(
+            "SELECT public_key_pem FROM bank_apps WHERE app_id = $1 FOR UPDATE", app_id
+        )
+        if primary is None:
+            raise InvalidBankApp(f"no bank app {app_id!r}")
+        status = await conn.execute(
+            "DELETE FROM bank_app_keys WHERE app_id = $1 AND fingerprint = $2",
+            app_id,
+            key_fingerprint,
+        )
+        if status.rsplit(" ", 1)[-1] != "0":
+            return
+        if fingerprint(primary) != key_fingerprint:
+            raise InvalidBankApp(f"bank app {app_id} has no key {key_fingerprint}")
+        successor = await conn.fetchrow(
+            "DELETE FROM bank_app_keys WHERE app_id = $1 AND fingerprint ="
+            " (SELECT fingerprint FROM bank_app_keys WHERE app_id = $1"
+            "  ORDER BY added_at DESC, fingerprint LIMIT 1)"
+            " RETURNING public_key_pem",
+            app_id,
+        )
+        if successor is None:
+            raise LastBankKey(
+                f"{key_fingerprint} is the last key of bank app {app_id}; add its successor first"
+            )
+        await conn.execute(
+            "UPDATE bank_apps SET public_key_pem = $2, updated_at = now() WHERE app_id = $1",
+            app_id,
+            successor["public_key_pem"],
+        )
+
+
+async def bank_app_keys(conn: Connection, app_id: str) -> list[tuple[str, str]]:
+    """(fingerprint, role) of each of the app's keys: ``registered`` first, then ``added``."""
+    primary = await conn.fetchval("SELECT public_key_pem FROM bank_apps WHERE app_id = $1", app_id)
+    if primary is None:
+        raise InvalidBankApp(f"no bank app {app_id!r}")
+    others = await conn.fetch(
+        "SELECT fingerprint FROM bank_app_keys WHERE app_id = $1 ORDER BY added_at", app_id
+    )
+    return [(fingerprint(primary), "registered"), *((r["fingerprint"], "added") for r in others)]
+
+
 class BankAppStore:
     """The registered apps, cached ``ttl_s``: every notification needs its app's key."""
 
@@ -89,7 +180,11 @@ class BankAppStore:
 
     async def _load(self, app_id: str) -> BankApp | None:
         row = await self._pool.fetchrow(
-            "SELECT app_id, public_key_pem, sign_excludes FROM bank_apps WHERE app_id = $1", app_id
+            "SELECT app_id, public_key_pem, sign_excludes,"
+            " ARRAY(SELECT k.public_key_pem FROM bank_app_keys k WHERE k.app_id = a.app_id"
+            "       ORDER BY k.added_at DESC) AS other_keys"
+            " FROM bank_apps a WHERE app_id = $1",
+            app_id,
         )
         if row is None:
             return None
@@ -97,4 +192,5 @@ class BankAppStore:
             app_id=row["app_id"],
             public_key=load_public_key(row["public_key_pem"]),
             sign_excludes=tuple(row["sign_excludes"]),
+            other_keys=tuple(load_public_key(pem) for pem in row["other_keys"]),
         )

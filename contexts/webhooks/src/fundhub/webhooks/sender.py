@@ -31,7 +31,7 @@ from fundhub.common.clock import utcnow
 from fundhub.common.config import Settings
 from fundhub.common.db import Pool
 from fundhub.common.retry import TRANSIENT_ERRORS, Backoff
-from fundhub.common.sealing import SealingError, unseal
+from fundhub.common.sealing import MasterKeys, SealingError, unseal
 from fundhub.webhooks.connector import guarded_connector, refused_by_rule
 from fundhub.webhooks.destinations import CallbackAddresses
 from fundhub.webhooks.policy import (
@@ -69,7 +69,7 @@ IDLE_POLL_S = 0.5
 MAX_IN_FLIGHT = 200
 # The lease outlives the slowest attempt, so a live replica's row is never taken from it.
 LEASE_MARGIN_S = 30.0
-SECRET_TTL_S = 300.0
+SECRET_TTL_S = 30.0
 MAX_ERROR_CHARS = 500
 USER_AGENT = "fundhub-callbacks/1"
 
@@ -81,9 +81,10 @@ class _CachedSecret:
 
 
 class WebhookSecrets:
-    """Unsealed webhook secrets per API key, kept a few minutes so a rotation is picked up."""
+    """Unsealed webhook secrets per API key, kept half a minute: callbacks are signed with a
+    rotated secret within that."""
 
-    def __init__(self, pool: Pool, master_key: str, ttl_s: float = SECRET_TTL_S) -> None:
+    def __init__(self, pool: Pool, master_key: MasterKeys, ttl_s: float = SECRET_TTL_S) -> None:
         self._pool = pool
         self._master_key = master_key
         self._ttl_s = ttl_s
@@ -114,7 +115,7 @@ class CallbackSender:
     """
 
     def __init__(
-        self, settings: Settings, pool: Pool, master_key: str, wake: asyncio.Event
+        self, settings: Settings, pool: Pool, master_key: MasterKeys, wake: asyncio.Event
     ) -> None:
         self._pool = pool
         self._policy = RetryPolicy.from_settings(settings)

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     topic_replication_factor: int = 1
     # Base64 of 32 bytes; seals API secrets at rest. Required outside dev/test.
     master_key: str | None = Field(default=None, repr=False)
+    # During a master-key rotation only: the key being replaced, so blobs it sealed still open
+    # until `fundhub master-key rotate` has re-sealed them under master_key.
+    master_key_previous: str | None = Field(default=None, repr=False)
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
@@ -79,6 +82,10 @@ class Settings(BaseSettings):
     audit_enabled: bool = True
     audit_writer_port: int = 8004
     audit_retention_months: int = 36
+
+    def master_keys(self) -> list[str]:
+        """The keys that may open a sealed secret: the current one first (it seals)."""
+        return [k for k in (self.master_key, self.master_key_previous) if k]
 
     def bank_callback_url(self) -> str:
         """Where the bank is told to send payout results: configured, or this gateway's route."""

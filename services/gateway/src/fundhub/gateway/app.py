@@ -12,6 +12,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 
+from fundhub.access.keys import environment_served_by
 from fundhub.access.store import ApiKeyStore
 from fundhub.bank_transfers.bank_apps import BankAppStore
 from fundhub.common import db
@@ -38,7 +39,6 @@ NONCE_PURGE_INTERVAL_S = 60.0
 def create_app(settings: Settings) -> FastAPI:
     if not settings.master_key:
         raise RuntimeError("FUNDHUB_MASTER_KEY is required: it unseals the API secrets")
-    master_key = settings.master_key
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,9 +50,14 @@ def create_app(settings: Settings) -> FastAPI:
         names = topics(settings)
         app.state.pool = pool
         app.state.publisher = publisher
-        app.state.authenticator = Authenticator(
-            pool, ApiKeyStore(pool, master_key), settings.api_timestamp_tolerance_s
+        keys = ApiKeyStore(
+            pool,
+            settings.master_keys(),
+            environment_served_by(settings.env),
+            dsn=settings.database_url,
         )
+        keys.start()
+        app.state.authenticator = Authenticator(pool, keys, settings.api_timestamp_tolerance_s)
         app.state.bank_intake = BankNotificationIntake(
             settings, names, BankAppStore(pool), publisher
         )
@@ -65,6 +70,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             purge.cancel()
+            await keys.stop()
             await publisher.stop()
             await pool.close()
 

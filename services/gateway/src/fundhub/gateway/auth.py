@@ -12,14 +12,10 @@ from starlette.requests import Request
 
 from fundhub.access.keys import ApiKey
 from fundhub.access.store import ApiKeyStore, purge_nonces, take_nonce
+from fundhub.common.clock import utcnow
 from fundhub.common.db import Pool
 from fundhub.common.errors import ErrorCode, FundhubError
-from fundhub.common.signing import (
-    api_signature,
-    api_string_to_sign,
-    canonical_query,
-    verify_hex_signature,
-)
+from fundhub.common.signing import api_string_to_sign, canonical_query
 from fundhub.gateway.metrics import AUTH_FAILURES
 
 log = structlog.get_logger(__name__)
@@ -70,12 +66,16 @@ class Authenticator:
             raise _refuse(ErrorCode.BAD_SIGNATURE, "unknown API key", key_id=key_id)
         body = await request.body()
         query = canonical_query(request.query_params.multi_items())
-        expected = api_signature(
-            key.secret,
+        # Any of the key's valid secrets (two during a rotation's overlap); the key comes back
+        # narrowed to the one that signed, so the answer is signed with it too.
+        signer = key.signed_by(
             api_string_to_sign(request.method, request.url.path, query, timestamp, nonce, body),
+            signature,
+            utcnow(),
         )
-        if not verify_hex_signature(expected, signature):
+        if signer is None:
             raise _refuse(ErrorCode.BAD_SIGNATURE, "signature does not match", key_id=key_id)
+        key = signer
         if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > self._tolerance_s:
             raise _refuse(
                 ErrorCode.TIMESTAMP_SKEW,

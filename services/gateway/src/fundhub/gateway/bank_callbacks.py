@@ -26,7 +26,6 @@ from fundhub.common.config import BANK_CALLBACK_PATH, Settings
 from fundhub.common.envelope import Envelope
 from fundhub.common.errors import ErrorCode
 from fundhub.common.kafka import KafkaPublisher, OutgoingMessage, PublishFailed
-from fundhub.common.signing import rsa2_verify
 from fundhub.common.topics import Topics
 from fundhub.gateway.edge import edge_route
 from fundhub.gateway.metrics import BANK_NOTIFICATIONS
@@ -83,7 +82,7 @@ class BankNotificationIntake:
         app = await self._apps.get(params["app_id"])
         if app is None:
             return Refusal(401, "unknown app_id")
-        if not rsa2_verify(params, params["sign"], app.public_key, app.sign_excludes):
+        if not app.verifies(params, params["sign"]):
             return Refusal(401, "signature verification failed")
         try:
             check_protocol(params, utcnow(), self._settings.bank_timestamp_tolerance_s)
