@@ -12,6 +12,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from fundhub.access.keys import InvalidKeySpec, new_api_key
+from fundhub.access.limit_store import clear_key_limits, set_key_limits
+from fundhub.access.limits import InvalidRate, Rate, parse_key_limits
 from fundhub.access.store import insert_api_key
 from fundhub.bank_transfers.bank_apps import (
     InvalidBankApp,
@@ -178,6 +180,12 @@ def migrate() -> None:
     typer.echo("applied: " + ", ".join(applied) if applied else "schema is up to date")
 
 
+_RATE_LIMIT_HELP = (
+    "N/second|minute|hour for every route class, or read=N/unit,write=N/unit;"
+    " counted per route. Default: FUNDHUB_RATE_LIMIT_READ / FUNDHUB_RATE_LIMIT_WRITE."
+)
+_RATE_LIMIT_OPTION = typer.Option("--rate-limit", help=_RATE_LIMIT_HELP)
+
 # -- API keys -------------------------------------------------------------------------------
 
 
@@ -189,13 +197,22 @@ def api_key_create(
         str, typer.Option("--accounts", help="Comma-separated account ids, or '*' for all.")
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    rate_limit: Annotated[str | None, _RATE_LIMIT_OPTION] = None,
 ) -> None:
     """Create an API key and its webhook secret; both are printed once and stored only sealed."""
     settings = _settings()
-    with _reported(InvalidKeySpec):
+    with _reported(InvalidKeySpec, InvalidRate):
         key = new_api_key(name, scopes, accounts)
+        limits = parse_key_limits(rate_limit) if rate_limit else {}
         master_key = resolve_master_key(settings)
-    _in_database(settings, lambda conn: insert_api_key(conn, key, master_key))
+
+    async def store(conn: Connection) -> None:
+        async with conn.transaction():
+            await insert_api_key(conn, key, master_key)
+            if limits:
+                await set_key_limits(conn, key.key_id, limits)
+
+    _in_database(settings, store)
     if as_json:
         typer.echo(json.dumps(key.as_json()))
     else:
@@ -204,6 +221,33 @@ def api_key_create(
         typer.echo(f"webhook secret:  {key.webhook_secret}")
         typer.echo(f"scopes:  {','.join(key.scopes)}   accounts: {','.join(key.accounts)}")
         typer.echo("The secrets are shown only now; store them safely.", err=True)
+
+
+@api_key_app.command("rate-limit")
+def api_key_rate_limit(
+    key_id: Annotated[str, typer.Argument(help="The key id (ak_...).")],
+    rate_limit: Annotated[str | None, typer.Argument(help=_RATE_LIMIT_HELP)] = None,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Back to the gateway's default limits.")
+    ] = False,
+) -> None:
+    """Set or clear a key's rate limits; every gateway replica applies them within 30 s."""
+    settings = _settings()
+    if clear == (rate_limit is not None):
+        raise _fail(UsageError("give either a rate limit or --clear"))
+    with _reported(InvalidRate):
+        limits: dict[str, Rate] = parse_key_limits(rate_limit) if rate_limit else {}
+
+    async def change(conn: Connection) -> bool:
+        if clear:
+            await clear_key_limits(conn, key_id)
+            return True
+        return await set_key_limits(conn, key_id, limits)
+
+    if not _in_database(settings, change):
+        raise _fail(UsageError(f"no API key {key_id!r}"))
+    shown = ", ".join(f"{name}={rate}" for name, rate in limits.items()) or "defaults"
+    typer.echo(f"{key_id}: {shown}")
 
 
 # -- bank apps ------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from fundhub.gateway.accounts import accounts_router
 from fundhub.gateway.auth import Authenticator
 from fundhub.gateway.bank_callbacks import BankNotificationIntake, bank_router
 from fundhub.gateway.payouts import payouts_router
+from fundhub.gateway.rate_limits import RateLimiter
 from fundhub.gateway.schemas import finish_document
 from fundhub.payouts.admission import PayoutStore
 from fundhub.web.health import health_router
@@ -37,6 +38,7 @@ def create_app(settings: Settings) -> FastAPI:
     if not settings.master_key:
         raise RuntimeError("FUNDHUB_MASTER_KEY is required: it unseals the API secrets")
     master_key = settings.master_key
+    limiter = RateLimiter(settings) if settings.rate_limits_enabled else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,12 +59,16 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.payouts = PayoutStore(
             pool, names, settings.payout_result_deadline_s, settings.payout_poll_base_s
         )
+        if limiter is not None:
+            await limiter.start(pool)
         purge = asyncio.create_task(_purge_nonces(app.state.authenticator))
         log.info("gateway_started", port=settings.gateway_port)
         try:
             yield
         finally:
             purge.cancel()
+            if limiter is not None:
+                await limiter.stop()
             await publisher.stop()
             await pool.close()
 
@@ -72,6 +78,7 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Signed API for balances and payouts, and the bank's signed notifications",
         lifespan=lifespan,
     )
+    app.state.rate_limiter = limiter  # its guard and observer join the pipeline (main.py)
 
     async def kafka_ready() -> bool:
         publisher: KafkaPublisher = app.state.publisher

@@ -88,7 +88,9 @@ def error_response(scope: Scope, exc: BaseException, spec: RouteSpec = DEFAULT_S
     """What a request that raised answers: its refusal (signed once authenticated), 503 when a
     dependency is out of reach, else the one E500 body, on every route."""
     if isinstance(exc, FundhubError):
-        return signed_for(scope, spec.refusal(exc.error, exc.message))
+        refusal = spec.refusal(exc.error, exc.message)
+        refusal.headers.update(exc.headers)
+        return signed_for(scope, refusal)
     if isinstance(exc, UNAVAILABLE_ERRORS):
         log.error("request_unavailable", error=f"{type(exc).__name__}: {exc}")
         return signed_for(

@@ -13,8 +13,14 @@ from fundhub.gateway.edge import Edge
 def main() -> None:
     settings = get_settings()
     configure_logging("gateway", settings.log_level)
+    app = create_app(settings)
+    limiter = app.state.rate_limiter
     uvicorn.run(
-        Edge(create_app(settings)),
+        Edge(
+            app,
+            guards=limiter.guards() if limiter else (),
+            observers=limiter.observers() if limiter else (),
+        ),
         host=settings.gateway_host,
         port=settings.gateway_port,
         log_level="warning",
