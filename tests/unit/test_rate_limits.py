@@ -41,15 +41,29 @@ def test_gcra_lets_a_burst_through_then_one_per_interval() -> None:
     rate = Rate(5, 1.0)  # 5 at once, then one every 0.2 s
     tat: float | None = None
     for _ in range(5):
-        tat, wait = gcra(tat, 100.0, rate)
-        assert wait == 0.0
-    denied_tat, wait = gcra(tat, 100.0, rate)
-    assert denied_tat == tat and wait == pytest.approx(0.2)  # a denial is not counted
-    _, wait = gcra(tat, 100.2, rate)
-    assert wait == 0.0
+        tat, allowed, wait = gcra(tat, 100.0, rate)
+        assert (allowed, wait) == (1, 0.0)
+    assert tat is not None
+    denied_tat, allowed, wait = gcra(tat, 100.0, rate)
+    assert denied_tat == tat and allowed == 0  # a denial is not counted
+    assert wait == pytest.approx(0.2)
+    _, allowed, _ = gcra(tat, 100.2, rate)
+    assert allowed == 1
     # An idle bucket has its whole burst back, not more.
-    tat, wait = gcra(tat, 200.0, rate)
-    assert wait == 0.0 and tat == pytest.approx(200.2)
+    tat, allowed, wait = gcra(tat, 200.0, rate)
+    assert allowed == 1 and tat == pytest.approx(200.2)
+
+
+def test_gcra_counts_a_batch_as_its_requests_one_by_one() -> None:
+    rate = Rate(5, 1.0)
+    tat, allowed, wait = gcra(None, 100.0, rate, count=8)
+    assert (allowed, tat) == (5, pytest.approx(101.0)) and wait == pytest.approx(0.2)
+    one_by_one: float | None = None
+    passed = 0
+    for _ in range(8):
+        one_by_one, ok, _ = gcra(one_by_one, 100.0, rate)
+        passed += ok
+    assert passed == 5 and one_by_one == pytest.approx(tat)
 
 
 def test_retry_after_is_whole_seconds_rounded_up() -> None:

@@ -3,16 +3,36 @@ replica counts in (``rate_limit_take``, migration 0008)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fundhub.access.limits import Rate
 from fundhub.common.db import Connection, Pool
 
-TAKE = "SELECT rate_limit_take($1, $2, $3)"
+TAKE = "SELECT allowed, waits FROM rate_limit_take($1, $2, $3, $4)"
 
 
-async def take(pool: Pool, bucket: str, rate: Rate) -> float:
-    """Count one request in ``bucket``: 0.0 when it may pass, else the seconds to wait."""
-    wait = await pool.fetchval(TAKE, bucket, rate.interval_s, rate.period_s)
-    return float(wait)
+async def take(pool: Pool, requests: Sequence[tuple[str, Rate]]) -> list[float]:
+    """Count requests, in order, in their buckets, in one statement: per request 0.0 when it
+    may pass, else the seconds to wait (a bucket's first requests pass, the rest wait)."""
+    counts: dict[str, list[int]] = {}  # bucket -> positions in ``requests``
+    rates: dict[str, Rate] = {}
+    for position, (bucket, rate) in enumerate(requests):
+        counts.setdefault(bucket, []).append(position)
+        rates.setdefault(bucket, rate)
+    buckets = sorted(counts)  # one lock order for every replica: no deadlock
+    row = await pool.fetchrow(
+        TAKE,
+        buckets,
+        [len(counts[b]) for b in buckets],
+        [rates[b].interval_s for b in buckets],
+        [rates[b].period_s for b in buckets],
+    )
+    assert row is not None
+    waits = [0.0] * len(requests)
+    for bucket, allowed, wait in zip(buckets, row["allowed"], row["waits"], strict=True):
+        for position in counts[bucket][allowed:]:
+            waits[position] = float(wait)
+    return waits
 
 
 async def key_limits(pool: Pool, key_id: str) -> dict[str, Rate]:

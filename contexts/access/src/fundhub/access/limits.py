@@ -8,6 +8,7 @@ request, so the shared state per bucket is one number and a check is one read-mo
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -88,16 +89,18 @@ def retry_after_header(wait_s: float) -> str:
     return str(max(1, whole + (1 if wait_s > whole else 0)))
 
 
-def gcra(tat: float | None, now: float, rate: Rate) -> tuple[float, float]:
-    """One request against a bucket whose next arrival time is ``tat`` (None: never seen):
-    ``(new_tat, 0.0)`` when it may pass, ``(tat, wait_s)`` when not.
+def gcra(tat: float | None, now: float, rate: Rate, count: int = 1) -> tuple[float, int, float]:
+    """``count`` requests at ``now`` against a bucket whose next arrival time is ``tat`` (None:
+    never seen): ``(new_tat, allowed, wait_s)``: the first ``allowed`` pass and are counted,
+    the others may try again in ``wait_s``.
 
     The same arithmetic as the store's SQL function ``rate_limit_take`` (migration 0008),
     which applies it atomically across replicas; here so it is written down and tested.
     """
     start = now if tat is None or tat < now else tat
-    new_tat = start + rate.interval_s
-    over = new_tat - now - rate.period_s
-    if over > 1e-9:
-        return (tat if tat is not None else now), over
-    return new_tat, 0.0
+    allowed = max(0, min(count, math.floor((now + rate.period_s - start) / rate.interval_s + 1e-9)))
+    new_tat = start + allowed * rate.interval_s if allowed else (now if tat is None else tat)
+    wait = 0.0
+    if allowed < count:
+        wait = max(start + (allowed + 1) * rate.interval_s - now - rate.period_s, 0.001)
+    return new_tat, allowed, wait

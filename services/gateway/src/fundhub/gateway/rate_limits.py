@@ -34,6 +34,7 @@ from fundhub.common.cache import TtlCache
 from fundhub.common.config import BANK_CALLBACK_PATH, Settings
 from fundhub.common.db import Pool, connect_pool
 from fundhub.common.errors import ErrorCode, FundhubError
+from fundhub.common.group_commit import GroupCommit
 from fundhub.gateway.edge import Exchange, Guard, Observer
 from fundhub.gateway.metrics import RATE_LIMIT_STORE_ERRORS, RATE_LIMITED
 
@@ -77,6 +78,7 @@ class RateLimiter:
         self._key_limits: TtlCache[str, dict[str, Rate]] = TtlCache(KEY_LIMITS_TTL_S)
         self._blocked: dict[str, float] = {}  # bucket -> monotonic time its denial ends
         self._purge: asyncio.Task[None] | None = None
+        self._batches: GroupCommit[tuple[str, Rate], float] | None = None
 
     async def start(self, pool: Pool) -> None:
         self._pool = pool
@@ -86,6 +88,10 @@ class RateLimiter:
             self._own_store = True
         else:
             self._store = pool
+        store = self._store
+        # Checks that arrive while one statement runs share the next: under load one round
+        # trip counts many requests (bench/rate_limit_overhead.py measures what that saves).
+        self._batches = GroupCommit(lambda batch: take(store, batch), conflict_key=id)
         self._purge = asyncio.create_task(self._purge_buckets())
 
     async def stop(self) -> None:
@@ -159,9 +165,9 @@ class RateLimiter:
         wait = self._remembered(bucket)
         if wait > 0:
             return wait
-        assert self._store is not None
+        assert self._batches is not None
         try:
-            wait = await asyncio.wait_for(take(self._store, bucket, rate), self._timeout_s)
+            wait = await asyncio.wait_for(self._batches.submit((bucket, rate)), self._timeout_s)
         except Exception as exc:
             RATE_LIMIT_STORE_ERRORS.inc()
             log.warning("rate_limit_store_unavailable", error=type(exc).__name__)

@@ -18,33 +18,43 @@ CREATE UNLOGGED TABLE rate_limit_buckets (
     tat    double precision NOT NULL
 ) WITH (fillfactor = 50);
 
--- One request against a bucket, atomically (the row is locked while it is decided): 0 when it
--- may pass (and it is counted), else the seconds to wait. The same arithmetic as
--- fundhub.access.limits.gcra. The clock is the database's, one for every replica.
-CREATE FUNCTION rate_limit_take(p_bucket text, p_interval double precision,
-                                p_period double precision)
-RETURNS double precision LANGUAGE plpgsql AS $$
+-- Count a batch of requests (the gateway sends what arrived while its previous batch ran), in one
+-- statement: for bucket i, p_counts[i] requests, of which the first allowed[i] pass (and are
+-- counted); the others may try again in waits[i] seconds. Buckets must come sorted and unique:
+-- every replica then locks rows in the same order and two batches never deadlock. The same
+-- arithmetic as fundhub.access.limits.gcra; the clock is the database's, one for every replica.
+CREATE FUNCTION rate_limit_take(p_buckets text[], p_counts integer[],
+                                p_intervals double precision[], p_periods double precision[],
+                                OUT allowed integer[], OUT waits double precision[])
+LANGUAGE plpgsql AS $$
 DECLARE
     v_tat double precision;
     v_now double precision;
-    v_new double precision;
+    v_start double precision;
+    v_k integer;
 BEGIN
-    SELECT tat INTO v_tat FROM rate_limit_buckets WHERE bucket = p_bucket FOR UPDATE;
-    IF NOT FOUND THEN
-        INSERT INTO rate_limit_buckets (bucket, tat)
-        VALUES (p_bucket, extract(epoch FROM clock_timestamp()) + p_interval)
-        ON CONFLICT (bucket) DO NOTHING;
-        IF FOUND THEN
-            RETURN 0;
+    allowed := '{}';
+    waits := '{}';
+    FOR i IN 1 .. coalesce(array_length(p_buckets, 1), 0) LOOP
+        SELECT tat INTO v_tat FROM rate_limit_buckets WHERE bucket = p_buckets[i] FOR UPDATE;
+        IF NOT FOUND THEN
+            INSERT INTO rate_limit_buckets (bucket, tat)
+            VALUES (p_buckets[i], extract(epoch FROM clock_timestamp()))
+            ON CONFLICT (bucket) DO NOTHING;
+            SELECT tat INTO v_tat FROM rate_limit_buckets WHERE bucket = p_buckets[i] FOR UPDATE;
         END IF;
-        SELECT tat INTO v_tat FROM rate_limit_buckets WHERE bucket = p_bucket FOR UPDATE;
-    END IF;
-    v_now := extract(epoch FROM clock_timestamp());
-    v_new := greatest(v_tat, v_now) + p_interval;
-    IF v_new - v_now - p_period > 1e-9 THEN
-        RETURN v_new - v_now - p_period;
-    END IF;
-    UPDATE rate_limit_buckets SET tat = v_new WHERE bucket = p_bucket;
-    RETURN 0;
+        v_now := extract(epoch FROM clock_timestamp());
+        v_start := greatest(v_tat, v_now);
+        v_k := greatest(0, least(p_counts[i],
+                   floor((v_now + p_periods[i] - v_start) / p_intervals[i] + 1e-9)::integer));
+        IF v_k > 0 THEN
+            UPDATE rate_limit_buckets SET tat = v_start + v_k * p_intervals[i]
+            WHERE bucket = p_buckets[i];
+        END IF;
+        allowed := allowed || v_k;
+        waits := waits || CASE WHEN v_k < p_counts[i]
+            THEN greatest(v_start + (v_k + 1) * p_intervals[i] - v_now - p_periods[i], 0.001)
+            ELSE 0 END;
+    END LOOP;
 END
 $$;
