@@ -40,7 +40,8 @@ async def blank_db(infra: Settings) -> AsyncIterator[str]:
 
 def test_every_context_brings_its_migrations_in_one_order() -> None:
     found = discover()
-    assert [m.context for m in found] == CONTEXTS
+    # The first migration of each context in this order; later ones (0008 access...) follow.
+    assert [m.context for m in found][: len(CONTEXTS)] == CONTEXTS
     assert [m.version[:4] for m in found] == sorted(m.version[:4] for m in found)
 
 
