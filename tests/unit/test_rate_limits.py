@@ -8,10 +8,12 @@ from fundhub.access.limits import (
     InvalidRate,
     Rate,
     gcra,
+    lease_size,
     parse_key_limits,
     parse_rate,
     retry_after_header,
     route_class,
+    share_out,
 )
 
 
@@ -70,3 +72,12 @@ def test_retry_after_is_whole_seconds_rounded_up() -> None:
     assert retry_after_header(0.01) == "1"
     assert retry_after_header(1.0) == "1"
     assert retry_after_header(1.2) == "2"
+
+
+def test_a_lease_is_a_small_share_of_a_large_limit_and_exact_for_a_small_one() -> None:
+    assert lease_size(Rate(10, 60.0)) == 1
+    assert lease_size(Rate(200, 1.0)) == 2
+    assert lease_size(Rate(1000, 1.0)) == 10
+    assert lease_size(Rate(10**6, 1.0)) == 50
+    assert share_out([10, 10, 10], 15) == [10, 5, 0]
+    assert share_out([1, 1], 0) == [0, 0]

@@ -5,34 +5,35 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fundhub.access.limits import Rate
+from fundhub.access.limits import Rate, share_out
 from fundhub.common.db import Connection, Pool
 
 TAKE = "SELECT allowed, waits FROM rate_limit_take($1, $2, $3, $4)"
 
 
-async def take(pool: Pool, requests: Sequence[tuple[str, Rate]]) -> list[float]:
-    """Count requests, in order, in their buckets, in one statement: per request 0.0 when it
-    may pass, else the seconds to wait (a bucket's first requests pass, the rest wait)."""
-    counts: dict[str, list[int]] = {}  # bucket -> positions in ``requests``
+async def take(pool: Pool, requests: Sequence[tuple[str, Rate, int]]) -> list[tuple[int, float]]:
+    """Count requests for tokens (bucket, rate, how many), in order, in one statement: per
+    request the tokens granted and, when fewer than asked, the seconds until the next one."""
+    positions: dict[str, list[int]] = {}  # bucket -> positions in ``requests``
     rates: dict[str, Rate] = {}
-    for position, (bucket, rate) in enumerate(requests):
-        counts.setdefault(bucket, []).append(position)
+    for position, (bucket, rate, _) in enumerate(requests):
+        positions.setdefault(bucket, []).append(position)
         rates.setdefault(bucket, rate)
-    buckets = sorted(counts)  # one lock order for every replica: no deadlock
+    buckets = sorted(positions)  # one lock order for every replica: no deadlock
     row = await pool.fetchrow(
         TAKE,
         buckets,
-        [len(counts[b]) for b in buckets],
+        [sum(requests[p][2] for p in positions[b]) for b in buckets],
         [rates[b].interval_s for b in buckets],
         [rates[b].period_s for b in buckets],
     )
     assert row is not None
-    waits = [0.0] * len(requests)
+    answers: list[tuple[int, float]] = [(0, 0.0)] * len(requests)
     for bucket, allowed, wait in zip(buckets, row["allowed"], row["waits"], strict=True):
-        for position in counts[bucket][allowed:]:
-            waits[position] = float(wait)
-    return waits
+        asked = [requests[p][2] for p in positions[bucket]]
+        for p, want, got in zip(positions[bucket], asked, share_out(asked, allowed), strict=True):
+            answers[p] = (got, float(wait) if got < want else 0.0)
+    return answers
 
 
 async def key_limits(pool: Pool, key_id: str) -> dict[str, Rate]:

@@ -73,6 +73,30 @@ def route_class(method: str) -> str:
     return CLASS_READ if method in ("GET", "HEAD") else CLASS_WRITE
 
 
+# A replica takes up to this share of a limit from the shared count at once and hands it out
+# locally, so that a busy key costs one round trip per lease instead of one per request. The
+# price: a limit can be exceeded by what the replicas hold unused (at most 1 % of it each), and
+# a lease unused for LEASE_TTL_S is dropped (counted, never given).
+LEASE_SHARE = 100
+LEASE_MAX = 50
+LEASE_TTL_S = 1.0
+
+
+def lease_size(rate: Rate) -> int:
+    """1 for small limits (exact counting); 1 % of a large one, at most ``LEASE_MAX``."""
+    return max(1, min(LEASE_MAX, rate.limit // LEASE_SHARE))
+
+
+def share_out(asked: list[int], allowed: int) -> list[int]:
+    """``allowed`` tokens to requests asking ``asked`` each, first come first served."""
+    granted = []
+    for want in asked:
+        give = min(want, allowed)
+        granted.append(give)
+        allowed -= give
+    return granted
+
+
 def key_bucket(key_id: str, method: str, route: str) -> str:
     """One bucket per key and route (the route's template, not the path with its ids)."""
     return f"k|{key_id}|{method} {route}"

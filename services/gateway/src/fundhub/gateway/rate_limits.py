@@ -23,9 +23,11 @@ from fundhub.access.limit_store import key_limits, purge_buckets, take
 from fundhub.access.limits import (
     CLASS_READ,
     CLASS_WRITE,
+    LEASE_TTL_S,
     Rate,
     address_bucket,
     key_bucket,
+    lease_size,
     parse_rate,
     retry_after_header,
     route_class,
@@ -77,8 +79,10 @@ class RateLimiter:
         self._own_store = False
         self._key_limits: TtlCache[str, dict[str, Rate]] = TtlCache(KEY_LIMITS_TTL_S)
         self._blocked: dict[str, float] = {}  # bucket -> monotonic time its denial ends
+        self._leases: dict[str, tuple[int, float]] = {}  # bucket -> (tokens, valid until)
+        self._refills: dict[str, asyncio.Future[None]] = {}
         self._purge: asyncio.Task[None] | None = None
-        self._batches: GroupCommit[tuple[str, Rate], float] | None = None
+        self._batches: GroupCommit[tuple[str, Rate, int], tuple[int, float]] | None = None
 
     async def start(self, pool: Pool) -> None:
         self._pool = pool
@@ -162,22 +166,48 @@ class RateLimiter:
         return left
 
     async def _take(self, bucket: str, rate: Rate) -> float:
-        wait = self._remembered(bucket)
-        if wait > 0:
-            return wait
+        """One request against ``bucket``: 0.0 when it may pass, else the seconds to wait.
+
+        From this replica's lease when it holds one; else one refill at a time per bucket
+        (concurrent requests wait for it, then share what it brought)."""
+        while True:
+            wait = self._remembered(bucket)
+            if wait > 0:
+                return wait
+            lease = self._leases.get(bucket)
+            if lease is not None and lease[0] > 0 and lease[1] > time.monotonic():
+                self._leases[bucket] = (lease[0] - 1, lease[1])
+                return 0.0
+            refill = self._refills.get(bucket)
+            if refill is None:
+                refill = asyncio.ensure_future(self._refill(bucket, rate))
+                self._refills[bucket] = refill
+                # Its waiters may all have given up (timeout): its outcome is still read.
+                refill.add_done_callback(lambda f: f.cancelled() or f.exception())
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    await asyncio.shield(refill)
+            except Exception as exc:
+                RATE_LIMIT_STORE_ERRORS.inc()
+                log.warning("rate_limit_store_unavailable", error=type(exc).__name__)
+                return 0.0
+
+    async def _refill(self, bucket: str, rate: Rate) -> None:
         assert self._batches is not None
         try:
-            wait = await asyncio.wait_for(self._batches.submit((bucket, rate)), self._timeout_s)
-        except Exception as exc:
-            RATE_LIMIT_STORE_ERRORS.inc()
-            log.warning("rate_limit_store_unavailable", error=type(exc).__name__)
-            return 0.0
-        if wait > 0:
+            granted, wait = await self._batches.submit((bucket, rate, lease_size(rate)))
+        finally:
+            # Gone before its waiters wake, so they never await a finished refill again.
+            self._refills.pop(bucket, None)
+        now = time.monotonic()
+        if granted > 0:
+            self._leases[bucket] = (granted, now + min(LEASE_TTL_S, rate.period_s))
+            if len(self._leases) >= _BLOCKED_MAX:
+                self._leases = {b: v for b, v in self._leases.items() if v[1] > now}
+        else:
             if len(self._blocked) >= _BLOCKED_MAX:
-                now = time.monotonic()
                 self._blocked = {b: t for b, t in self._blocked.items() if t > now}
-            self._blocked[bucket] = time.monotonic() + wait
-        return wait
+            self._blocked[bucket] = now + wait
 
     def _refuse(self, limit: str, wait_s: float) -> FundhubError:
         RATE_LIMITED.labels(limit).inc()
