@@ -198,3 +198,5 @@ async def test_failed_authentication_is_limited_per_address_before_the_body(
     # both replicas (the second learns it at its first failure, or from the shared count).
     good = await signed_get(gateways[0], key_id, secret, BALANCE)
     _assert_limited(good)
+    # Health probes from that address still answer.
+    assert (await gateways[0].get("/healthz")).status_code == 200

@@ -114,6 +114,8 @@ class RateLimiter:
         """Before the body is read: the bank's callback per address; and an address whose
         authentication failures are over their limit is refused on every route at once."""
         scope.setdefault("state", {})[_ROUTE_LABEL] = route
+        if not (route.startswith("/v1/") or route == BANK_CALLBACK_PATH):
+            return  # health and metrics: a probe sharing an address is never locked out
         address = _address(scope)
         wait = self._remembered(address_bucket("auth", address))
         if wait > 0:
