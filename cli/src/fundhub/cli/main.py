@@ -22,6 +22,8 @@ from fundhub.access.keys import (
     parse_environment,
     parse_expiry,
 )
+from fundhub.access.limit_store import clear_key_limits, set_key_limits
+from fundhub.access.limits import InvalidRate, Rate, parse_key_limits
 from fundhub.access.store import (
     KeyNotFound,
     insert_api_key,
@@ -211,6 +213,12 @@ def migrate() -> None:
     typer.echo("applied: " + ", ".join(applied) if applied else "schema is up to date")
 
 
+_RATE_LIMIT_HELP = (
+    "N/second|minute|hour for every route class, or read=N/unit,write=N/unit;"
+    " counted per route. Default: FUNDHUB_RATE_LIMIT_READ / FUNDHUB_RATE_LIMIT_WRITE."
+)
+_RATE_LIMIT_OPTION = typer.Option("--rate-limit", help=_RATE_LIMIT_HELP)
+
 # -- API keys -------------------------------------------------------------------------------
 
 
@@ -235,21 +243,26 @@ def api_key_create(
         str | None, typer.Option("--expires-at", help="End, ISO 8601 (2027-01-31T00:00:00Z).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    rate_limit: Annotated[str | None, _RATE_LIMIT_OPTION] = None,
 ) -> None:
     """Create an API key and its webhook secret; both are printed once and stored only sealed."""
     settings = _settings()
-    with _reported(InvalidKeySpec):
+    with _reported(InvalidKeySpec, InvalidRate):
         environment = (
             parse_environment(env) if env is not None else environment_served_by(settings.env)
         )
         expiry = parse_expiry(expires_in, expires_at, utcnow())
         key = new_api_key(name, scopes, accounts, environment, expiry)
+        limits = parse_key_limits(rate_limit) if rate_limit else {}
         master_key = resolve_master_key(settings)
     params = {"keyId": key.key_id, "name": name, "scopes": key.scopes, "accounts": key.accounts}
-    _in_database(
-        settings,
-        audited("api-key create", params, lambda conn: insert_api_key(conn, key, master_key)),
-    )
+
+    async def store(conn: Connection) -> None:
+        await insert_api_key(conn, key, master_key)
+        if limits:
+            await set_key_limits(conn, key.key_id, limits)
+
+    _in_database(settings, audited("api-key create", params, store))
     if as_json:
         typer.echo(json.dumps(key.as_json()))
     else:
@@ -365,6 +378,33 @@ def master_key_rotate(
         typer.echo(json.dumps({"resealed": count}))
     else:
         typer.echo(f"{count} secrets re-sealed under the current master key")
+
+
+@api_key_app.command("rate-limit")
+def api_key_rate_limit(
+    key_id: Annotated[str, typer.Argument(help="The key id (ak_...).")],
+    rate_limit: Annotated[str | None, typer.Argument(help=_RATE_LIMIT_HELP)] = None,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Back to the gateway's default limits.")
+    ] = False,
+) -> None:
+    """Set or clear a key's rate limits; every gateway replica applies them within 30 s."""
+    settings = _settings()
+    if clear == (rate_limit is not None):
+        raise _fail(UsageError("give either a rate limit or --clear"))
+    with _reported(InvalidRate):
+        limits: dict[str, Rate] = parse_key_limits(rate_limit) if rate_limit else {}
+
+    async def change(conn: Connection) -> bool:
+        if clear:
+            await clear_key_limits(conn, key_id)
+            return True
+        return await set_key_limits(conn, key_id, limits)
+
+    if not _in_database(settings, change):
+        raise _fail(UsageError(f"no API key {key_id!r}"))
+    shown = ", ".join(f"{name}={rate}" for name, rate in limits.items()) or "defaults"
+    typer.echo(f"{key_id}: {shown}")
 
 
 # -- bank apps ------------------------------------------------------------------------------

@@ -87,6 +87,20 @@ class Settings(BaseSettings):
         """The keys that may open a sealed secret: the current one first (it seals)."""
         return [k for k in (self.master_key, self.master_key_previous) if k]
 
+    # Rate limits (fundhub.access.limits: N/second|minute|hour), counted in Postgres so that
+    # every gateway replica enforces the same ones. Per key and route, by route class (a key's
+    # own limits: `fundhub api-key rate-limit`); per source address for the bank's callback and
+    # for requests that fail authentication. Off only to measure what the checks cost.
+    rate_limits_enabled: bool = True
+    rate_limit_read: str = "200/second"
+    rate_limit_write: str = "1000/second"
+    rate_limit_bank_callback: str = "5000/second"
+    rate_limit_auth_failures: str = "100/second"
+    # Where the buckets live (default: the main database), and how long a check may take before
+    # the request passes unchecked (fail open, counted and logged).
+    rate_limit_database_url: str | None = None
+    rate_limit_timeout_s: float = 0.25
+
     def bank_callback_url(self) -> str:
         """Where the bank is told to send payout results: configured, or this gateway's route."""
         if self.payout_notify_url:

@@ -26,6 +26,7 @@ from fundhub.gateway.audit_api import audit_router
 from fundhub.gateway.auth import Authenticator
 from fundhub.gateway.bank_callbacks import BankNotificationIntake, bank_router
 from fundhub.gateway.payouts import payouts_router
+from fundhub.gateway.rate_limits import RateLimiter
 from fundhub.gateway.schemas import finish_document
 from fundhub.payouts.admission import PayoutStore
 from fundhub.web.health import health_router
@@ -39,6 +40,7 @@ NONCE_PURGE_INTERVAL_S = 60.0
 def create_app(settings: Settings) -> FastAPI:
     if not settings.master_key:
         raise RuntimeError("FUNDHUB_MASTER_KEY is required: it unseals the API secrets")
+    limiter = RateLimiter(settings) if settings.rate_limits_enabled else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -64,6 +66,8 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.payouts = PayoutStore(
             pool, names, settings.payout_result_deadline_s, settings.payout_poll_base_s
         )
+        if limiter is not None:
+            await limiter.start(pool)
         purge = asyncio.create_task(_purge_nonces(app.state.authenticator))
         log.info("gateway_started", port=settings.gateway_port)
         try:
@@ -71,6 +75,8 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             purge.cancel()
             await keys.stop()
+            if limiter is not None:
+                await limiter.stop()
             await publisher.stop()
             await pool.close()
 
@@ -80,6 +86,7 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Signed API for balances and payouts, and the bank's signed notifications",
         lifespan=lifespan,
     )
+    app.state.rate_limiter = limiter  # its guard and observer join the pipeline (main.py)
 
     async def kafka_ready() -> bool:
         publisher: KafkaPublisher = app.state.publisher

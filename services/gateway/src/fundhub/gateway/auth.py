@@ -17,6 +17,7 @@ from fundhub.common.db import Pool
 from fundhub.common.errors import ErrorCode, FundhubError
 from fundhub.common.signing import api_string_to_sign, canonical_query
 from fundhub.gateway.metrics import AUTH_FAILURES
+from fundhub.gateway.rate_limits import limit_key
 
 log = structlog.get_logger(__name__)
 
@@ -82,6 +83,7 @@ class Authenticator:
                 f"X-Timestamp must be Unix seconds within {self._tolerance_s}s of now",
                 key_id=key_id,
             )
+        await limit_key(request, key)
         if take_nonce_now and not await take_nonce(self._pool, key_id, nonce):
             raise nonce_replayed(key_id)
         structlog.contextvars.bind_contextvars(key_id=key_id)

@@ -16,8 +16,17 @@ def main() -> None:
     settings = get_settings()
     configure_logging("gateway", settings.log_level)
     app = create_app(settings)
+    limiter = app.state.rate_limiter
     uvicorn.run(
-        Edge(app, observers=audit_observers(app, topics(settings), settings.audit_enabled)),
+        Edge(
+            app,
+            guards=limiter.guards() if limiter else (),
+            # The audit observer comes last: it records the answer as it finally leaves.
+            observers=[
+                *(limiter.observers() if limiter else ()),
+                *audit_observers(app, topics(settings), settings.audit_enabled),
+            ],
+        ),
         host=settings.gateway_host,
         port=settings.gateway_port,
         log_level="warning",
