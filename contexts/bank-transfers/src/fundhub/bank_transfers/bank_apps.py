@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+import structlog
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
@@ -16,6 +19,13 @@ from fundhub.common.signing import load_public_key
 SEED_BANK_APP_ID = "20210911888888888888888888"
 _APP_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")  # the bank's app_id is string(32)
 _PARAM = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+# Only these may be left out of the signed string: every other parameter is what the signature
+# vouches for (biz_content, app_id, timestamp...); left out, one signature would authorise any
+# content, any app's key or any time. ``sign`` itself cannot sign itself; ``sign_type`` names
+# the algorithm, which ``check_protocol`` fixes to RSA2 anyway.
+SAFE_SIGN_EXCLUDES = frozenset({"sign", "sign_type"})
+
+log = structlog.get_logger(__name__)
 
 
 class InvalidBankApp(ValueError):
@@ -27,6 +37,11 @@ class BankApp:
     app_id: str
     public_key: RSAPublicKey
     sign_excludes: tuple[str, ...]
+
+    @property
+    def usable(self) -> bool:
+        """False for a row stored with an unsafe exclusion (before the CLI refused them)."""
+        return not unsafe_sign_excludes(self.sign_excludes)
 
 
 def parse_app_id(text: str) -> str:
@@ -42,7 +57,18 @@ def parse_sign_excludes(text: str | None) -> list[str]:
     bad = [n for n in names if not _PARAM.fullmatch(n)]
     if bad:
         raise InvalidBankApp(f"invalid parameter name {bad[0]!r} in --sign-excludes")
+    unsafe = unsafe_sign_excludes(names)
+    if unsafe:
+        raise InvalidBankApp(
+            f"--sign-excludes may name only sign and sign_type, not {unsafe[0]!r}: "
+            "a parameter left out of the signature could be changed at will"
+        )
     return list(dict.fromkeys(["sign", *names]))
+
+
+def unsafe_sign_excludes(names: Iterable[str]) -> list[str]:
+    """The exclusions that would leave a signed parameter unprotected."""
+    return [n for n in names if n not in SAFE_SIGN_EXCLUDES]
 
 
 def normalize_public_key(text: str) -> str:
@@ -93,8 +119,17 @@ class BankAppStore:
         )
         if row is None:
             return None
-        return BankApp(
+        app = BankApp(
             app_id=row["app_id"],
             public_key=load_public_key(row["public_key_pem"]),
             sign_excludes=tuple(row["sign_excludes"]),
         )
+        if not app.usable:
+            # Stored before the CLI refused such rows (or written by hand): verifying with it
+            # would let one signature authorise anything, so every notification is refused.
+            log.error(
+                "bank_app_unsafe_sign_excludes",
+                app_id=app.app_id,
+                unsafe=unsafe_sign_excludes(app.sign_excludes),
+            )
+        return app

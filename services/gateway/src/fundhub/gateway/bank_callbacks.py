@@ -83,7 +83,9 @@ class BankNotificationIntake:
         app = await self._apps.get(params["app_id"])
         if app is None:
             return Refusal(401, "unknown app_id")
-        if not rsa2_verify(params, params["sign"], app.public_key, app.sign_excludes):
+        if not app.usable or not rsa2_verify(
+            params, params["sign"], app.public_key, app.sign_excludes
+        ):
             return Refusal(401, "signature verification failed")
         try:
             check_protocol(params, utcnow(), self._settings.bank_timestamp_tolerance_s)
