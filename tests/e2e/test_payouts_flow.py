@@ -31,9 +31,9 @@ from support.processes import _die_with_parent as die_with_parent
 from e2e.conftest import wait_until
 from fundhub.bank_simulator.notifications import TransferSpec, build_many
 from fundhub.bank_simulator.payout_callbacks import build_result_notification
+from fundhub.bank_simulator.sender import BankSender, callback_url
 from fundhub.bank_transfers.notification import notification_message_id
 from fundhub.common.clock import format_bank_time, utcnow
-from fundhub.bank_simulator.sender import BankSender, callback_url
 from fundhub.common.signing import generate_rsa_keypair, webhook_signature
 from fundhub.ledger.rules import system_account
 
