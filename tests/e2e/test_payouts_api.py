@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from support.api import signed_get, signed_headers
+from support.processes import ops_url
 
 from e2e.conftest import Stack
 from fundhub.common.sealing import unseal
@@ -301,7 +302,7 @@ async def test_twenty_concurrent_copies_make_one_payout(
     rows = await stack.env.pool.fetch("SELECT pay_id FROM payouts WHERE request_id = 'race-1'")
     assert [r["pay_id"] for r in rows] == [responses[0].json()["payId"]]
     # However they were grouped into statements, every copy went through one (group commit).
-    metrics = (await stack.http.get("/metrics")).text
+    metrics = (await stack.http.get(f"{ops_url(stack.gateway)}/metrics")).text
     written = next(
         float(line.split()[-1])
         for line in metrics.splitlines()

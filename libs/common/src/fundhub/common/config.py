@@ -31,6 +31,9 @@ class Settings(BaseSettings):
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
+    # The gateway's operations port (/metrics, /docs): loopback only unless an operator says.
+    gateway_ops_host: str = "127.0.0.1"
+    gateway_ops_port: int = 8010
     notify_ingest_port: int = 8001
     bank_simulator_port: int = 8100
     payment_worker_port: int = 8002
