@@ -216,7 +216,7 @@ async def test_bad_input_is_refused_naming_the_field_and_writes_nothing(
     assert await counts(stack) == before
 
 
-async def test_bodies_over_one_mebibyte_are_refused(stack: Stack, writer: tuple[str, str]) -> None:
+async def test_bodies_over_the_routes_limit_are_refused(stack: Stack, writer: tuple[str, str]) -> None:
     before = await counts(stack)
     huge = json.dumps(payout("huge", extension={"x": "y" * (1024 * 1024)})).encode()
     response = await post(stack, writer, huge)
@@ -277,8 +277,9 @@ async def test_auth_refusals(stack: Stack, writer: tuple[str, str]) -> None:
     refused(
         await signed_get(stack.http, *balance_only, f"{PATH}/{pay_id}"), 403, "E007_SCOPE_FORBIDDEN"
     )
+    # Another tenant's payout answers as a missing one would (no existence oracle).
     foreign = await signed_get(stack.http, *other, f"{PATH}/{pay_id}")
-    refused(foreign, 403, "E008_ACCOUNT_FORBIDDEN")
+    refused(foreign, 404, "E009_NOT_FOUND")
     assert_signed(foreign, other[1])
     # Another key's requestId is not found: requestIds are per key.
     refused(
