@@ -216,7 +216,9 @@ async def test_bad_input_is_refused_naming_the_field_and_writes_nothing(
     assert await counts(stack) == before
 
 
-async def test_bodies_over_the_routes_limit_are_refused(stack: Stack, writer: tuple[str, str]) -> None:
+async def test_bodies_over_the_routes_limit_are_refused(
+    stack: Stack, writer: tuple[str, str]
+) -> None:
     before = await counts(stack)
     huge = json.dumps(payout("huge", extension={"x": "y" * (1024 * 1024)})).encode()
     response = await post(stack, writer, huge)
