@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
@@ -23,6 +24,13 @@ from fundhub.common.signing import load_public_key, rsa2_verify
 SEED_BANK_APP_ID = "20210911888888888888888888"
 _APP_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")  # the bank's app_id is string(32)
 _PARAM = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+# Only these may be left out of the signed string: every other parameter is what the signature
+# vouches for (biz_content, app_id, timestamp...); left out, one signature would authorise any
+# content, any app's key or any time. ``sign`` itself cannot sign itself; ``sign_type`` names
+# the algorithm, which ``check_protocol`` fixes to RSA2 anyway.
+SAFE_SIGN_EXCLUDES = frozenset({"sign", "sign_type"})
+
+log = structlog.get_logger(__name__)
 
 
 class InvalidBankApp(ValueError):
@@ -42,6 +50,11 @@ class BankApp:
             rsa2_verify(params, signature, key, self.sign_excludes)
             for key in (self.public_key, *self.other_keys)
         )
+
+    @property
+    def usable(self) -> bool:
+        """False for a row stored with an unsafe exclusion (before the CLI refused them)."""
+        return not unsafe_sign_excludes(self.sign_excludes)
 
 
 class LastBankKey(InvalidBankApp):
@@ -66,7 +79,18 @@ def parse_sign_excludes(text: str | None) -> list[str]:
     bad = [n for n in names if not _PARAM.fullmatch(n)]
     if bad:
         raise InvalidBankApp(f"invalid parameter name {bad[0]!r} in --sign-excludes")
+    unsafe = unsafe_sign_excludes(names)
+    if unsafe:
+        raise InvalidBankApp(
+            f"--sign-excludes may name only sign and sign_type, not {unsafe[0]!r}: "
+            "a parameter left out of the signature could be changed at will"
+        )
     return list(dict.fromkeys(["sign", *names]))
+
+
+def unsafe_sign_excludes(names: Iterable[str]) -> list[str]:
+    """The exclusions that would leave a signed parameter unprotected."""
+    return [n for n in names if n not in SAFE_SIGN_EXCLUDES]
 
 
 def normalize_public_key(text: str) -> str:
@@ -188,9 +212,18 @@ class BankAppStore:
         )
         if row is None:
             return None
-        return BankApp(
+        app = BankApp(
             app_id=row["app_id"],
             public_key=load_public_key(row["public_key_pem"]),
             sign_excludes=tuple(row["sign_excludes"]),
             other_keys=tuple(load_public_key(pem) for pem in row["other_keys"]),
         )
+        if not app.usable:
+            # Stored before the CLI refused such rows (or written by hand): verifying with it
+            # would let one signature authorise anything, so every notification is refused.
+            log.error(
+                "bank_app_unsafe_sign_excludes",
+                app_id=app.app_id,
+                unsafe=unsafe_sign_excludes(app.sign_excludes),
+            )
+        return app

@@ -28,6 +28,10 @@ from fundhub.webhooks.destinations import CallbackAddresses, InvalidHost, normal
 
 MAX_AMOUNT = 10**16 - 1  # at most 16 digits of minor units
 EXTENSION_MAX_BYTES = 4096  # of the extension's canonical JSON, UTF-8
+# Bounds on the body's shape, checked while it is parsed (before pydantic sees it): 4 KiB of
+# extension holds at most a few hundred keys, and nothing of ours nests deeper than this.
+MAX_OBJECT_KEYS = 256
+MAX_DEPTH = 8
 PAY_ID_PREFIX = "PAY"
 PAY_ID_SEQUENCE_DIGITS = 10
 PAY_ID_PATTERN = re.compile(r"^PAY[0-9]{8}[0-9]{10}$")
@@ -188,7 +192,7 @@ def parse_payout_request(raw: bytes, callbacks: CallbackAddresses | None = None)
     document = _decode(raw)
     if not isinstance(document, dict):
         raise InvalidPayout("body", "not a JSON object")
-    _check_strings(document, "")
+    _check_strings(document, "", 0)
     try:
         request = PayoutRequest.model_validate(document, by_alias=True, by_name=False)
     except ValidationError as exc:
@@ -218,8 +222,15 @@ class _DuplicateKey(ValueError):
         self.key = key
 
 
+class _TooManyKeys(ValueError):
+    pass
+
+
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """Two values for one key would make "the same body" ambiguous: refuse them."""
+    """Two values for one key would make "the same body" ambiguous: refuse them. An object of
+    more keys than any payout needs is refused here, before anything walks or validates it."""
+    if len(pairs) > MAX_OBJECT_KEYS:
+        raise _TooManyKeys
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
@@ -253,23 +264,28 @@ def _decode(raw: bytes) -> Any:
         )
     except _DuplicateKey as exc:
         raise InvalidPayout("body", f"duplicate key {_shown(exc.key)}") from None
+    except _TooManyKeys:
+        raise InvalidPayout("body", f"an object of more than {MAX_OBJECT_KEYS} keys") from None
     except (ValueError, RecursionError):
         raise InvalidPayout("body", "not valid JSON") from None
 
 
-def _check_strings(value: Any, path: str) -> None:
-    """Refuse what PostgreSQL cannot store: NUL and lone surrogates (JSON escapes allow both)."""
+def _check_strings(value: Any, path: str, depth: int) -> None:
+    """Refuse what PostgreSQL cannot store: NUL and lone surrogates (JSON escapes allow both),
+    and nesting deeper than ``MAX_DEPTH``."""
+    if depth > MAX_DEPTH:
+        raise InvalidPayout(path or "body", f"nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, str):
         if "\x00" in value or any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
             raise InvalidPayout(path or "body", "contains NUL or invalid Unicode")
     elif isinstance(value, dict):
         for key, item in value.items():
             here = f"{path}.{_shown(key)}" if path else _shown(key)
-            _check_strings(key, here)
-            _check_strings(item, here)
+            _check_strings(key, here, depth)
+            _check_strings(item, here, depth + 1)
     elif isinstance(value, list):
         for item in value:
-            _check_strings(item, path)
+            _check_strings(item, path, depth + 1)
 
 
 def _raise_first(exc: ValidationError) -> NoReturn:

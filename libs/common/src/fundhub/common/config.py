@@ -35,10 +35,16 @@ class Settings(BaseSettings):
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
+    # The gateway's operations port (/metrics, /docs): loopback only unless an operator says.
+    gateway_ops_host: str = "127.0.0.1"
+    gateway_ops_port: int = 8010
     notify_ingest_port: int = 8001
     bank_simulator_port: int = 8100
     payment_worker_port: int = 8002
 
+    # The bank app payouts are sent through (recorded on each payout): only a result signed
+    # for this app counts for them. The seed's app id, which the dev stack gives the simulator.
+    bank_app_id: str = "20210911888888888888888888"
     # The bank's payout API (the simulator locally) and how long one request may take.
     bank_base_url: str = "http://127.0.0.1:8100"
     bank_timeout_s: float = 5.0

@@ -12,7 +12,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
 
-def health_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
+def health_router(checks: dict[str, ReadinessCheck], *, metrics: bool = True) -> APIRouter:
+    """``metrics=False`` leaves ``/metrics`` out (the gateway serves it on its operations port)."""
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz", summary="The process is alive")
@@ -27,9 +28,11 @@ def health_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
         response.status_code = 200 if ready else 503
         return {"status": "ready" if ready else "not-ready", "checks": status}
 
-    @router.get("/metrics", summary="Prometheus metrics")
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    if metrics:
+
+        @router.get("/metrics", summary="Prometheus metrics")
+        async def prometheus() -> Response:
+            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
 

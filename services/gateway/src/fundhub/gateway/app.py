@@ -85,6 +85,12 @@ def create_app(settings: Settings) -> FastAPI:
         version="0.1.0",
         summary="Signed API for balances and payouts, and the bank's signed notifications",
         lifespan=lifespan,
+        # A path with a trailing slash is not found, never redirected: Starlette would build
+        # the Location from the request's Host header, a redirect the caller chose.
+        redirect_slashes=False,
+        # The interactive documents are on the operations port (``operations``), not here.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.rate_limiter = limiter  # its guard and observer join the pipeline (main.py)
 
@@ -96,7 +102,7 @@ def create_app(settings: Settings) -> FastAPI:
         return await db.ping(app.state.pool)
 
     for router in (
-        health_router({"kafka": kafka_ready, "postgres": postgres_ready}),
+        health_router({"kafka": kafka_ready, "postgres": postgres_ready}, metrics=False),
         bank_router(),
         accounts_router(),
         payouts_router(CallbackAddresses(settings.callback_allow_cidrs)),

@@ -25,6 +25,9 @@ HEADER_KEY = "x-api-key"
 HEADER_TIMESTAMP = "x-timestamp"
 HEADER_NONCE = "x-nonce"
 HEADER_SIGNATURE = "x-signature"
+# One text for an unknown key and a bad signature: a caller must not learn which key ids exist
+# (the log keeps the difference for operators).
+BAD_SIGNATURE_TEXT = "unknown API key or signature does not match"
 
 
 def _refuse(error: ErrorCode, message: str, **context: object) -> FundhubError:
@@ -64,7 +67,9 @@ class Authenticator:
             raise _refuse(ErrorCode.BAD_SIGNATURE, "X-Nonce must be 16-64 printable characters")
         key = await self._keys.get(key_id)
         if key is None:
-            raise _refuse(ErrorCode.BAD_SIGNATURE, "unknown API key", key_id=key_id)
+            raise _refuse(
+                ErrorCode.BAD_SIGNATURE, BAD_SIGNATURE_TEXT, key_id=key_id, cause="unknown key"
+            )
         body = await request.body()
         query = canonical_query(request.query_params.multi_items())
         # Any of the key's valid secrets (two during a rotation's overlap); the key comes back
@@ -75,7 +80,9 @@ class Authenticator:
             utcnow(),
         )
         if signer is None:
-            raise _refuse(ErrorCode.BAD_SIGNATURE, "signature does not match", key_id=key_id)
+            raise _refuse(
+                ErrorCode.BAD_SIGNATURE, BAD_SIGNATURE_TEXT, key_id=key_id, cause="bad signature"
+            )
         key = signer
         if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > self._tolerance_s:
             raise _refuse(

@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import structlog
@@ -70,10 +70,13 @@ class RouteSpec:
 DEFAULT_SPEC = RouteSpec()
 
 
-def edge_route(**spec: Any) -> Callable[[Endpoint], Endpoint]:
+AnyEndpoint = TypeVar("AnyEndpoint", bound=Callable[..., Awaitable[Response]])
+
+
+def edge_route(**spec: Any) -> Callable[[AnyEndpoint], AnyEndpoint]:
     """Declare a route's ``RouteSpec`` on its endpoint (apply below FastAPI's decorator)."""
 
-    def mark(endpoint: Endpoint) -> Endpoint:
+    def mark(endpoint: AnyEndpoint) -> AnyEndpoint:
         endpoint.__edge_spec__ = RouteSpec(**spec)  # type: ignore[attr-defined]
         return endpoint
 

@@ -40,6 +40,9 @@ from fundhub.webhooks import store as webhooks
 from fundhub.webhooks.destinations import CallbackAddresses
 
 PAYOUTS_PATH = "/v1/payouts"
+# A payout is a few hundred bytes; its extension at most 4 KiB of JSON (payouts.request): 16 KiB
+# leaves room for whitespace and escapes, and is all an authenticated caller can make us read.
+MAX_PAYOUT_BODY_BYTES = 16 * 1024
 _PAYOUT_READ = {
     200: (Payout, "The payout, final (SUCCESS, FAILED or RETURNED)"),
     202: (Payout, "The payout, still PROCESSING"),
@@ -80,10 +83,11 @@ def _store(request: Request) -> PayoutStore:
 
 
 async def _owned_payout(request: Request, key: ApiKey, pay_id: str) -> asyncpg.Record:
+    """The payout, if the key holds its payer account. Another tenant's payout answers exactly
+    as a missing one: a 403 would tell the caller that the payId exists."""
     row = await _store(request).by_pay_id(pay_id) if PAY_ID_PATTERN.match(pay_id) else None
-    if row is None:
+    if row is None or not key.may_access(row["payer_account_id"]):
         raise _not_found(pay_id)
-    require_account(key, row["payer_account_id"])
     return row
 
 
@@ -104,7 +108,7 @@ def payouts_router(callbacks: CallbackAddresses) -> APIRouter:
         ),
         openapi_extra=_request_body_doc(),
     )
-    @edge_route(hot=True)
+    @edge_route(hot=True, body_limit=MAX_PAYOUT_BODY_BYTES)
     async def create_payout(request: Request) -> Response:
         """Authenticate, validate, admit in one statement (the nonce included)."""
         auth: Authenticator = request.app.state.authenticator
@@ -129,6 +133,7 @@ def payouts_router(callbacks: CallbackAddresses) -> APIRouter:
         summary="Find a payout by the requestId it was created with",
         responses=answers(_PAYOUT_READ, 400, 401, 403, 404, 503),
     )
+    @edge_route(body_limit=0)
     async def find_payout(
         request: Request, requestId: str | None = Query(default=None)
     ) -> Response:
@@ -139,9 +144,8 @@ def payouts_router(callbacks: CallbackAddresses) -> APIRouter:
                 "requestId: required, 1 to 64 characters of A-Z a-z 0-9 . _ : -",
             )
         row = await _store(request).by_request_id(key.key_id, requestId)
-        if row is None:
+        if row is None or not key.may_access(row["payer_account_id"]):
             raise _not_found(f"with requestId {requestId}")
-        require_account(key, row["payer_account_id"])
         return _payout_response(request, row)
 
     @router.get(
@@ -149,6 +153,7 @@ def payouts_router(callbacks: CallbackAddresses) -> APIRouter:
         summary="A payout's current state",
         responses=answers(_PAYOUT_READ, 401, 403, 404, 503),
     )
+    @edge_route(body_limit=0)
     async def get_payout(request: Request, payId: str) -> Response:
         key = await authenticated(request, SCOPE_PAYOUTS_READ)
         return _payout_response(request, await _owned_payout(request, key, payId))
@@ -158,6 +163,7 @@ def payouts_router(callbacks: CallbackAddresses) -> APIRouter:
         summary="Callback deliveries to callbackUrl and attempts",
         responses=answers({200: (CallbackDeliveries, "The deliveries")}, 401, 403, 404, 503),
     )
+    @edge_route(body_limit=0)
     async def list_callbacks(request: Request, payId: str) -> Response:
         key = await authenticated(request, SCOPE_PAYOUTS_READ)
         await _owned_payout(request, key, payId)
@@ -172,6 +178,7 @@ def payouts_router(callbacks: CallbackAddresses) -> APIRouter:
             {202: (CallbacksReplayed, "The deliveries will be sent again")}, 401, 403, 404, 503
         ),
     )
+    @edge_route(body_limit=0)
     async def replay_callbacks(request: Request, payId: str) -> Response:
         key = await authenticated(request, SCOPE_ADMIN)
         await _owned_payout(request, key, payId)
