@@ -14,7 +14,7 @@ import httpx
 import pytest
 from support.api import signed_get, signed_headers
 from support.env import ModuleEnv
-from support.processes import Service, free_port, gateway
+from support.processes import Service, free_port, gateway, ops_url
 
 from fundhub.common.signing import body_signature
 
@@ -174,7 +174,7 @@ async def test_a_store_out_of_reach_lets_requests_through_and_counts_it(env: Mod
             answers = [await signed_get(http, key_id, secret, BALANCE) for _ in range(3)]
             # Fail open: the limit (1/hour) is not enforced while its counter is unreachable.
             assert [a.status_code for a in answers] == [404, 404, 404]
-            metrics = (await http.get("/metrics")).text
+            metrics = (await http.get(ops_url(replica) + "/metrics")).text
         line = next(
             m
             for m in metrics.splitlines()
