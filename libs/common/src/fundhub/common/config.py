@@ -35,9 +35,27 @@ class Settings(BaseSettings):
     bank_simulator_port: int = 8100
     payment_worker_port: int = 8002
 
+    # The gateway's connections (README "Transport"): a request's headers and body must arrive
+    # within these times, idle keep-alive connections close, and connections beyond the cap are
+    # closed as they are accepted; requests in progress beyond the concurrency limit get a 503.
+    gateway_header_timeout_s: float = 5.0
+    gateway_body_timeout_s: float = 15.0
+    gateway_keepalive_s: float = 5.0
+    gateway_max_connections: int = 4096
+    gateway_limit_concurrency: int = 1024
+    # TLS terminated by the gateway itself (TLS 1.2+, modern suites); with a client CA, client
+    # certificates are verified and can be bound to a key (`fundhub key bind-cert`).
+    gateway_tls_certfile: str | None = None
+    gateway_tls_keyfile: str | None = None
+    gateway_tls_client_ca: str | None = None
+
     # The bank's payout API (the simulator locally) and how long one request may take.
     bank_base_url: str = "http://127.0.0.1:8100"
     bank_timeout_s: float = 5.0
+    # TLS towards the bank's API: a CA bundle to trust, and a client certificate for mutual TLS.
+    bank_tls_ca: str | None = None
+    bank_tls_certfile: str | None = None
+    bank_tls_keyfile: str | None = Field(default=None, repr=False)
     # Where the bank is told to send payout results; default: this gateway's /callbacks/bank.
     payout_notify_url: str | None = None
     # A payout with no final state this long after acceptance raises an alert (once).

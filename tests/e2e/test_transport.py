@@ -1,0 +1,215 @@
+"""The gateway's connections against a real gateway process: slow and idle clients are cut off,
+connections are capped, and TLS is terminated with TLS 1.2+ and modern suites only."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from support.certs import CertAuthority
+from support.env import ModuleEnv
+from support.processes import Service, free_port
+
+HEADER_TIMEOUT_S = 1.0
+BODY_TIMEOUT_S = 1.5
+MAX_CONNECTIONS = 20
+
+
+def _gateway(env: ModuleEnv, **extra: str) -> Service:
+    port = free_port()
+    return Service(
+        env,
+        "gateway",
+        "fundhub-gateway",
+        port,
+        FUNDHUB_GATEWAY_PORT=str(port),
+        FUNDHUB_GATEWAY_HEADER_TIMEOUT_S=str(HEADER_TIMEOUT_S),
+        FUNDHUB_GATEWAY_BODY_TIMEOUT_S=str(BODY_TIMEOUT_S),
+        FUNDHUB_GATEWAY_MAX_CONNECTIONS=str(MAX_CONNECTIONS),
+        **extra,
+    )
+
+
+@pytest.fixture(scope="module")
+async def plain(env: ModuleEnv) -> AsyncIterator[Service]:
+    gw = _gateway(env)
+    gw.start()
+    try:
+        await gw.wait_ready()
+        yield gw
+    finally:
+        gw.stop()
+
+
+def _connect(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return sock
+
+
+def _seconds_until_closed(sock: socket.socket, limit_s: float = 8.0) -> float:
+    """How long the server kept the connection open (``limit_s`` when it never closed it)."""
+    started = time.monotonic()
+    sock.settimeout(limit_s)
+    try:
+        while sock.recv(4096):
+            pass
+    except TimeoutError:
+        return limit_s
+    except ConnectionResetError:
+        pass
+    return time.monotonic() - started
+
+
+async def test_silent_connection_is_closed(plain: Service) -> None:
+    with _connect(plain.port) as sock:
+        held = await asyncio.to_thread(_seconds_until_closed, sock)
+    assert held < HEADER_TIMEOUT_S + 1.0
+
+
+async def test_slowloris_headers_are_cut_off(plain: Service) -> None:
+    with _connect(plain.port) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+
+        def trickle() -> float:
+            started = time.monotonic()
+            try:
+                for _ in range(40):  # one byte every 0.2 s: never the end of the headers
+                    sock.sendall(b"a")
+                    time.sleep(0.2)
+            except OSError:
+                return time.monotonic() - started
+            return 8.0
+
+        held = await asyncio.to_thread(trickle)
+    assert held < HEADER_TIMEOUT_S + 1.0
+
+
+async def test_trickled_body_is_cut_off(plain: Service) -> None:
+    with _connect(plain.port) as sock:
+        sock.sendall(
+            b"POST /callbacks/bank HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+        )
+        held = await asyncio.to_thread(_seconds_until_closed, sock)
+    assert held < BODY_TIMEOUT_S + 1.0
+
+
+async def test_keepalive_request_after_timeout_window_still_served(plain: Service) -> None:
+    """The header deadline is per request: a client that is prompt is never cut off."""
+    async with httpx.AsyncClient(base_url=plain.url) as client:
+        for _ in range(3):
+            assert (await client.get("/healthz")).status_code == 200
+            await asyncio.sleep(HEADER_TIMEOUT_S / 2)
+
+
+async def test_connections_beyond_the_cap_are_closed_at_once(plain: Service) -> None:
+    held = [_connect(plain.port) for _ in range(MAX_CONNECTIONS)]
+    try:
+        await asyncio.sleep(0.2)
+        with _connect(plain.port) as extra:
+            closed_after = await asyncio.to_thread(_seconds_until_closed, extra, 3.0)
+        assert closed_after < 0.5
+    finally:
+        for sock in held:
+            sock.close()
+    # Once they are gone (or timed out), the gateway serves again.
+    await asyncio.sleep(0.3)
+    async with httpx.AsyncClient(base_url=plain.url) as client:
+        assert (await client.get("/healthz")).status_code == 200
+
+
+# --- TLS -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pki(env: ModuleEnv) -> CertAuthority:
+    directory = env.tmp / "pki"
+    directory.mkdir(exist_ok=True)
+    return CertAuthority(directory)
+
+
+@pytest.fixture(scope="module")
+async def tls_gateway(env: ModuleEnv, pki: CertAuthority) -> AsyncIterator[Service]:
+    server = pki.issue("gateway", server=True)
+    gw = _gateway(
+        env,
+        FUNDHUB_GATEWAY_TLS_CERTFILE=str(server.cert),
+        FUNDHUB_GATEWAY_TLS_KEYFILE=str(server.key),
+        FUNDHUB_GATEWAY_TLS_CLIENT_CA=str(pki.cert_path),
+    )
+    gw.start()
+    try:
+        await wait_tls_ready(gw, pki)
+        yield gw
+    finally:
+        gw.stop()
+
+
+async def wait_tls_ready(gw: Service, pki: CertAuthority, timeout_s: float = 60.0) -> None:
+    context = ssl.create_default_context(cafile=str(pki.cert_path))
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient(verify=context) as client:
+        while time.monotonic() < deadline:
+            if gw.proc is not None and gw.proc.poll() is not None:
+                raise AssertionError(f"gateway exited: {gw.tail()}")
+            try:
+                if (await client.get(f"https://127.0.0.1:{gw.port}/readyz")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"gateway not ready over TLS: {gw.tail()}")
+
+
+def _handshake(port: int, context: ssl.SSLContext) -> str | None:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        return tls.version()
+
+
+def _client_context(pki: CertAuthority) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(cafile=str(pki.cert_path))
+    return context
+
+
+async def test_tls_modern_handshake(tls_gateway: Service, pki: CertAuthority) -> None:
+    version = await asyncio.to_thread(_handshake, tls_gateway.port, _client_context(pki))
+    assert version in ("TLSv1.2", "TLSv1.3")
+    tls12 = _client_context(pki)
+    tls12.maximum_version = ssl.TLSVersion.TLSv1_2
+    assert await asyncio.to_thread(_handshake, tls_gateway.port, tls12) == "TLSv1.2"
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+async def test_tls_1_1_is_refused(tls_gateway: Service, pki: CertAuthority) -> None:
+    old = _client_context(pki)
+    old.set_ciphers("ALL:@SECLEVEL=0")  # let our side offer it; the gateway must refuse
+    old.minimum_version = ssl.TLSVersion.TLSv1
+    old.maximum_version = ssl.TLSVersion.TLSv1_1
+    with pytest.raises(ssl.SSLError):
+        await asyncio.to_thread(_handshake, tls_gateway.port, old)
+
+
+@pytest.mark.parametrize("cipher", ["AES128-SHA", "AES256-GCM-SHA384", "ECDHE-RSA-AES128-SHA"])
+async def test_weak_cipher_is_refused(
+    tls_gateway: Service, pki: CertAuthority, cipher: str
+) -> None:
+    weak = _client_context(pki)
+    weak.maximum_version = ssl.TLSVersion.TLSv1_2
+    weak.set_ciphers(f"{cipher}:@SECLEVEL=0")
+    with pytest.raises(ssl.SSLError):
+        await asyncio.to_thread(_handshake, tls_gateway.port, weak)
+
+
+async def test_plain_http_on_the_tls_port_gets_nothing(tls_gateway: Service) -> None:
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(httpx.HTTPError):
+            await client.get(f"http://127.0.0.1:{tls_gateway.port}/healthz")
