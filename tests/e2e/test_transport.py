@@ -11,9 +11,12 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from support.certs import CertAuthority
-from support.env import ModuleEnv
+from support.api import signed_get
+from support.certs import CertAuthority, Issued
+from support.env import ModuleEnv, new_bank_keys
 from support.processes import Service, free_port
+
+from fundhub.bank_simulator.notifications import TransferSpec, build_notification
 
 HEADER_TIMEOUT_S = 1.0
 BODY_TIMEOUT_S = 1.5
@@ -213,3 +216,87 @@ async def test_plain_http_on_the_tls_port_gets_nothing(tls_gateway: Service) -> 
     async with httpx.AsyncClient() as client:
         with pytest.raises(httpx.HTTPError):
             await client.get(f"http://127.0.0.1:{tls_gateway.port}/healthz")
+
+
+# --- keys bound to a client certificate or to address ranges ----------------------------------
+
+BALANCE = "/v1/accounts/6222000555001/balance"
+
+
+def _mtls_client(gw: Service, pki: CertAuthority, cert: Issued | None) -> httpx.AsyncClient:
+    context = _client_context(pki)
+    if cert is not None:
+        context.load_cert_chain(cert.cert, cert.key)
+    return httpx.AsyncClient(base_url=f"https://127.0.0.1:{gw.port}", verify=context)
+
+
+async def _authenticated(client: httpx.AsyncClient, key_id: str, secret: str) -> bool:
+    """Whether the gateway took the request as the key's (a balance or its 404, not a 401)."""
+    response = await signed_get(client, key_id, secret, BALANCE)
+    if response.status_code == 401:
+        assert response.json()["errorCode"] == "E002"
+        return False
+    assert response.status_code in (200, 404), response.text
+    return True
+
+
+async def test_key_bound_to_client_certificate(
+    env: ModuleEnv, tls_gateway: Service, pki: CertAuthority
+) -> None:
+    mine, other = pki.issue("client-mine", server=False), pki.issue("client-other", server=False)
+    key_id, secret = env.create_api_key("balance:read", "*")
+    # Bound before its first use: the gateway caches keys for a while.
+    env.cli("api-key", "restrict", key_id, "--client-cert", str(mine.cert))
+    free_id, free_secret = env.create_api_key("balance:read", "*")
+
+    async with _mtls_client(tls_gateway, pki, mine) as client:
+        assert await _authenticated(client, key_id, secret)
+        assert await _authenticated(client, free_id, free_secret)
+    async with _mtls_client(tls_gateway, pki, other) as client:
+        assert not await _authenticated(client, key_id, secret)
+    async with _mtls_client(tls_gateway, pki, None) as client:
+        assert not await _authenticated(client, key_id, secret)
+        # A key bound to nothing still works without a client certificate.
+        assert await _authenticated(client, free_id, free_secret)
+
+
+async def test_client_certificate_from_another_ca_is_refused(
+    env: ModuleEnv, tls_gateway: Service, pki: CertAuthority
+) -> None:
+    directory = env.tmp / "rogue-pki"
+    directory.mkdir(exist_ok=True)
+    rogue = CertAuthority(directory, "rogue CA").issue("client-rogue", server=False)
+    async with _mtls_client(tls_gateway, pki, rogue) as client:
+        with pytest.raises(httpx.HTTPError):
+            await client.get("/healthz")
+
+
+async def test_key_allowlist(env: ModuleEnv, plain: Service) -> None:
+    outside_id, outside_secret = env.create_api_key("balance:read", "*")
+    env.cli("api-key", "restrict", outside_id, "--allow-cidrs", "10.0.0.0/8,2001:db8::/32")
+    inside_id, inside_secret = env.create_api_key("balance:read", "*")
+    env.cli("api-key", "restrict", inside_id, "--allow-cidrs", "10.0.0.0/8,127.0.0.0/8")
+    async with httpx.AsyncClient(base_url=plain.url) as client:
+        assert not await _authenticated(client, outside_id, outside_secret)
+        assert await _authenticated(client, inside_id, inside_secret)
+
+
+async def test_bank_app_allowlist(env: ModuleEnv, plain: Service) -> None:
+    keys = new_bank_keys()
+    pem = env.tmp / "allowlist-bank.pem"
+    pem.write_text(keys.public_pem)
+    for app_id, ranges in (("fenced-app", "10.0.0.0/8"), ("local-app", "127.0.0.1/32")):
+        env.cli("bank-app", "add", "--app-id", app_id, "--public-key", str(pem))
+        env.cli("bank-app", "restrict", "--app-id", app_id, "--allow-cidrs", ranges)
+    async with httpx.AsyncClient(base_url=plain.url) as client:
+        for app_id, record, expected in (
+            ("fenced-app", "fence-1", 401),
+            ("local-app", "fence-2", 200),
+        ):
+            notice = build_notification(
+                TransferSpec(record_id=record, in_acct_no="6222000555002", trans_amount=100),
+                app_id,
+                keys.private_pem,
+            )
+            response = await client.post("/callbacks/bank", json=notice)
+            assert response.status_code == expected, response.text

@@ -11,13 +11,15 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from fundhub.access.binding import InvalidBinding, certificate_fingerprint, parse_fingerprint
 from fundhub.access.keys import InvalidKeySpec, new_api_key
-from fundhub.access.store import insert_api_key
+from fundhub.access.store import insert_api_key, restrict_api_key
 from fundhub.bank_transfers.bank_apps import (
     InvalidBankApp,
     normalize_public_key,
     parse_app_id,
     parse_sign_excludes,
+    restrict_bank_app,
     upsert_bank_app,
 )
 from fundhub.cli.balances import balance_json, balances_table, describe_balance
@@ -25,6 +27,7 @@ from fundhub.cli.callbacks import parse_pay_id, replay_callbacks
 from fundhub.cli.database import connection
 from fundhub.cli.errors import CliError, UsageError
 from fundhub.cli.masterkey import resolve_master_key
+from fundhub.common.cidrs import InvalidCidr, parse_cidrs
 from fundhub.common.config import Settings, get_settings
 from fundhub.common.db import Connection
 from fundhub.ledger.balances import customer_balances, read_balance
@@ -206,6 +209,47 @@ def api_key_create(
         typer.echo("The secrets are shown only now; store them safely.", err=True)
 
 
+@api_key_app.command("restrict")
+def api_key_restrict(
+    key_id: Annotated[str, typer.Argument(help="The key id (ak_...).")],
+    client_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--client-cert",
+            help="Bind to this client certificate (PEM): accepted only over mutual TLS with it.",
+            dir_okay=False,
+        ),
+    ] = None,
+    client_cert_sha256: Annotated[
+        str | None,
+        typer.Option("--client-cert-sha256", help="Bind to a certificate by its fingerprint."),
+    ] = None,
+    allow_cidrs: Annotated[
+        str | None,
+        typer.Option("--allow-cidrs", help="Comma-separated ranges the key may be used from."),
+    ] = None,
+) -> None:
+    """Set where a key may be used from; without options, lift every restriction."""
+    settings = _settings()
+    with _reported(InvalidBinding, InvalidCidr):
+        if client_cert is not None and client_cert_sha256 is not None:
+            raise UsageError("give --client-cert or --client-cert-sha256, not both")
+        fingerprint = None
+        if client_cert_sha256 is not None:
+            fingerprint = parse_fingerprint(client_cert_sha256)
+        elif client_cert is not None:
+            try:
+                fingerprint = certificate_fingerprint(client_cert.read_bytes())
+            except OSError as exc:
+                raise UsageError(f"cannot read {client_cert}: {exc}") from None
+        cidrs = parse_cidrs(allow_cidrs)
+    found = _in_database(settings, lambda conn: restrict_api_key(conn, key_id, fingerprint, cidrs))
+    if not found:
+        raise _fail(UsageError(f"no API key {key_id}"))
+    ranges = ",".join(map(str, cidrs)) or "any"
+    typer.echo(f"key {key_id}: client certificate {fingerprint or 'none'}; from {ranges}")
+
+
 # -- bank apps ------------------------------------------------------------------------------
 
 
@@ -234,6 +278,25 @@ def bank_app_add(
     changed = _in_database(settings, lambda conn: upsert_bank_app(conn, app_id, pem, excludes))
     verdict = "registered" if changed else "unchanged"
     typer.echo(f"bank app {app_id} {verdict} (sign excludes: {','.join(excludes)})")
+
+
+@bank_app_app.command("restrict")
+def bank_app_restrict(
+    app_id: Annotated[str, typer.Option("--app-id", help="The bank's app_id.")],
+    allow_cidrs: Annotated[
+        str | None,
+        typer.Option("--allow-cidrs", help="Ranges its notifications may come from (none: any)."),
+    ] = None,
+) -> None:
+    """Set the addresses a bank app's notifications are accepted from."""
+    settings = _settings()
+    with _reported(InvalidBankApp, InvalidCidr):
+        app_id = parse_app_id(app_id)
+        cidrs = parse_cidrs(allow_cidrs)
+    found = _in_database(settings, lambda conn: restrict_bank_app(conn, app_id, cidrs))
+    if not found:
+        raise _fail(UsageError(f"no bank app {app_id}"))
+    typer.echo(f"bank app {app_id}: from {','.join(map(str, cidrs)) or 'any'}")
 
 
 # -- callbacks ------------------------------------------------------------------------------

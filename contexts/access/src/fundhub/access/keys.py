@@ -13,6 +13,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from fundhub.common.cidrs import Network
+
 SCOPE_BALANCE_READ = "balance:read"
 SCOPE_PAYOUTS_WRITE = "payouts:write"
 SCOPE_PAYOUTS_READ = "payouts:read"
@@ -39,6 +41,9 @@ class ApiKey:
     secret: str = field(repr=False)
     scopes: frozenset[str]
     accounts: frozenset[str]
+    # Where it may be used from (``access.binding``): a client certificate, address ranges.
+    client_cert_sha256: str | None = None
+    allowed_cidrs: tuple[Network, ...] = ()
 
     def may_access(self, account_id: str) -> bool:
         return ALL_ACCOUNTS in self.accounts or account_id in self.accounts

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fundhub.access.keys import ApiKey, NewApiKey
 from fundhub.common.cache import TtlCache
+from fundhub.common.cidrs import Network, as_networks
 from fundhub.common.db import Connection, Pool
 from fundhub.common.sealing import seal, unseal
 
@@ -27,6 +28,20 @@ async def insert_api_key(conn: Connection, key: NewApiKey, master_key: str) -> N
         key.accounts,
         seal(key.webhook_secret.encode("ascii"), master_key),
     )
+
+
+async def restrict_api_key(
+    conn: Connection, key_id: str, client_cert_sha256: str | None, allowed_cidrs: list[Network]
+) -> bool:
+    """Bind the key to a client certificate and address ranges (None / empty: unrestricted).
+    False when there is no such key. Replicas see it once their key cache expires."""
+    status = await conn.execute(
+        "UPDATE api_keys SET client_cert_sha256 = $2, allowed_cidrs = $3 WHERE key_id = $1",
+        key_id,
+        client_cert_sha256,
+        allowed_cidrs,
+    )
+    return status != "UPDATE 0"
 
 
 async def take_nonce(pool: Pool, key_id: str, nonce: str) -> bool:
@@ -62,7 +77,8 @@ class ApiKeyStore:
 
     async def _load(self, key_id: str) -> ApiKey | None:
         row = await self._pool.fetchrow(
-            "SELECT key_id, secret_sealed, scopes, accounts FROM api_keys "
+            "SELECT key_id, secret_sealed, scopes, accounts, client_cert_sha256, allowed_cidrs"
+            " FROM api_keys "
             "WHERE key_id = $1 AND disabled_at IS NULL",
             key_id,
         )
@@ -73,4 +89,6 @@ class ApiKeyStore:
             secret=unseal(bytes(row["secret_sealed"]), self._master_key).decode(),
             scopes=frozenset(row["scopes"]),
             accounts=frozenset(row["accounts"]),
+            client_cert_sha256=row["client_cert_sha256"],
+            allowed_cidrs=as_networks(row["allowed_cidrs"]),
         )

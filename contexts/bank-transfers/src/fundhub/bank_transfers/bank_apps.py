@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from fundhub.common.cache import TtlCache
+from fundhub.common.cidrs import Network, as_networks
 from fundhub.common.db import Connection, Pool
 from fundhub.common.signing import load_public_key
 
@@ -27,6 +28,8 @@ class BankApp:
     app_id: str
     public_key: RSAPublicKey
     sign_excludes: tuple[str, ...]
+    # Where its notifications may come from (empty: anywhere); checked after the signature.
+    allowed_cidrs: tuple[Network, ...] = ()
 
 
 def parse_app_id(text: str) -> str:
@@ -77,6 +80,17 @@ async def upsert_bank_app(
     return status.rsplit(" ", 1)[-1] != "0"
 
 
+async def restrict_bank_app(conn: Connection, app_id: str, allowed_cidrs: list[Network]) -> bool:
+    """Set the ranges the app's notifications may come from (empty: anywhere); False when
+    there is no such app."""
+    status = await conn.execute(
+        "UPDATE bank_apps SET allowed_cidrs = $2, updated_at = now() WHERE app_id = $1",
+        app_id,
+        allowed_cidrs,
+    )
+    return status != "UPDATE 0"
+
+
 class BankAppStore:
     """The registered apps, cached ``ttl_s``: every notification needs its app's key."""
 
@@ -89,7 +103,9 @@ class BankAppStore:
 
     async def _load(self, app_id: str) -> BankApp | None:
         row = await self._pool.fetchrow(
-            "SELECT app_id, public_key_pem, sign_excludes FROM bank_apps WHERE app_id = $1", app_id
+            "SELECT app_id, public_key_pem, sign_excludes, allowed_cidrs FROM bank_apps"
+            " WHERE app_id = $1",
+            app_id,
         )
         if row is None:
             return None
@@ -97,4 +113,5 @@ class BankAppStore:
             app_id=row["app_id"],
             public_key=load_public_key(row["public_key_pem"]),
             sign_excludes=tuple(row["sign_excludes"]),
+            allowed_cidrs=as_networks(row["allowed_cidrs"]),
         )

@@ -10,6 +10,7 @@ import time
 import structlog
 from starlette.requests import Request
 
+from fundhub.access.binding import transport_refusal
 from fundhub.access.keys import ApiKey
 from fundhub.access.store import ApiKeyStore, purge_nonces, take_nonce
 from fundhub.common.db import Pool
@@ -21,6 +22,7 @@ from fundhub.common.signing import (
     verify_hex_signature,
 )
 from fundhub.gateway.metrics import AUTH_FAILURES
+from fundhub.gateway.transport import client_cert_sha256
 
 log = structlog.get_logger(__name__)
 
@@ -76,6 +78,7 @@ class Authenticator:
         )
         if not verify_hex_signature(expected, signature):
             raise _refuse(ErrorCode.BAD_SIGNATURE, "signature does not match", key_id=key_id)
+        _check_transport(request, key)
         if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > self._tolerance_s:
             raise _refuse(
                 ErrorCode.TIMESTAMP_SKEW,
@@ -91,6 +94,21 @@ class Authenticator:
     async def purge_nonces(self) -> int:
         """Nonces older than twice the window can never be replayed: the timestamp check refuses."""
         return await purge_nonces(self._pool, float(self._tolerance_s * 2))
+
+
+def _check_transport(request: Request, key: ApiKey) -> None:
+    """The key's client certificate and address ranges (README "Transport"). Refused exactly as
+    a bad signature, so a leaked secret tried from elsewhere learns nothing."""
+    client = request.scope.get("client")
+    reason = transport_refusal(
+        key, client[0] if client else None, client_cert_sha256(request.scope)
+    )
+    if reason is not None:
+        AUTH_FAILURES.labels(ErrorCode.BAD_SIGNATURE.code).inc()
+        log.warning(
+            "request_refused", code=ErrorCode.BAD_SIGNATURE.code, reason=reason, key_id=key.key_id
+        )
+        raise FundhubError(ErrorCode.BAD_SIGNATURE, "signature does not match")
 
 
 def request_nonce(request: Request) -> str:
