@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     api_timestamp_tolerance_s: int = 300
     kafka_publish_timeout_s: float = 5.0
     db_pool_max: int = 10
+    # After SIGTERM a worker exits within this many seconds, whatever its tasks do.
+    stop_deadline_s: float = 20.0
     log_level: str = "INFO"
 
     # Client callbacks: a delivery is retried with capped exponential backoff until it is this
