@@ -21,6 +21,7 @@ from fundhub.bank_simulator.notifications import TransferSpec, build_notificatio
 HEADER_TIMEOUT_S = 1.0
 BODY_TIMEOUT_S = 1.5
 MAX_CONNECTIONS = 20
+PER_ADDRESS = 10
 
 
 def _gateway(env: ModuleEnv, **extra: str) -> Service:
@@ -34,6 +35,7 @@ def _gateway(env: ModuleEnv, **extra: str) -> Service:
         FUNDHUB_GATEWAY_HEADER_TIMEOUT_S=str(HEADER_TIMEOUT_S),
         FUNDHUB_GATEWAY_BODY_TIMEOUT_S=str(BODY_TIMEOUT_S),
         FUNDHUB_GATEWAY_MAX_CONNECTIONS=str(MAX_CONNECTIONS),
+        FUNDHUB_GATEWAY_MAX_CONNECTIONS_PER_ADDRESS=str(PER_ADDRESS),
         **extra,
     )
 
@@ -49,9 +51,9 @@ async def plain(env: ModuleEnv) -> AsyncIterator[Service]:
         gw.stop()
 
 
-def _connect(port: int) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    return sock
+def _connect(port: int, source: str = "127.0.0.1") -> socket.socket:
+    """A connection from ``source``: every 127.x.y.z is this machine, as distinct clients."""
+    return socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
 
 
 def _seconds_until_closed(sock: socket.socket, limit_s: float = 8.0) -> float:
@@ -111,10 +113,11 @@ async def test_keepalive_request_after_timeout_window_still_served(plain: Servic
 
 
 async def test_connections_beyond_the_cap_are_closed_at_once(plain: Service) -> None:
-    held = [_connect(plain.port) for _ in range(MAX_CONNECTIONS)]
+    sources = ("127.0.0.2", "127.0.0.3")
+    held = [_connect(plain.port, s) for s in sources for _ in range(MAX_CONNECTIONS // 2)]
     try:
         await asyncio.sleep(0.2)
-        with _connect(plain.port) as extra:
+        with _connect(plain.port, "127.0.0.4") as extra:
             closed_after = await asyncio.to_thread(_seconds_until_closed, extra, 3.0)
         assert closed_after < 0.5
     finally:
@@ -124,6 +127,20 @@ async def test_connections_beyond_the_cap_are_closed_at_once(plain: Service) -> 
     await asyncio.sleep(0.3)
     async with httpx.AsyncClient(base_url=plain.url) as client:
         assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_one_address_cannot_take_every_slot(plain: Service) -> None:
+    held = [_connect(plain.port, "127.0.0.5") for _ in range(PER_ADDRESS)]
+    try:
+        await asyncio.sleep(0.2)
+        with _connect(plain.port, "127.0.0.5") as extra:
+            closed_after = await asyncio.to_thread(_seconds_until_closed, extra, 3.0)
+        assert closed_after < 0.5
+        async with httpx.AsyncClient(base_url=plain.url) as client:
+            assert (await client.get("/healthz")).status_code == 200
+    finally:
+        for sock in held:
+            sock.close()
 
 
 # --- TLS -------------------------------------------------------------------------------------

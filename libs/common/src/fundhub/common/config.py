@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     gateway_body_timeout_s: float = 15.0
     gateway_keepalive_s: float = 5.0
     gateway_max_connections: int = 4096
+    gateway_max_connections_per_address: int = 256
     gateway_limit_concurrency: int = 1024
     # TLS terminated by the gateway itself (TLS 1.2+, modern suites); with a client CA, client
     # certificates are verified and can be bound to a key (`fundhub key bind-cert`).

@@ -17,6 +17,7 @@ def server_config(settings: Settings) -> uvicorn.Config:
         header_timeout_s=settings.gateway_header_timeout_s,
         body_timeout_s=settings.gateway_body_timeout_s,
         max_connections=settings.gateway_max_connections,
+        max_connections_per_address=settings.gateway_max_connections_per_address,
     )
     tls = bool(settings.gateway_tls_certfile)
     return uvicorn.Config(

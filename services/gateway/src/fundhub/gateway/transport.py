@@ -4,7 +4,8 @@ uvicorn closes an idle keep-alive connection, but it never times out a connectio
 nothing, or headers that never end (a slowloris), or a body that trickles: each holds a file
 descriptor and a slot for ever, and enough of them deny service to everyone. ``GuardedProtocol``
 is uvicorn's httptools protocol with three more rules, all enforced in the event loop before any
-application code runs: a connection beyond ``max_connections`` is closed as it is accepted; a
+application code runs: a connection beyond ``max_connections`` (or beyond
+``max_connections_per_address`` from one source address) is closed as it is accepted; a
 request's headers must be complete ``header_timeout_s`` after its first byte (or after the
 connection opened); its body must be complete ``body_timeout_s`` after its headers. Whatever
 breaks a rule is closed without an answer: an attacker learns nothing and holds nothing.
@@ -19,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ssl
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -35,6 +37,8 @@ class ConnectionLimits:
     header_timeout_s: float = 5.0
     body_timeout_s: float = 15.0
     max_connections: int = 4096
+    # One source address may hold this many: a single host cannot take every slot.
+    max_connections_per_address: int = 256
 
 
 def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
@@ -49,10 +53,14 @@ def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
 class GuardedProtocol(HttpToolsProtocol):
     LIMITS = ConnectionLimits()
 
+    # Open connections per source address, in this process (one event loop: no lock needed).
+    _per_address: ClassVar[Counter[str]] = Counter()
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
         self._tls: dict[str, Any] | None = None
+        self._address: str | None = None
 
     def _arm(self, seconds: float) -> None:
         self._disarm()
@@ -70,7 +78,13 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        if len(self.connections) > self.LIMITS.max_connections:
+        address = self.client[0] if self.client else ""
+        self._address = address
+        self._per_address[address] += 1
+        if (
+            len(self.connections) > self.LIMITS.max_connections
+            or self._per_address[address] > self.LIMITS.max_connections_per_address
+        ):
             transport.close()
             return
         self._tls = _tls_extension(transport)
@@ -79,6 +93,11 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._address is not None:
+            self._per_address[self._address] -= 1
+            if self._per_address[self._address] <= 0:
+                del self._per_address[self._address]
+            self._address = None
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
