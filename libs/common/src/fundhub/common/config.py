@@ -36,8 +36,9 @@ class Settings(BaseSettings):
     payment_worker_port: int = 8002
 
     # The gateway's connections (README "Transport"): a request's headers and body must arrive
-    # within these times, idle keep-alive connections close, and connections beyond the cap are
-    # closed as they are accepted; requests in progress beyond the concurrency limit get a 503.
+    # within these times, idle keep-alive connections close, and connections beyond the caps
+    # (in all, from one address) are closed as they are accepted; requests in progress beyond
+    # the concurrency limit get a 503.
     gateway_header_timeout_s: float = 5.0
     gateway_body_timeout_s: float = 15.0
     gateway_keepalive_s: float = 5.0

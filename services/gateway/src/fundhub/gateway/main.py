@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import resource
+
 import uvicorn
 
 from fundhub.common.config import Settings, get_settings
@@ -10,13 +12,20 @@ from fundhub.gateway.app import create_app
 from fundhub.gateway.edge import Edge
 from fundhub.gateway.transport import ConnectionLimits, guarded_protocol, tls_context_factory
 
+FD_RESERVE = 128
+
 
 def server_config(settings: Settings) -> uvicorn.Config:
     """uvicorn's configuration: the connection limits and TLS of README "Transport"."""
+    # Below the process's file descriptor limit, with room for the pools, logs and the listener:
+    # past it accept() fails and the connections already held starve everything else.
+    fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if fd_limit == resource.RLIM_INFINITY:
+        fd_limit = settings.gateway_max_connections + FD_RESERVE
     limits = ConnectionLimits(
         header_timeout_s=settings.gateway_header_timeout_s,
         body_timeout_s=settings.gateway_body_timeout_s,
-        max_connections=settings.gateway_max_connections,
+        max_connections=max(1, min(settings.gateway_max_connections, fd_limit - FD_RESERVE)),
         max_connections_per_address=settings.gateway_max_connections_per_address,
     )
     tls = bool(settings.gateway_tls_certfile)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from uvicorn.config import Config
+from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 # TLS 1.2 suites with forward secrecy and AEAD only (TLS 1.3's own suites are all modern).
@@ -61,6 +62,10 @@ class GuardedProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._tls: dict[str, Any] | None = None
         self._address: str | None = None
+        # uvicorn's own limit counts open connections as well as requests in progress, so idle
+        # connections would turn requests away; here it counts requests in progress only.
+        self._request_limit = self.limit_concurrency
+        self.limit_concurrency = None
 
     def _arm(self, seconds: float) -> None:
         self._disarm()
@@ -108,6 +113,13 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._arm(self.LIMITS.body_timeout_s)
+        if self._request_limit is not None and len(self.tasks) >= self._request_limit:
+            app, self.app = self.app, service_unavailable
+            try:
+                super().on_headers_complete()
+            finally:
+                self.app = app
+            return
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
