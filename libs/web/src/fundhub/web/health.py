@@ -12,7 +12,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
 
-def health_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
+def health_router(
+    checks: dict[str, ReadinessCheck], stopping: Callable[[], bool] | None = None
+) -> APIRouter:
+    """``stopping``: once it says so, ``/readyz`` answers 503 whatever the checks would say, so
+    that a balancer stops sending work to a process that is shutting down."""
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz", summary="The process is alive")
@@ -21,6 +25,9 @@ def health_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
 
     @router.get("/readyz", summary="Every dependency (Kafka, Postgres) is reachable")
     async def readyz(response: Response) -> dict[str, object]:
+        if stopping is not None and stopping():
+            response.status_code = 503
+            return {"status": "stopping", "checks": {}}
         results = await asyncio.gather(*(check() for check in checks.values()))
         status = dict(zip(checks, results, strict=True))
         ready = all(results)
@@ -34,10 +41,15 @@ def health_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
     return router
 
 
-async def serve_health(checks: dict[str, ReadinessCheck], host: str, port: int) -> None:
+async def serve_health(
+    checks: dict[str, ReadinessCheck],
+    host: str,
+    port: int,
+    stopping: Callable[[], bool] | None = None,
+) -> None:
     """Serve the operations endpoints inside a worker's own event loop."""
     app = FastAPI(title="fundhub operations", docs_url=None, redoc_url=None)
-    app.include_router(health_router(checks))
+    app.include_router(health_router(checks, stopping))
     server = uvicorn.Server(
         uvicorn.Config(
             app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"

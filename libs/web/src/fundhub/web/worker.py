@@ -41,14 +41,10 @@ async def run_worker(
     shutdown is bounded by ``stop_deadline_s`` (``FUNDHUB_STOP_DEADLINE_S``).
     """
     stopping = asyncio.Event()
-
-    async def accepting() -> bool:
-        return not stopping.is_set()
-
     seconds = get_settings().stop_deadline_s if stop_deadline_s is None else stop_deadline_s
     deadline = StopDeadline(seconds)
     tasks = {name: asyncio.create_task(coro, name=name) for name, coro in work.items()}
-    health = serve_health({**checks, "accepting": accepting}, host, port)
+    health = serve_health(dict(checks), host, port, stopping.is_set)
     running = [*tasks.values(), asyncio.create_task(health, name="health")]
     log.info(f"{service}_started", health_port=port)
     failed = await run_until_stopped(
