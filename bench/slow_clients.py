@@ -258,6 +258,7 @@ async def main() -> None:
             FUNDHUB_DATABASE_URL=dsn,
             FUNDHUB_MASTER_KEY=master,
             FUNDHUB_GATEWAY_PORT=str(port),
+            FUNDHUB_GATEWAY_OPS_PORT=str(free_port()),
             FUNDHUB_TOPIC_NAMESPACE=f"bench-slow-{name[-8:]}",
             FUNDHUB_LOG_LEVEL="WARNING",
             **(LIFTED if args.mode == "before" else {}),

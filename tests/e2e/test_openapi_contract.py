@@ -52,7 +52,7 @@ ACCOUNT = "6222000666001"
 OTHER = "6222000666002"
 UNKNOWN_ACCOUNT = "6222000666999"
 UNKNOWN_PAY_ID = "PAY202501010000999999"
-ALL_SCOPES = "balance:read,payouts:read,payouts:write,admin"
+ALL_SCOPES = "balance:read,payouts:read,payouts:write,admin,audit:read"
 PAYEE = {"accountName": "Acme Ltd", "accountNo": "6217000010001234567", "bankName": "ICBC"}
 
 MAX_EXAMPLES = int(os.environ.get("CONTRACT_MAX_EXAMPLES", "40"))  # per operation

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from support.api import signed_get, signed_headers
+from support.processes import ops_url
 
 from e2e.conftest import Stack
 from fundhub.common.sealing import unseal
@@ -215,7 +216,42 @@ async def test_bad_input_is_refused_naming_the_field_and_writes_nothing(
     assert await counts(stack) == before
 
 
-async def test_bodies_over_one_mebibyte_are_refused(stack: Stack, writer: tuple[str, str]) -> None:
+async def test_callback_urls_inside_are_refused_at_request_time(
+    stack: Stack, writer: tuple[str, str]
+) -> None:
+    """The stack runs without FUNDHUB_CALLBACK_ALLOW_CIDRS, as production does."""
+    before = await counts(stack)
+    for number, url in enumerate(
+        [
+            "http://127.0.0.1:8003/cb",
+            "http://0x7f000001/",
+            "http://2130706433/",
+            "http://0177.0.0.1/",
+            "http://127.1/",
+            "http://localhost./",
+            "http://a.localhost/",
+            "http://[::1]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://10.0.0.1/",
+            "http://100.64.0.1/",
+            "http://[fd00::1]/",
+        ]
+    ):
+        response = await post(stack, writer, payout(f"ssrf-{number}", callbackUrl=url))
+        answer = response.json()
+        assert response.status_code == 400, (url, answer)
+        assert answer["errorCode"] == "E001", (url, answer)
+        assert answer["msg"].startswith("callbackUrl: must not point to a loopback"), answer
+        assert_signed(response, writer[1])
+    assert await counts(stack) == before
+    accepted = await post(stack, writer, payout("ssrf-ok", callbackUrl="https://erp.example/cb"))
+    assert accepted.status_code == 202, accepted.text
+
+
+async def test_bodies_over_the_routes_limit_are_refused(
+    stack: Stack, writer: tuple[str, str]
+) -> None:
     before = await counts(stack)
     huge = json.dumps(payout("huge", extension={"x": "y" * (1024 * 1024)})).encode()
     response = await post(stack, writer, huge)
@@ -276,8 +312,9 @@ async def test_auth_refusals(stack: Stack, writer: tuple[str, str]) -> None:
     refused(
         await signed_get(stack.http, *balance_only, f"{PATH}/{pay_id}"), 403, "E007_SCOPE_FORBIDDEN"
     )
+    # Another tenant's payout answers as a missing one would (no existence oracle).
     foreign = await signed_get(stack.http, *other, f"{PATH}/{pay_id}")
-    refused(foreign, 403, "E008_ACCOUNT_FORBIDDEN")
+    refused(foreign, 404, "E009_NOT_FOUND")
     assert_signed(foreign, other[1])
     # Another key's requestId is not found: requestIds are per key.
     refused(
@@ -301,7 +338,7 @@ async def test_twenty_concurrent_copies_make_one_payout(
     rows = await stack.env.pool.fetch("SELECT pay_id FROM payouts WHERE request_id = 'race-1'")
     assert [r["pay_id"] for r in rows] == [responses[0].json()["payId"]]
     # However they were grouped into statements, every copy went through one (group commit).
-    metrics = (await stack.http.get("/metrics")).text
+    metrics = (await stack.http.get(f"{ops_url(stack.gateway)}/metrics")).text
     written = next(
         float(line.split()[-1])
         for line in metrics.splitlines()
@@ -363,7 +400,8 @@ async def test_callback_deliveries_are_listed_and_replayed(
     )
     await pool.execute(
         "INSERT INTO callback_attempts (delivery_id, status_code, error, duration_ms)"
-        " VALUES ($1, 500, NULL, 12), ($1, NULL, 'timeout', 10000)",
+        " VALUES ($1, 500, NULL, 12), ($1, NULL, 'timed out', 10000),"
+        " ($1, NULL, 'ClientConnectorError: Cannot connect to host 10.0.0.7:5432', 3)",
         delivery_id,
     )
     listed = await signed_get(stack.http, *writer, f"{PATH}/{pay_id}/callbacks")
@@ -378,7 +416,8 @@ async def test_callback_deliveries_are_listed_and_replayed(
     assert delivery["deliveredAt"] is None and delivery["nextAttemptAt"] is None
     assert [(a["statusCode"], a["error"], a["durationMs"]) for a in delivery["attempts"]] == [
         (500, None, 12),
-        (None, "timeout", 10000),
+        (None, "timed out", 10000),
+        (None, "failed", 3),  # a client library's text never reaches the tenant
     ]
 
     replay_path = f"{PATH}/{pay_id}/callbacks/replay"
@@ -420,7 +459,8 @@ async def test_api_keys_get_a_sealed_webhook_secret(stack: Stack) -> None:
             "--accounts", ACCOUNT, "--json",
         )
     )  # fmt: skip
-    assert set(out) == {"keyId", "secret", "webhookSecret"}
+    assert set(out) == {"keyId", "secret", "webhookSecret", "environment", "expiresAt"}
+    assert (out["environment"], out["expiresAt"]) == ("sandbox", None)
     assert out["webhookSecret"] != out["secret"] and len(out["webhookSecret"]) == 43
     sealed = await stack.env.pool.fetchval(
         "SELECT webhook_secret_sealed FROM api_keys WHERE key_id = $1", out["keyId"]

@@ -27,11 +27,15 @@ from support.env import BIN, ModuleEnv
 from support.ledger import assert_ledger_invariants, balances
 from support.processes import Service, free_port, gateway, notify_ingest
 from support.processes import _die_with_parent as die_with_parent
+from support.receivers import ALLOW_LOCAL_RECEIVERS
 
 from e2e.conftest import wait_until
 from fundhub.bank_simulator.notifications import TransferSpec, build_many
+from fundhub.bank_simulator.payout_callbacks import build_result_notification
 from fundhub.bank_simulator.sender import BankSender, callback_url
-from fundhub.common.signing import webhook_signature
+from fundhub.bank_transfers.notification import notification_message_id
+from fundhub.common.clock import format_bank_time, utcnow
+from fundhub.common.signing import generate_rsa_keypair, webhook_signature
 from fundhub.ledger.rules import system_account
 
 CLEARING = system_account("bank-payout-clearing", "CNY")
@@ -199,7 +203,7 @@ def bank_simulator(env: ModuleEnv, gateway_url: str) -> Service:
 @pytest.fixture(scope="module")
 async def payouts(env: ModuleEnv) -> AsyncIterator[PayoutStack]:
     env.register_bank_app()
-    gw, ingest = gateway(env), notify_ingest(env)
+    gw, ingest = gateway(env, **ALLOW_LOCAL_RECEIVERS), notify_ingest(env)
     sim = bank_simulator(env, gw.url)
     worker = payment_worker(env, sim.url, gw.url)
     services = [gw, ingest, sim, worker]
@@ -214,6 +218,7 @@ async def payouts(env: ModuleEnv) -> AsyncIterator[PayoutStack]:
                 FUNDHUB_CALLBACK_DISPATCHER_PORT=str(port),
                 FUNDHUB_CALLBACK_BACKOFF_BASE_S="0.2",
                 FUNDHUB_CALLBACK_BACKOFF_MAX_S="1",
+                **ALLOW_LOCAL_RECEIVERS,
             )
         )
     receiver = CallbackReceiver()
@@ -413,3 +418,53 @@ async def clearing_total(pool: Any) -> int:
         "SELECT coalesce(sum(amount), 0) FROM postings WHERE account_id = $1", CLEARING
     )
     return int(total)
+
+
+async def test_a_second_bank_app_cannot_return_a_paid_payout(payouts: PayoutStack) -> None:
+    """Defect 1 of issue 9, as the attacker did it: a second registered bank app sends a
+    correctly signed RETURNED for a paid payout. The gateway takes it (the signature is good),
+    the worker moves nothing: the payout went through the first app."""
+    await payouts.bank_behaviour(**QUIET)
+    pool = payouts.env.pool
+    account = "6222990000000777"
+    await payouts.fund({account: 5_000})
+    pay_id = (await payouts.create_payout(account, 1_000))["payId"]
+
+    async def paid() -> bool:
+        return (await payout_rows(pool, [pay_id]))[pay_id]["state"] == "SUCCESS"
+
+    await wait_until(paid, timeout_s=30)
+    other_app = "20990101000000000000000002"
+    other_private, other_public = generate_rsa_keypair()
+    pem = payouts.env.tmp / "second-bank-app.pem"
+    pem.write_text(other_public)
+    payouts.env.cli("bank-app", "add", "--app-id", other_app, "--public-key", str(pem))
+    before = (await balances(pool))[account]
+    # The payout's bank transaction id is no secret: its reader sees extension.bankTransactionId.
+    txn = await pool.fetchval("SELECT bank_txn_id FROM payouts WHERE pay_id = $1", pay_id)
+    biz = {
+        "bank_request_id": pay_id,
+        "bank_txn_id": txn,
+        "status": "RETURNED",
+        "reason": "payee account closed",
+        "amount": "1000",
+        "finished_time": format_bank_time(utcnow()),
+    }
+    params = build_result_notification(biz, other_app, other_private)
+    response = await payouts.http.post("/callbacks/bank", json=params)
+    assert response.text == "success", response.text
+    message_id = notification_message_id(other_app, params["biz_content"])
+
+    async def consumed() -> bool:
+        found = await pool.fetchval(
+            "SELECT count(*) FROM inbox WHERE consumer = 'payment-worker.results' "
+            "AND message_id = $1",
+            message_id,
+        )
+        return bool(found)
+
+    await wait_until(consumed, timeout_s=20)
+    row = (await payout_rows(pool, [pay_id]))[pay_id]
+    assert (row["state"], row["error_code"]) == ("SUCCESS", None)
+    assert (await balances(pool))[account] == before
+    await assert_ledger_invariants(pool)

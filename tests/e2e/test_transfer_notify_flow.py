@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 from support.api import signed_get
 from support.ledger import assert_ledger_invariants, balances
+from support.processes import ops_url
 from support.transfers import assert_credited_once, random_credits, records_with_prefix
 
 from e2e.conftest import Stack, wait_until
@@ -229,5 +230,7 @@ async def test_health_endpoints(stack: Stack) -> None:
                 "kafka": True,
                 "postgres": True,
             }
-            metrics = await client.get(f"{service.url}/metrics")
+            # The gateway's metrics are on its operations port, not where callers reach it.
+            base = ops_url(service) if service is stack.gateway else service.url
+            metrics = await client.get(f"{base}/metrics")
             assert metrics.status_code == 200 and "fundhub_" in metrics.text

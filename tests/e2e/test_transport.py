@@ -14,7 +14,7 @@ import pytest
 from support.api import signed_get
 from support.certs import CertAuthority, Issued
 from support.env import ModuleEnv, new_bank_keys
-from support.processes import Service, free_port
+from support.processes import Service, gateway
 
 from fundhub.bank_simulator.notifications import TransferSpec, build_notification
 
@@ -25,13 +25,8 @@ PER_ADDRESS = 10
 
 
 def _gateway(env: ModuleEnv, **extra: str) -> Service:
-    port = free_port()
-    return Service(
+    return gateway(
         env,
-        "gateway",
-        "fundhub-gateway",
-        port,
-        FUNDHUB_GATEWAY_PORT=str(port),
         FUNDHUB_GATEWAY_HEADER_TIMEOUT_S=str(HEADER_TIMEOUT_S),
         FUNDHUB_GATEWAY_BODY_TIMEOUT_S=str(BODY_TIMEOUT_S),
         FUNDHUB_GATEWAY_MAX_CONNECTIONS=str(MAX_CONNECTIONS),

@@ -17,7 +17,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 from support.env import ModuleEnv
 from support.processes import Service, free_port
-from support.receivers import serving
+from support.receivers import ALLOW_LOCAL_RECEIVERS, serving
 
 from fundhub.client import HEADER_SIGNATURE, HEADER_TIMESTAMP, verify_callback
 from fundhub.common.envelope import Envelope, deterministic_id
@@ -120,6 +120,7 @@ async def dispatcher(env: ModuleEnv, webhook_secret: str) -> AsyncIterator[Servi
         FUNDHUB_CALLBACK_TIMEOUT_S=str(TIMEOUT_S),
         FUNDHUB_CALLBACK_BACKOFF_BASE_S=str(BASE_S),
         FUNDHUB_CALLBACK_BACKOFF_MAX_S="4",
+        **ALLOW_LOCAL_RECEIVERS,
     )
     service.start()
     try:

@@ -20,6 +20,7 @@ from fundhub.cli.devstack import Infra
 from fundhub.cli.devstack.endpoints import HostPort, parse_bootstrap, parse_dsn, same_address
 from fundhub.cli.devstack.kafka import new_cluster_id, probe_kafka
 from fundhub.cli.devstack.postgres import probe_postgres
+from fundhub.cli.devstack.stack import service_specs
 from fundhub.cli.main import app as cli_app
 from fundhub.common.config import Settings
 from fundhub.common.sealing import unseal
@@ -162,3 +163,20 @@ async def test_bank_app_add_validates_and_upserts(env: ModuleEnv) -> None:
 def test_balance_of_an_unknown_account_says_so(env: ModuleEnv) -> None:
     done = fundhub(env, "balance", "NO-SUCH-ACCOUNT")
     assert done.returncode == 1 and "unknown account" in done.stderr
+
+
+def test_only_the_services_that_unseal_secrets_get_the_master_key() -> None:
+    """Defect 8 of issue 9: the master key was in every service's environment."""
+    env = {
+        "FUNDHUB_ENV": "dev",
+        "FUNDHUB_MASTER_KEY": "master-key-under-test",
+        "FUNDHUB_BANK_SIM_PRIVATE_KEY_FILE": "/tmp/bank.pem",
+    }
+    specs = {s.name: dict(s.env or {}) for s in service_specs(Settings(env="dev"), env)}
+    holders = {n for n, e in specs.items() if e.get("FUNDHUB_MASTER_KEY")}
+    assert holders == {"gateway", "callback-dispatcher"}
+    # Set empty, so one in the operator's shell is not passed down either.
+    assert all("FUNDHUB_MASTER_KEY" in e for e in specs.values())
+    assert {n for n, e in specs.items() if e.get("FUNDHUB_BANK_SIM_PRIVATE_KEY_FILE")} == {
+        "bank-simulator"
+    }

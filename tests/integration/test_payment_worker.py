@@ -116,13 +116,18 @@ async def accept(env: ModuleEnv, pay_ids: list[str]) -> commands.Accepted:
         return await commands.accept_payouts(conn, topics(env.settings), env.settings, messages)
 
 
-async def report(env: ModuleEnv, pay_id: str, amount: int, status: str, msg_id: str = "") -> Any:
+async def report(
+    env: ModuleEnv, pay_id: str, amount: int, status: str, msg_id: str = "", app_id: str = ""
+) -> Any:
     result = BankResult(
         status=BankStatus(status), bank_txn_id="BTX" + pay_id, amount=amount, bank_request_id=pay_id
     )
-    message = ResultMessage(msg_id or str(uuid.uuid4()), "test", pay_id, result)
+    app = app_id or env.settings.bank_app_id
+    message = ResultMessage(msg_id or str(uuid.uuid4()), "test", pay_id, result, app)
     async with env.pool.acquire() as conn, conn.transaction():
-        return await results.apply_bank_results(conn, topics(env.settings), [message])
+        return await results.apply_bank_results(
+            conn, topics(env.settings), [message], env.settings.bank_app_id
+        )
 
 
 async def state(pool: asyncpg.Pool, pay_id: str) -> tuple[str, str | None]:
@@ -173,6 +178,23 @@ async def test_results_settle_once_and_ignore_stale_and_contradicting(env: Modul
         [paid, failed],
     )
     assert sorted(r["key"] for r in callbacks) == sorted([paid, paid, failed])
+    await assert_ledger_invariants(env.pool)
+
+
+async def test_a_result_counts_only_from_the_bank_app_the_payout_went_through(
+    env: ModuleEnv,
+) -> None:
+    """Defect 1 of issue 9: another registered app's signed RETURNED moved a paid payout."""
+    await fund(env.pool, "acct-app", 5_000)
+    pay_id = await insert_payout(env.pool, "acct-app", 1_000)
+    await accept(env, [pay_id])
+    recorded = await env.pool.fetchval("SELECT bank_app_id FROM payouts WHERE pay_id = $1", pay_id)
+    assert recorded == env.settings.bank_app_id
+    assert (await report(env, pay_id, 1_000, "SUCCESS")).applied == 1
+    other = "20990101000000000000000001"
+    assert (await report(env, pay_id, 1_000, "RETURNED", app_id=other)).ignored == 1
+    assert await state(env.pool, pay_id) == ("SUCCESS", None)
+    assert (await balances(env.pool))["acct-app"] == (4_000, 0)
     await assert_ledger_invariants(env.pool)
 
 

@@ -92,9 +92,22 @@ class Service:
             return ""
 
 
-def gateway(env: ModuleEnv) -> Service:
+def gateway(env: ModuleEnv, **extra_env: str) -> Service:
     port = free_port()
-    return Service(env, "gateway", "fundhub-gateway", port, FUNDHUB_GATEWAY_PORT=str(port))
+    return Service(
+        env,
+        "gateway",
+        "fundhub-gateway",
+        port,
+        FUNDHUB_GATEWAY_PORT=str(port),
+        FUNDHUB_GATEWAY_OPS_PORT=str(free_port()),
+        **extra_env,
+    )
+
+
+def ops_url(service: Service) -> str:
+    """The gateway's operations port (metrics, docs)."""
+    return f"http://127.0.0.1:{service.extra_env['FUNDHUB_GATEWAY_OPS_PORT']}"
 
 
 def notify_ingest(env: ModuleEnv) -> Service:

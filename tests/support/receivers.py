@@ -14,6 +14,10 @@ from aiohttp import web
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+# Callbacks go to public addresses only; a service whose test receiver listens on this
+# machine is started with this in its environment.
+ALLOW_LOCAL_RECEIVERS = {"FUNDHUB_CALLBACK_ALLOW_CIDRS": "127.0.0.1/32"}
+
 
 @asynccontextmanager
 async def serving(app: web.Application, port: int = 0) -> AsyncIterator[str]:

@@ -14,14 +14,16 @@ SERVICES = (
     "fundhub.notify_ingest",
     "fundhub.payment_worker",
     "fundhub.callback_dispatcher",
+    "fundhub.audit_writer",
     "fundhub.bank_simulator",
     "fundhub.cli",
 )
-CONTEXTS = ("access", "ledger", "bank_transfers", "payouts", "webhooks")
+CONTEXTS = ("access", "ledger", "bank_transfers", "payouts", "webhooks", "audit")
 # The pure domain of each context: rules, state machines and wire shapes, no I/O.
 DOMAIN = [
     "contexts/access/src/fundhub/access/keys.py",
     "contexts/access/src/fundhub/access/binding.py",
+    "contexts/access/src/fundhub/access/limits.py",
     "contexts/ledger/src/fundhub/ledger/rules.py",
     "contexts/bank-transfers/src/fundhub/bank_transfers/notification.py",
     "contexts/bank-transfers/src/fundhub/bank_transfers/records.py",
@@ -31,6 +33,10 @@ DOMAIN = [
     "contexts/payouts/src/fundhub/payouts/bank_results.py",
     "contexts/payouts/src/fundhub/payouts/wire.py",
     "contexts/webhooks/src/fundhub/webhooks/policy.py",
+    "contexts/webhooks/src/fundhub/webhooks/destinations.py",
+    "contexts/audit/src/fundhub/audit/masking.py",
+    "contexts/audit/src/fundhub/audit/entry.py",
+    "contexts/audit/src/fundhub/audit/chain.py",
 ]
 IO = ("asyncpg", "aiokafka", "aiohttp", "httpx", "fastapi", "starlette", "uvicorn", "socket")
 

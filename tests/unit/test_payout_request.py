@@ -17,6 +17,7 @@ from fundhub.payouts.request import (
     new_pay_id,
     parse_payout_request,
 )
+from fundhub.webhooks.destinations import CallbackAddresses
 
 AMOUNT_MESSAGE = "amount: must be a positive integer of at most 16 digits"
 
@@ -59,6 +60,90 @@ def refusal(document: Any) -> str:
     with pytest.raises(InvalidPayout) as caught:
         parse_payout_request(document if isinstance(document, bytes) else raw(document))
     return str(caught.value)
+
+
+CALLBACK_NOT_ALLOWED = (
+    "callbackUrl: must not point to a loopback, private, link-local, multicast or reserved "
+    "address (in any notation) or to localhost"
+)
+CALLBACK_INVALID = (
+    "callbackUrl: must be an http(s) URL of at most 512 ASCII characters, without user info"
+)
+INTERNAL_CALLBACKS = [
+    "http://127.0.0.1/cb",
+    "http://127.0.0.1:8000/cb",
+    "https://127.0.0.1./cb",
+    "http://0x7f000001/",
+    "http://2130706433/",
+    "http://0177.0.0.1/",
+    "http://127.1/",
+    "http://0/",
+    "http://0.0.0.0:5432/",
+    "http://localhost/",
+    "http://LOCALHOST:8003/",
+    "http://localhost./",
+    "http://admin.localhost/",
+    "http://[::1]/",
+    "http://[::1]:8000/",
+    "http://[::ffff:127.0.0.1]/",
+    "http://[::ffff:7f00:1]/",
+    "http://[0:0:0:0:0:0:0:1]/",
+    "http://[::]/",
+    "http://[fe80::1%25eth0]/",
+    "http://[fd00::1]/",
+    "http://[64:ff9b::a9fe:a9fe]/",
+    "http://10.0.0.5/",
+    "http://172.16.0.1/",
+    "http://192.168.1.1/",
+    "http://100.64.0.1/",
+    "http://169.254.169.254/latest/meta-data/",
+    "http://0xa9fea9fe/",
+    "http://224.0.0.1/",
+    "http://255.255.255.255/",
+]
+
+
+@pytest.mark.parametrize("url", INTERNAL_CALLBACKS)
+def test_callback_urls_inside_are_refused_in_every_notation(url: str) -> None:
+    assert refusal(body(callbackUrl=url)) == CALLBACK_NOT_ALLOWED
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://%31%32%37.0.0.1/",
+        "http://127.0.0.1\\.example.com/",
+        "http://example..com/",
+        "http://256.0.0.1/",
+        "http://08.0.0.1/",
+        "http://1.2.3.4.5/",
+    ],
+)
+def test_callback_hosts_that_are_neither_name_nor_address_are_invalid(url: str) -> None:
+    assert refusal(body(callbackUrl=url)) == CALLBACK_INVALID
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://erp.example.com/hooks/payouts",
+        "https://callbacks.example.com./hooks",
+        "http://8.8.8.8:8080/cb",
+        "https://[2001:4860:4860::8888]/cb",
+        "https://localhost.example.com/cb",  # a public name: its addresses are checked later
+    ],
+)
+def test_public_callback_urls_are_accepted(url: str) -> None:
+    assert parse_payout_request(raw(body(callbackUrl=url))).callback_url == url
+
+
+def test_an_allowed_range_lets_a_local_receiver_through() -> None:
+    allow = CallbackAddresses.allowing(["127.0.0.1/32"])
+    for url in ("http://127.0.0.1:8080/cb", "http://localhost:8080/cb", "http://0x7f000001/"):
+        request = parse_payout_request(raw(body(callbackUrl=url)), allow)
+        assert request.callback_url == url
+    with pytest.raises(InvalidPayout, match="must not point"):
+        parse_payout_request(raw(body(callbackUrl="http://10.0.0.1/")), allow)
 
 
 def payee(**changes: Any) -> dict[str, Any]:

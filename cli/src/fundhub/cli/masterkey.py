@@ -24,3 +24,16 @@ def resolve_master_key(settings: Settings) -> str:
     except SealingError as exc:
         raise UsageError(f"FUNDHUB_MASTER_KEY is unusable: {exc}") from None
     return key
+
+
+def resolve_master_keys(settings: Settings) -> list[str]:
+    """The current key (which seals) and, during a rotation, the previous one (which opens)."""
+    keys = [resolve_master_key(settings)]
+    previous = settings.master_key_previous
+    if previous:
+        try:
+            seal(b"", previous)
+        except SealingError as exc:
+            raise UsageError(f"FUNDHUB_MASTER_KEY_PREVIOUS is unusable: {exc}") from None
+        keys.append(previous)
+    return keys

@@ -48,32 +48,59 @@ def console_script(name: str) -> str:
     return shutil.which(name) or name
 
 
+MASTER_KEY = "FUNDHUB_MASTER_KEY"
+BANK_SIM_KEY = "FUNDHUB_BANK_SIM_PRIVATE_KEY_FILE"
+# Who gets which secret: the master key unseals API and webhook secrets, so only the gateway
+# (API secrets) and the callback dispatcher (webhook secrets) get it; the simulator's signing
+# key is the bank's, for the simulator alone. An empty value also hides one the operator's
+# shell would otherwise pass down (the supervisor starts children with its own environment).
+_NEEDS = {
+    "gateway": {MASTER_KEY},
+    "callback-dispatcher": {MASTER_KEY},
+    "bank-simulator": {BANK_SIM_KEY},
+}
+_SECRETS = (MASTER_KEY, BANK_SIM_KEY)
+
+
+def env_for(name: str, env: dict[str, str]) -> dict[str, str]:
+    """``env`` with the secrets service ``name`` does not need blanked out."""
+    needs = _NEEDS.get(name, set())
+    return {**env, **{k: "" for k in _SECRETS if k not in needs}}
+
+
 def service_specs(settings: Settings, env: dict[str, str]) -> list[ServiceSpec]:
-    """Started in this order, stopped in reverse: the simulator stops first."""
+    """Started in this order, stopped in reverse: the simulator stops first. Each is given only
+    the secrets it needs (``env_for``)."""
     loopback = "127.0.0.1"
     specs = [
         ServiceSpec(
             "notify-ingest",
             [console_script("fundhub-notify-ingest")],
-            env,
+            env_for("notify-ingest", env),
             f"http://{loopback}:{settings.notify_ingest_port} (health)",
         ),
         ServiceSpec(
             "callback-dispatcher",
             [console_script("fundhub-callback-dispatcher")],
-            env,
+            env_for("callback-dispatcher", env),
             f"http://{loopback}:{settings.callback_dispatcher_port} (health)",
+        ),
+        ServiceSpec(
+            "audit-writer",
+            [console_script("fundhub-audit-writer")],
+            env,
+            f"http://{loopback}:{settings.audit_writer_port} (health)",
         ),
         ServiceSpec(
             "payment-worker",
             [console_script("fundhub-payment-worker")],
-            env,
+            env_for("payment-worker", env),
             f"http://{loopback}:{settings.payment_worker_port} (health)",
         ),
         ServiceSpec(
             "gateway",
             [console_script("fundhub-gateway")],
-            env,
+            env_for("gateway", env),
             f"http://{settings.gateway_host}:{settings.gateway_port}",
         ),
     ]
@@ -86,7 +113,7 @@ def service_specs(settings: Settings, env: dict[str, str]) -> list[ServiceSpec]:
                     "--stream-interval",
                     str(DEV_STREAM_INTERVAL_S),
                 ],
-                env,
+                env_for("bank-simulator", env),
                 f"http://{loopback}:{settings.bank_simulator_port}",
             )
         )
@@ -115,11 +142,11 @@ async def prepare(settings: Settings, say: Say) -> dict[str, str]:
     }
     if settings.env == "dev":
         keys = await dev_init(settings)
-        env["FUNDHUB_MASTER_KEY"] = keys.master_key
-        env["FUNDHUB_BANK_SIM_PRIVATE_KEY_FILE"] = str(keys.bank_sim_private_key_file)
+        env[MASTER_KEY] = keys.master_key
+        env[BANK_SIM_KEY] = str(keys.bank_sim_private_key_file)
         say(f"dev keys in {dev_dir()}; bank app {SEED_BANK_APP_ID} = the bank simulator's key")
     else:
-        env["FUNDHUB_MASTER_KEY"] = resolve_master_key(settings)
+        env[MASTER_KEY] = resolve_master_key(settings)
     return env
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -55,13 +55,70 @@ _BANK_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 _TIME_SHAPE = "expected yyyy-MM-dd HH:mm:ss"
 
 
-def _loads(text: str) -> Any:
-    """orjson first (it is several times faster); the standard library for what orjson refuses
-    but JSON allows (a lone surrogate escape), so such a field gets its own precise refusal."""
+# The seed's public parameters are 11; a notification with more top-level keys than this is
+# refused before anything else reads it (the string to sign would join every one of them).
+MAX_PARAMS = 32
+# Any object inside biz_content: a transfer has about 30 fields, a batch item 6.
+MAX_OBJECT_KEYS = 256
+
+
+class _BadObject(ValueError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _strict_object(max_keys: int) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+    """An ``object_pairs_hook`` that refuses duplicate keys (with "last one wins" the bank and
+    we could read one signed text two ways) and objects of more than ``max_keys`` keys."""
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        if len(pairs) > max_keys:
+            raise _BadObject(f"more than {max_keys} keys in an object")
+        result = dict(pairs)
+        if len(result) != len(pairs):
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    raise _BadObject(f"duplicate key {key[:64]!r}")
+                seen.add(key)
+        return result
+
+    return hook
+
+
+_PARAMS_HOOK = _strict_object(MAX_PARAMS)
+_BIZ_HOOK = _strict_object(MAX_OBJECT_KEYS)
+
+
+def load_params(raw: bytes) -> dict[str, Any]:
+    """The notification's top-level parameters, bounded before any other work: at most
+    ``MAX_PARAMS`` keys, none twice, a JSON object. Parameters with an empty value (null or
+    "") are dropped: they are outside the signature, so nothing vouches for them and they are
+    not stored."""
     try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
+        params = json.loads(raw, object_pairs_hook=_PARAMS_HOOK)
+    except _BadObject as exc:
+        raise NotifyRejected(f"body: {exc.reason}") from None
+    except (ValueError, RecursionError):
+        raise NotifyRejected("malformed JSON") from None
+    if not isinstance(params, dict):
+        raise NotifyRejected("body is not a JSON object")
+    return {k: v for k, v in params.items() if v is not None and v != ""}
+
+
+def strict_loads(text: str, field: str) -> Any:
+    """JSON inside a signed parameter (``biz_content``, ``store_list``): no duplicate keys, no
+    object of more than ``MAX_OBJECT_KEYS`` keys. The standard library, not orjson: it reports
+    duplicates through the hook and reads a lone surrogate escape, which gets its own refusal."""
+    try:
+        return json.loads(text, object_pairs_hook=_BIZ_HOOK)
+    except _BadObject as exc:
+        raise NotifyRejected(f"{field}: {exc.reason}") from None
+
+
+def _loads(text: str) -> Any:
+    return strict_loads(text, "biz_content")
 
 
 def _storable(value: str) -> bool:
@@ -353,7 +410,7 @@ def _store_list(text: str | None) -> tuple[StoreEntry, ...] | None:
     if text is None:
         return None
     try:
-        items = _loads(text)
+        items = strict_loads(text, "biz_content.store_list")
     except (ValueError, RecursionError):
         items = None
     if not isinstance(items, list):

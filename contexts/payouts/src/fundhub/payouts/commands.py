@@ -84,6 +84,8 @@ async def accept_payouts(
             held=True,
             next_poll_at=row["next_poll_at"] or first_poll,
             deadline_at=row["deadline_at"] or deadline,
+            # The app the bank will answer through: only its signed results settle the payout.
+            bank_app_id=settings.bank_app_id,
         )
         accepted.to_submit.append(dict(row))
     await settlement.flush(conn)

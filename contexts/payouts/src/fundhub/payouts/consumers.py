@@ -28,12 +28,14 @@ def command_handler(settings: Settings, names: Topics, submitter: Submitter) -> 
     return handle
 
 
-def result_handler(names: Topics) -> Handler:
-    """Settle payouts from the bank's verified results."""
+def result_handler(settings: Settings, names: Topics) -> Handler:
+    """Settle payouts from the bank's verified results (of the app each payout went through)."""
 
     async def handle(conn: Connection, records: list[Record]) -> BatchOutcome:
         decoded, poison = decode_all(records, decode_result)
-        settled = await results.apply_bank_results(conn, names, [m for _, m in decoded])
+        settled = await results.apply_bank_results(
+            conn, names, [m for _, m in decoded], settings.bank_app_id
+        )
         MESSAGES.labels("results", "applied").inc(settled.applied)
         MESSAGES.labels("results", "ignored").inc(settled.ignored)
         MESSAGES.labels("results", "duplicate").inc(settled.duplicates)

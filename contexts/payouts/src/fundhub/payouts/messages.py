@@ -24,6 +24,7 @@ class ResultMessage:
     correlation_id: str
     pay_id: str
     result: BankResult
+    app_id: str  # the bank app whose key signed the result (checked by the gateway)
 
 
 def decode_command(raw: bytes | None) -> PayoutCommand:
@@ -49,7 +50,12 @@ def decode_result(raw: bytes | None) -> ResultMessage:
     except (KeyError, TypeError, orjson.JSONDecodeError) as exc:
         raise PoisonMessage(f"malformed payout result: {exc!r}") from exc
     assert result.bank_request_id is not None  # required by parse_bank_result
-    return ResultMessage(envelope.id, envelope.correlation_id, result.bank_request_id, result)
+    app_id = envelope.data.get("appId")
+    if not isinstance(app_id, str) or not app_id:
+        raise PoisonMessage("payout result without the appId that signed it")
+    return ResultMessage(
+        envelope.id, envelope.correlation_id, result.bank_request_id, result, app_id
+    )
 
 
 def _result_fields(data: dict[str, Any]) -> dict[str, Any]:

@@ -24,9 +24,14 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic.alias_generators import to_camel
 
 from fundhub.common.money import CURRENCIES, MoneyError, normalize_currency
+from fundhub.webhooks.destinations import CallbackAddresses, InvalidHost, normalise_host
 
 MAX_AMOUNT = 10**16 - 1  # at most 16 digits of minor units
 EXTENSION_MAX_BYTES = 4096  # of the extension's canonical JSON, UTF-8
+# Bounds on the body's shape, checked while it is parsed (before pydantic sees it): 4 KiB of
+# extension holds at most a few hundred keys, and nothing of ours nests deeper than this.
+MAX_OBJECT_KEYS = 256
+MAX_DEPTH = 8
 PAY_ID_PREFIX = "PAY"
 PAY_ID_SEQUENCE_DIGITS = 10
 PAY_ID_PATTERN = re.compile(r"^PAY[0-9]{8}[0-9]{10}$")
@@ -97,11 +102,16 @@ def _callback_url(value: str) -> str:
     if not value.isascii() or any(ch.isspace() or _has_control(ch) for ch in value):
         raise ValueError("not a plain ASCII URL")
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    host = parts.hostname
+    if parts.scheme not in ("http", "https") or not host:
         raise ValueError("not an http(s) URL with a host")
     if "@" in parts.netloc:
         raise ValueError("credentials in the URL")  # they would end up in logs
     _ = parts.port  # ValueError for a port that is not a number in range
+    try:
+        normalise_host(host)
+    except InvalidHost:
+        raise ValueError("not a host name or address") from None
     return value
 
 
@@ -166,16 +176,32 @@ def canonical_json(value: Any) -> bytes:
     ).encode("utf-8")
 
 
-def parse_payout_request(raw: bytes) -> PayoutRequest:
-    """Parse a raw ``POST /v1/payouts`` body; raises InvalidPayout naming the first bad field."""
+PUBLIC_ONLY = CallbackAddresses()
+CALLBACK_NOT_ALLOWED = (
+    "must not point to a loopback, private, link-local, multicast or reserved address "
+    "(in any notation) or to localhost"
+)
+
+
+def parse_payout_request(raw: bytes, callbacks: CallbackAddresses | None = None) -> PayoutRequest:
+    """Parse a raw ``POST /v1/payouts`` body; raises InvalidPayout naming the first bad field.
+
+    ``callbacks`` is where a callbackUrl may point; by default public addresses only, as in
+    every environment unless the operator allows a range (``FUNDHUB_CALLBACK_ALLOW_CIDRS``).
+    """
     document = _decode(raw)
     if not isinstance(document, dict):
         raise InvalidPayout("body", "not a JSON object")
-    _check_strings(document, "")
+    _check_strings(document, "", 0)
     try:
-        return PayoutRequest.model_validate(document, by_alias=True, by_name=False)
+        request = PayoutRequest.model_validate(document, by_alias=True, by_name=False)
     except ValidationError as exc:
         _raise_first(exc)
+    if request.callback_url is not None:
+        host = urlsplit(request.callback_url).hostname or ""
+        if (callbacks or PUBLIC_ONLY).host_refusal(host) is not None:
+            raise InvalidPayout("callbackUrl", CALLBACK_NOT_ALLOWED)
+    return request
 
 
 def new_pay_id(day: date, sequence: int) -> str:
@@ -196,8 +222,15 @@ class _DuplicateKey(ValueError):
         self.key = key
 
 
+class _TooManyKeys(ValueError):
+    pass
+
+
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """Two values for one key would make "the same body" ambiguous: refuse them."""
+    """Two values for one key would make "the same body" ambiguous: refuse them. An object of
+    more keys than any payout needs is refused here, before anything walks or validates it."""
+    if len(pairs) > MAX_OBJECT_KEYS:
+        raise _TooManyKeys
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
@@ -231,23 +264,28 @@ def _decode(raw: bytes) -> Any:
         )
     except _DuplicateKey as exc:
         raise InvalidPayout("body", f"duplicate key {_shown(exc.key)}") from None
+    except _TooManyKeys:
+        raise InvalidPayout("body", f"an object of more than {MAX_OBJECT_KEYS} keys") from None
     except (ValueError, RecursionError):
         raise InvalidPayout("body", "not valid JSON") from None
 
 
-def _check_strings(value: Any, path: str) -> None:
-    """Refuse what PostgreSQL cannot store: NUL and lone surrogates (JSON escapes allow both)."""
+def _check_strings(value: Any, path: str, depth: int) -> None:
+    """Refuse what PostgreSQL cannot store: NUL and lone surrogates (JSON escapes allow both),
+    and nesting deeper than ``MAX_DEPTH``."""
+    if depth > MAX_DEPTH:
+        raise InvalidPayout(path or "body", f"nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, str):
         if "\x00" in value or any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
             raise InvalidPayout(path or "body", "contains NUL or invalid Unicode")
     elif isinstance(value, dict):
         for key, item in value.items():
             here = f"{path}.{_shown(key)}" if path else _shown(key)
-            _check_strings(key, here)
-            _check_strings(item, here)
+            _check_strings(key, here, depth)
+            _check_strings(item, here, depth + 1)
     elif isinstance(value, list):
         for item in value:
-            _check_strings(item, path)
+            _check_strings(item, path, depth + 1)
 
 
 def _raise_first(exc: ValidationError) -> NoReturn:

@@ -27,10 +27,15 @@ class Settled:
 
 
 async def apply_bank_results(
-    conn: Connection, topics: Topics, messages: list[ResultMessage]
+    conn: Connection, topics: Topics, messages: list[ResultMessage], default_app_id: str
 ) -> Settled:
     """Run inside the caller's transaction. Duplicates (same content) stop at the inbox; stale
-    and contradicting reports reach ``states.settle``, which moves nothing for them."""
+    and contradicting reports reach ``states.settle``, which moves nothing for them.
+
+    A result counts only from the bank app the payout was sent through: a signature proves
+    which app spoke, not that it may speak for this payout (another registered app could
+    otherwise return a paid payout and credit the payer). ``default_app_id`` stands for payouts
+    accepted before the app was recorded on them."""
     settled = Settled()
     fresh, settled.duplicates, settlement = await lock_fresh(conn, topics, CONSUMER, messages)
     if not fresh:
@@ -42,6 +47,17 @@ async def apply_bank_results(
             # A result for a payout we never sent (or never froze): money may be wrong.
             ALERTS.labels("unknown-payout").inc()
             log.error("payout_result_for_unknown_payout", pay_id=message.pay_id)
+            settled.ignored += 1
+            continue
+        expected_app = row.get("bank_app_id") or default_app_id
+        if message.app_id != expected_app:
+            ALERTS.labels("foreign-bank-app").inc()
+            log.error(
+                "payout_result_from_another_bank_app",
+                pay_id=message.pay_id,
+                app_id=message.app_id,
+                expected_app_id=expected_app,
+            )
             settled.ignored += 1
             continue
         transition = states.settle(store.to_payout(row), message.result, new_entry_id())

@@ -18,7 +18,8 @@ WIRE_COLUMNS = (
     "error_code, message, bank_txn_id, extension, callback_url, created_at, finished_at"
 )
 _COLUMNS = WIRE_COLUMNS + (
-    ", payee, purpose, held, submitted_at, next_poll_at, poll_attempts, deadline_at, alerted_at"
+    ", payee, purpose, held, submitted_at, next_poll_at, poll_attempts, deadline_at, alerted_at, "
+    "bank_app_id"
 )
 
 
@@ -59,11 +60,11 @@ _UPDATE = ArrayStatement(
     "UPDATE payouts p SET state = u.state, error_code = u.error_code, message = u.message, "
     "bank_txn_id = u.bank_txn_id, held = u.held, finished_at = u.finished_at, "
     "submitted_at = u.submitted_at, next_poll_at = u.next_poll_at, deadline_at = u.deadline_at, "
-    "updated_at = now() "
+    "bank_app_id = coalesce(u.bank_app_id, p.bank_app_id), updated_at = now() "
     "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::boolean[], "
-    "$7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[]) "
+    "$7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::text[]) "
     "AS u(pay_id, state, error_code, message, bank_txn_id, held, finished_at, submitted_at, "
-    "next_poll_at, deadline_at) WHERE p.pay_id = u.pay_id",
+    "next_poll_at, deadline_at, bank_app_id) WHERE p.pay_id = u.pay_id",
     (
         "text",
         "text",
@@ -75,6 +76,7 @@ _UPDATE = ArrayStatement(
         "timestamptz",
         "timestamptz",
         "timestamptz",
+        "text",
     ),
 )
 
@@ -96,6 +98,7 @@ def payout_writes(rows: Sequence[PayoutRow]) -> list[Write]:
                     r["submitted_at"],
                     r["next_poll_at"],
                     r["deadline_at"],
+                    r.get("bank_app_id"),
                 )
                 for r in rows
             ],

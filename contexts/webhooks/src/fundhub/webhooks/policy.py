@@ -88,3 +88,34 @@ def signed_headers(webhook_secret: str, body: bytes, unix_seconds: int) -> dict[
         HEADER_TIMESTAMP: timestamp,
         HEADER_SIGNATURE: webhook_signature(webhook_secret, timestamp, body),
     }
+
+
+# What a tenant may read about a failed attempt (GET /v1/payouts/{payId}/callbacks): a kind of
+# failure, never the client library's text. That text (the resolved address, "connection
+# refused" against "timed out" on a given port) would turn callbacks into a scanner of our
+# network; operators find it in the logs.
+ERROR_TIMED_OUT = "timed out"
+ERROR_CONNECTION_FAILED = "connection failed"
+ERROR_NOT_ALLOWED = "refused: address not allowed"
+ERROR_INVALID_URL = "refused: invalid URL"
+ERROR_NO_ANSWER = "no valid HTTP answer"
+ERROR_NO_SECRET = "no usable webhook secret"
+PUBLIC_ERRORS = frozenset(
+    {
+        ERROR_TIMED_OUT,
+        ERROR_CONNECTION_FAILED,
+        ERROR_NOT_ALLOWED,
+        ERROR_INVALID_URL,
+        ERROR_NO_ANSWER,
+        ERROR_NO_SECRET,
+    }
+)
+ERROR_OTHER = "failed"
+
+
+def public_error(recorded: str | None) -> str | None:
+    """A recorded attempt error as a tenant sees it; rows written before the errors were made
+    generic (or by anything else) show only that the attempt failed."""
+    if recorded is None or recorded in PUBLIC_ERRORS:
+        return recorded
+    return ERROR_OTHER

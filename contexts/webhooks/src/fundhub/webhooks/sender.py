@@ -20,6 +20,7 @@ import contextlib
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import aiohttp
 import structlog
@@ -30,8 +31,16 @@ from fundhub.common.clock import utcnow
 from fundhub.common.config import Settings
 from fundhub.common.db import Pool
 from fundhub.common.retry import TRANSIENT_ERRORS, Backoff
-from fundhub.common.sealing import SealingError, unseal
+from fundhub.common.sealing import MasterKeys, SealingError, unseal
+from fundhub.webhooks.connector import guarded_connector, refused_by_rule
+from fundhub.webhooks.destinations import CallbackAddresses
 from fundhub.webhooks.policy import (
+    ERROR_CONNECTION_FAILED,
+    ERROR_INVALID_URL,
+    ERROR_NO_ANSWER,
+    ERROR_NO_SECRET,
+    ERROR_NOT_ALLOWED,
+    ERROR_TIMED_OUT,
     Delivered,
     GiveUp,
     RetryPolicy,
@@ -60,7 +69,7 @@ IDLE_POLL_S = 0.5
 MAX_IN_FLIGHT = 200
 # The lease outlives the slowest attempt, so a live replica's row is never taken from it.
 LEASE_MARGIN_S = 30.0
-SECRET_TTL_S = 300.0
+SECRET_TTL_S = 30.0
 MAX_ERROR_CHARS = 500
 USER_AGENT = "fundhub-callbacks/1"
 
@@ -72,9 +81,10 @@ class _CachedSecret:
 
 
 class WebhookSecrets:
-    """Unsealed webhook secrets per API key, kept a few minutes so a rotation is picked up."""
+    """Unsealed webhook secrets per API key, kept half a minute: callbacks are signed with a
+    rotated secret within that."""
 
-    def __init__(self, pool: Pool, master_key: str, ttl_s: float = SECRET_TTL_S) -> None:
+    def __init__(self, pool: Pool, master_key: MasterKeys, ttl_s: float = SECRET_TTL_S) -> None:
         self._pool = pool
         self._master_key = master_key
         self._ttl_s = ttl_s
@@ -105,11 +115,12 @@ class CallbackSender:
     """
 
     def __init__(
-        self, settings: Settings, pool: Pool, master_key: str, wake: asyncio.Event
+        self, settings: Settings, pool: Pool, master_key: MasterKeys, wake: asyncio.Event
     ) -> None:
         self._pool = pool
         self._policy = RetryPolicy.from_settings(settings)
         self._timeout_s = settings.callback_timeout_s
+        self._destinations = CallbackAddresses(settings.callback_allow_cidrs)
         self._secrets = WebhookSecrets(pool, master_key)
         self._wake = wake
         self._stopping = asyncio.Event()
@@ -123,7 +134,7 @@ class CallbackSender:
     async def run(self) -> None:
         timeout = aiohttp.ClientTimeout(total=self._timeout_s)
         headers = {"User-Agent": USER_AGENT}
-        async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
+        async with self.session(timeout=timeout, headers=headers) as session:
             backoff = Backoff("lease callbacks")
             while not self._stopping.is_set():
                 room = MAX_IN_FLIGHT - len(self._in_flight)
@@ -139,6 +150,13 @@ class CallbackSender:
                     await self._idle()
             if self._in_flight:
                 await asyncio.gather(*self._in_flight, return_exceptions=True)
+
+    def session(self, **options: Any) -> aiohttp.ClientSession:
+        """The one way this sender reaches clients: through the guarded connector, without
+        the environment's proxy settings (a proxy would connect on our behalf, unchecked)."""
+        return aiohttp.ClientSession(
+            connector=guarded_connector(self._destinations), trust_env=False, **options
+        )
 
     async def _idle(self) -> None:
         with contextlib.suppress(TimeoutError):
@@ -165,7 +183,8 @@ class CallbackSender:
         attempted_at = utcnow()
         started = time.perf_counter()
         status_code: int | None = None
-        error: str | None = None
+        error: str | None = None  # what the tenant may read; the detail goes to the log
+        detail: str | None = None
         try:
             secret = await self._secrets.get(delivery.key_id)
         except TRANSIENT_ERRORS as exc:
@@ -173,7 +192,8 @@ class CallbackSender:
             log.error("webhook_secret_lookup_failed", key_id=delivery.key_id, error=str(exc))
             return
         if secret is None:
-            error = f"no usable webhook secret for API key {delivery.key_id}"
+            error = ERROR_NO_SECRET
+            detail = f"no usable webhook secret for API key {delivery.key_id}"
         else:
             headers = signed_headers(secret, delivery.body, int(time.time()))
             try:
@@ -182,9 +202,11 @@ class CallbackSender:
                 ) as response:
                     status_code = response.status
             except TimeoutError:
-                error = f"timed out after {self._timeout_s:g}s"
+                error = ERROR_TIMED_OUT
+                detail = f"timed out after {self._timeout_s:g}s"
             except (aiohttp.ClientError, ValueError, OSError) as exc:
-                error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+                error = _public_error(exc)
+                detail = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
         elapsed = time.perf_counter() - started
         ATTEMPT_SECONDS.observe(elapsed)
         outcome = decide(
@@ -210,7 +232,7 @@ class CallbackSender:
             "state": delivery.state,
             "attempt": delivery.attempts + 1,
             "status_code": status_code,
-            "error": error,
+            "error": detail,
         }
         if isinstance(outcome, Delivered):
             DELIVERED.inc()
@@ -222,3 +244,14 @@ class CallbackSender:
             log.error("callback_gave_up", **fields)
         else:
             log.warning("callback_attempt_failed", next_attempt_at=outcome.at.isoformat(), **fields)
+
+
+def _public_error(exc: BaseException) -> str:
+    """The kind of failure, as ``policy.PUBLIC_ERRORS`` names it."""
+    if refused_by_rule(exc):
+        return ERROR_NOT_ALLOWED
+    if isinstance(exc, aiohttp.InvalidURL | ValueError):
+        return ERROR_INVALID_URL
+    if isinstance(exc, aiohttp.ClientConnectorError | OSError):
+        return ERROR_CONNECTION_FAILED
+    return ERROR_NO_ANSWER

@@ -11,7 +11,7 @@ from typing import Any
 from fundhub.common.clock import iso_utc_ms
 from fundhub.common.db import BatchInsert, Connection, Pool
 from fundhub.common.inbox import claim
-from fundhub.webhooks.policy import Delivered, GiveUp, Outcome, RetryAt
+from fundhub.webhooks.policy import Delivered, GiveUp, Outcome, RetryAt, public_error
 
 CONSUMER = "callback-dispatcher"
 
@@ -161,7 +161,7 @@ async def deliveries_of(pool: Pool, pay_id: str) -> list[dict[str, Any]]:
             {
                 "at": iso_utc_ms(a["attempted_at"]),
                 "statusCode": a["status_code"],
-                "error": a["error"],
+                "error": public_error(a["error"]),
                 "durationMs": a["duration_ms"],
             }
         )

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from ipaddress import IPv4Network, IPv6Network
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The gateway's route for the bank's signed notifications. Here, beside the gateway's address,
 # because the processes that tell the bank where to call (payment-worker) or call it themselves
@@ -28,9 +29,15 @@ class Settings(BaseSettings):
     topic_replication_factor: int = 1
     # Base64 of 32 bytes; seals API secrets at rest. Required outside dev/test.
     master_key: str | None = Field(default=None, repr=False)
+    # During a master-key rotation only: the key being replaced, so blobs it sealed still open
+    # until `fundhub master-key rotate` has re-sealed them under master_key.
+    master_key_previous: str | None = Field(default=None, repr=False)
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
+    # The gateway's operations port (/metrics, /docs): loopback only unless an operator says.
+    gateway_ops_host: str = "127.0.0.1"
+    gateway_ops_port: int = 8010
     notify_ingest_port: int = 8001
     bank_simulator_port: int = 8100
     payment_worker_port: int = 8002
@@ -51,6 +58,9 @@ class Settings(BaseSettings):
     gateway_tls_keyfile: str | None = None
     gateway_tls_client_ca: str | None = None
 
+    # The bank app payouts are sent through (recorded on each payout): only a result signed
+    # for this app counts for them. The seed's app id, which the dev stack gives the simulator.
+    bank_app_id: str = "20210911888888888888888888"
     # The bank's payout API (the simulator locally) and how long one request may take.
     bank_base_url: str = "http://127.0.0.1:8100"
     bank_timeout_s: float = 5.0
@@ -82,6 +92,42 @@ class Settings(BaseSettings):
     callback_max_age_s: float = 86400 * 2
     callback_backoff_base_s: float = 1.0
     callback_backoff_max_s: float = 3600.0
+    # Callbacks go to public addresses only (checked when a payout is submitted and again for
+    # every address connected to). Comma-separated CIDRs an operator lets through as well,
+    # e.g. 127.0.0.1/32 for a receiver on the same machine; empty by default.
+    callback_allow_cidrs: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
+
+    @field_validator("callback_allow_cidrs", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    # The audit log: the gateway makes an entry of every answer durable (Kafka, acks=all)
+    # before it leaves; off only to measure what it costs. Months younger than the retention
+    # are never archived (dropped from the database after export).
+    audit_enabled: bool = True
+    audit_writer_port: int = 8004
+    audit_retention_months: int = 36
+
+    def master_keys(self) -> list[str]:
+        """The keys that may open a sealed secret: the current one first (it seals)."""
+        return [k for k in (self.master_key, self.master_key_previous) if k]
+
+    # Rate limits (fundhub.access.limits: N/second|minute|hour), counted in Postgres so that
+    # every gateway replica enforces the same ones. Per key and route, by route class (a key's
+    # own limits: `fundhub api-key rate-limit`); per source address for the bank's callback and
+    # for requests that fail authentication. Off only to measure what the checks cost.
+    rate_limits_enabled: bool = True
+    rate_limit_read: str = "200/second"
+    rate_limit_write: str = "1000/second"
+    rate_limit_bank_callback: str = "5000/second"
+    rate_limit_auth_failures: str = "100/second"
+    # Where the buckets live (default: the main database), and how long a check may take before
+    # the request passes unchecked (fail open, counted and logged).
+    rate_limit_database_url: str | None = None
+    rate_limit_timeout_s: float = 0.25
 
     def bank_callback_url(self) -> str:
         """Where the bank is told to send payout results: configured, or this gateway's route."""

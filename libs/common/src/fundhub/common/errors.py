@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import Enum
 
 
@@ -19,6 +20,7 @@ class ErrorCode(Enum):
     NOT_FOUND = (404, "E009_NOT_FOUND", "not found")
     IDEMPOTENCY_CONFLICT = (409, "E010_IDEMPOTENCY_CONFLICT", "requestId reused with another body")
     PAYLOAD_TOO_LARGE = (413, "E011_PAYLOAD_TOO_LARGE", "request body too large")
+    RATE_LIMITED = (429, "E012_RATE_LIMITED", "too many requests; retry after Retry-After seconds")
     # Outcomes of a payout, reported in its state (HTTP 200 on a query) rather than as refusals.
     RETURNED = (200, "E014_RETURNED", "the bank returned a paid payout")
     BANK_REJECTED = (200, "E015_BANK_REJECTED", "the bank refused the transfer")
@@ -42,7 +44,14 @@ class ErrorCode(Enum):
 class FundhubError(Exception):
     """A refusal with a code from the table; its message is safe to show to the caller."""
 
-    def __init__(self, error: ErrorCode, message: str | None = None) -> None:
+    def __init__(
+        self,
+        error: ErrorCode,
+        message: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message or error.default_message)
         self.error = error
         self.message = message or error.default_message
+        # Sent with the refusal (a 429's Retry-After).
+        self.headers: Mapping[str, str] = headers or {}

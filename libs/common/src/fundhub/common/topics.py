@@ -54,6 +54,11 @@ class Topics:
         """Final states to deliver to clients' callbackUrl (``payout.callback``), keyed by payId."""
         return self._t("callbacks.v1")
 
+    @property
+    def audit(self) -> str:
+        """Audit entries (``audit.entry``) from the gateway, made durable before it answers."""
+        return self._t("audit.v1")
+
     def all(self) -> list[str]:
         return [
             self.bank_transfer_notify,
@@ -64,6 +69,7 @@ class Topics:
             self.bank_payout_results,
             self.payout_events,
             self.client_callbacks,
+            self.audit,
         ]
 
     def group(self, service: str) -> str:

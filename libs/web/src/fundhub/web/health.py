@@ -13,10 +13,14 @@ ReadinessCheck = Callable[[], Awaitable[bool]]
 
 
 def health_router(
-    checks: dict[str, ReadinessCheck], stopping: Callable[[], bool] | None = None
+    checks: dict[str, ReadinessCheck],
+    stopping: Callable[[], bool] | None = None,
+    *,
+    metrics: bool = True,
 ) -> APIRouter:
     """``stopping``: once it says so, ``/readyz`` answers 503 whatever the checks would say, so
-    that a balancer stops sending work to a process that is shutting down."""
+    that a balancer stops sending work to a process that is shutting down. ``metrics=False``
+    leaves ``/metrics`` out (the gateway serves it on its operations port)."""
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz", summary="The process is alive")
@@ -34,9 +38,11 @@ def health_router(
         response.status_code = 200 if ready else 503
         return {"status": "ready" if ready else "not-ready", "checks": status}
 
-    @router.get("/metrics", summary="Prometheus metrics")
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    if metrics:
+
+        @router.get("/metrics", summary="Prometheus metrics")
+        async def prometheus() -> Response:
+            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
 

@@ -39,7 +39,7 @@ async def run(settings: Settings) -> None:
         names.client_callbacks,
         callback_handler(wake),
     )
-    sender = CallbackSender(settings, pool, settings.master_key, wake)
+    sender = CallbackSender(settings, pool, settings.master_keys(), wake)
 
     async def drain(tasks: Tasks) -> None:
         """Let the attempts under way finish and be recorded before the process ends."""

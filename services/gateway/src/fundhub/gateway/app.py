@@ -12,6 +12,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 
+from fundhub.access.keys import environment_served_by
 from fundhub.access.store import ApiKeyStore
 from fundhub.bank_transfers.bank_apps import BankAppStore
 from fundhub.common import db
@@ -21,12 +22,15 @@ from fundhub.common.kafka import KafkaPublisher, ensure_topics
 from fundhub.common.migrations import verify
 from fundhub.common.topics import topics
 from fundhub.gateway.accounts import accounts_router
+from fundhub.gateway.audit_api import audit_router
 from fundhub.gateway.auth import Authenticator
 from fundhub.gateway.bank_callbacks import BankNotificationIntake, bank_router
 from fundhub.gateway.payouts import payouts_router
+from fundhub.gateway.rate_limits import RateLimiter
 from fundhub.gateway.schemas import finish_document
 from fundhub.payouts.admission import PayoutStore
 from fundhub.web.health import health_router
+from fundhub.webhooks.destinations import CallbackAddresses
 
 log = structlog.get_logger(__name__)
 
@@ -36,7 +40,7 @@ NONCE_PURGE_INTERVAL_S = 60.0
 def create_app(settings: Settings) -> FastAPI:
     if not settings.master_key:
         raise RuntimeError("FUNDHUB_MASTER_KEY is required: it unseals the API secrets")
-    master_key = settings.master_key
+    limiter = RateLimiter(settings) if settings.rate_limits_enabled else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -48,21 +52,31 @@ def create_app(settings: Settings) -> FastAPI:
         names = topics(settings)
         app.state.pool = pool
         app.state.publisher = publisher
-        app.state.authenticator = Authenticator(
-            pool, ApiKeyStore(pool, master_key), settings.api_timestamp_tolerance_s
+        keys = ApiKeyStore(
+            pool,
+            settings.master_keys(),
+            environment_served_by(settings.env),
+            dsn=settings.database_url,
         )
+        keys.start()
+        app.state.authenticator = Authenticator(pool, keys, settings.api_timestamp_tolerance_s)
         app.state.bank_intake = BankNotificationIntake(
             settings, names, BankAppStore(pool), publisher
         )
         app.state.payouts = PayoutStore(
             pool, names, settings.payout_result_deadline_s, settings.payout_poll_base_s
         )
+        if limiter is not None:
+            await limiter.start(pool)
         purge = asyncio.create_task(_purge_nonces(app.state.authenticator))
         log.info("gateway_started", port=settings.gateway_port)
         try:
             yield
         finally:
             purge.cancel()
+            await keys.stop()
+            if limiter is not None:
+                await limiter.stop()
             await publisher.stop()
             await pool.close()
 
@@ -71,7 +85,14 @@ def create_app(settings: Settings) -> FastAPI:
         version="0.1.0",
         summary="Signed API for balances and payouts, and the bank's signed notifications",
         lifespan=lifespan,
+        # A path with a trailing slash is not found, never redirected: Starlette would build
+        # the Location from the request's Host header, a redirect the caller chose.
+        redirect_slashes=False,
+        # The interactive documents are on the operations port (``operations``), not here.
+        docs_url=None,
+        redoc_url=None,
     )
+    app.state.rate_limiter = limiter  # its guard and observer join the pipeline (main.py)
 
     async def kafka_ready() -> bool:
         publisher: KafkaPublisher = app.state.publisher
@@ -81,10 +102,11 @@ def create_app(settings: Settings) -> FastAPI:
         return await db.ping(app.state.pool)
 
     for router in (
-        health_router({"kafka": kafka_ready, "postgres": postgres_ready}),
+        health_router({"kafka": kafka_ready, "postgres": postgres_ready}, metrics=False),
         bank_router(),
         accounts_router(),
-        payouts_router(),
+        payouts_router(CallbackAddresses(settings.callback_allow_cidrs)),
+        audit_router(),
     ):
         # The routes themselves, not an included router: the pipeline (edge.Edge) reads each
         # route's spec, and FastAPI's included routers hide their routes behind lazy wrappers.

@@ -13,15 +13,12 @@ from starlette.requests import Request
 from fundhub.access.binding import transport_refusal
 from fundhub.access.keys import ApiKey
 from fundhub.access.store import ApiKeyStore, purge_nonces, take_nonce
+from fundhub.common.clock import utcnow
 from fundhub.common.db import Pool
 from fundhub.common.errors import ErrorCode, FundhubError
-from fundhub.common.signing import (
-    api_signature,
-    api_string_to_sign,
-    canonical_query,
-    verify_hex_signature,
-)
+from fundhub.common.signing import api_string_to_sign, canonical_query
 from fundhub.gateway.metrics import AUTH_FAILURES
+from fundhub.gateway.rate_limits import limit_key
 from fundhub.gateway.transport import client_cert_sha256
 
 log = structlog.get_logger(__name__)
@@ -30,6 +27,9 @@ HEADER_KEY = "x-api-key"
 HEADER_TIMESTAMP = "x-timestamp"
 HEADER_NONCE = "x-nonce"
 HEADER_SIGNATURE = "x-signature"
+# One text for an unknown key and a bad signature: a caller must not learn which key ids exist
+# (the log keeps the difference for operators).
+BAD_SIGNATURE_TEXT = "unknown API key or signature does not match"
 
 
 def _refuse(error: ErrorCode, message: str, **context: object) -> FundhubError:
@@ -69,15 +69,23 @@ class Authenticator:
             raise _refuse(ErrorCode.BAD_SIGNATURE, "X-Nonce must be 16-64 printable characters")
         key = await self._keys.get(key_id)
         if key is None:
-            raise _refuse(ErrorCode.BAD_SIGNATURE, "unknown API key", key_id=key_id)
+            raise _refuse(
+                ErrorCode.BAD_SIGNATURE, BAD_SIGNATURE_TEXT, key_id=key_id, cause="unknown key"
+            )
         body = await request.body()
         query = canonical_query(request.query_params.multi_items())
-        expected = api_signature(
-            key.secret,
+        # Any of the key's valid secrets (two during a rotation's overlap); the key comes back
+        # narrowed to the one that signed, so the answer is signed with it too.
+        signer = key.signed_by(
             api_string_to_sign(request.method, request.url.path, query, timestamp, nonce, body),
+            signature,
+            utcnow(),
         )
-        if not verify_hex_signature(expected, signature):
-            raise _refuse(ErrorCode.BAD_SIGNATURE, "signature does not match", key_id=key_id)
+        if signer is None:
+            raise _refuse(
+                ErrorCode.BAD_SIGNATURE, BAD_SIGNATURE_TEXT, key_id=key_id, cause="bad signature"
+            )
+        key = signer
         _check_transport(request, key)
         if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > self._tolerance_s:
             raise _refuse(
@@ -85,6 +93,7 @@ class Authenticator:
                 f"X-Timestamp must be Unix seconds within {self._tolerance_s}s of now",
                 key_id=key_id,
             )
+        await limit_key(request, key)
         if take_nonce_now and not await take_nonce(self._pool, key_id, nonce):
             raise nonce_replayed(key_id)
         structlog.contextvars.bind_contextvars(key_id=key_id)
@@ -108,7 +117,7 @@ def _check_transport(request: Request, key: ApiKey) -> None:
         log.warning(
             "request_refused", code=ErrorCode.BAD_SIGNATURE.code, reason=reason, key_id=key.key_id
         )
-        raise FundhubError(ErrorCode.BAD_SIGNATURE, "signature does not match")
+        raise FundhubError(ErrorCode.BAD_SIGNATURE, BAD_SIGNATURE_TEXT)
 
 
 def request_nonce(request: Request) -> str:

@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 import asyncpg
 import structlog
@@ -70,10 +70,13 @@ class RouteSpec:
 DEFAULT_SPEC = RouteSpec()
 
 
-def edge_route(**spec: Any) -> Callable[[Endpoint], Endpoint]:
+AnyEndpoint = TypeVar("AnyEndpoint", bound=Callable[..., Awaitable[Response]])
+
+
+def edge_route(**spec: Any) -> Callable[[AnyEndpoint], AnyEndpoint]:
     """Declare a route's ``RouteSpec`` on its endpoint (apply below FastAPI's decorator)."""
 
-    def mark(endpoint: Endpoint) -> Endpoint:
+    def mark(endpoint: AnyEndpoint) -> AnyEndpoint:
         endpoint.__edge_spec__ = RouteSpec(**spec)  # type: ignore[attr-defined]
         return endpoint
 
@@ -88,7 +91,9 @@ def error_response(scope: Scope, exc: BaseException, spec: RouteSpec = DEFAULT_S
     """What a request that raised answers: its refusal (signed once authenticated), 503 when a
     dependency is out of reach, else the one E500 body, on every route."""
     if isinstance(exc, FundhubError):
-        return signed_for(scope, spec.refusal(exc.error, exc.message))
+        refusal = spec.refusal(exc.error, exc.message)
+        refusal.headers.update(exc.headers)
+        return signed_for(scope, refusal)
     if isinstance(exc, UNAVAILABLE_ERRORS):
         log.error("request_unavailable", error=f"{type(exc).__name__}: {exc}")
         return signed_for(
@@ -274,11 +279,14 @@ class Edge:
         return Answer.of_messages(await self._through_framework(scope, body, receive))
 
     async def _observed(self, exchange: Exchange, spec: RouteSpec) -> Answer:
-        try:
-            for observer in self._observers:
+        """Each observer in turn; one that raises replaces the answer, and those after it see
+        the replacement (so the audit log, last, records what finally leaves)."""
+        for observer in self._observers:
+            try:
                 await observer(exchange)
-        except Exception as exc:
-            return Answer.of(error_response(exchange.scope, exc, spec))
+            except Exception as exc:
+                answer = Answer.of(error_response(exchange.scope, exc, spec))
+                exchange = replace(exchange, answer=answer)
         return exchange.answer
 
     async def _through_framework(

@@ -21,3 +21,12 @@ BANK_NOTIFICATIONS = Counter(
 AUTH_FAILURES = Counter(
     "fundhub_gateway_auth_failures_total", "Refused upstream requests by error code", ["code"]
 )
+RATE_LIMITED = Counter(
+    "fundhub_gateway_rate_limited_total",
+    "Requests refused with 429, by limit (key, bank-callback, auth-failures)",
+    ["limit"],
+)
+RATE_LIMIT_STORE_ERRORS = Counter(
+    "fundhub_gateway_rate_limit_store_errors_total",
+    "Rate limit checks that could not reach their store and let the request pass (fail open)",
+)

@@ -37,8 +37,12 @@ from fundhub.payouts.request import (
 )
 from fundhub.payouts.wire import http_status, payout_body
 from fundhub.webhooks import store as webhooks
+from fundhub.webhooks.destinations import CallbackAddresses
 
 PAYOUTS_PATH = "/v1/payouts"
+# A payout is a few hundred bytes; its extension at most 4 KiB of JSON (payouts.request): 16 KiB
+# leaves room for whitespace and escapes, and is all an authenticated caller can make us read.
+MAX_PAYOUT_BODY_BYTES = 16 * 1024
 _PAYOUT_READ = {
     200: (Payout, "The payout, final (SUCCESS, FAILED or RETURNED)"),
     202: (Payout, "The payout, still PROCESSING"),
@@ -79,14 +83,16 @@ def _store(request: Request) -> PayoutStore:
 
 
 async def _owned_payout(request: Request, key: ApiKey, pay_id: str) -> asyncpg.Record:
+    """The payout, if the key holds its payer account. Another tenant's payout answers exactly
+    as a missing one: a 403 would tell the caller that the payId exists."""
     row = await _store(request).by_pay_id(pay_id) if PAY_ID_PATTERN.match(pay_id) else None
-    if row is None:
+    if row is None or not key.may_access(row["payer_account_id"]):
         raise _not_found(pay_id)
-    require_account(key, row["payer_account_id"])
     return row
 
 
-def payouts_router() -> APIRouter:
+def payouts_router(callbacks: CallbackAddresses) -> APIRouter:
+    """``callbacks``: where a payout's callbackUrl may point (FUNDHUB_CALLBACK_ALLOW_CIDRS)."""
     router = APIRouter(prefix=PAYOUTS_PATH, tags=["payouts"])
 
     @router.post(
@@ -102,14 +108,14 @@ def payouts_router() -> APIRouter:
         ),
         openapi_extra=_request_body_doc(),
     )
-    @edge_route(hot=True)
+    @edge_route(hot=True, body_limit=MAX_PAYOUT_BODY_BYTES)
     async def create_payout(request: Request) -> Response:
         """Authenticate, validate, admit in one statement (the nonce included)."""
         auth: Authenticator = request.app.state.authenticator
         key = await auth.authenticate(request, take_nonce_now=False)
         require_scope(key, SCOPE_PAYOUTS_WRITE)
         try:
-            payout = parse_payout_request(await request.body())
+            payout = parse_payout_request(await request.body(), callbacks)
         except InvalidPayout as exc:
             raise FundhubError(ErrorCode.INVALID_PARAMETER, str(exc)) from None
         require_account(key, payout.payer_account_id)
@@ -127,6 +133,7 @@ def payouts_router() -> APIRouter:
         summary="Find a payout by the requestId it was created with",
         responses=answers(_PAYOUT_READ, 400, 401, 403, 404, 503),
     )
+    @edge_route(body_limit=0)
     async def find_payout(
         request: Request, requestId: str | None = Query(default=None)
     ) -> Response:
@@ -137,9 +144,8 @@ def payouts_router() -> APIRouter:
                 "requestId: required, 1 to 64 characters of A-Z a-z 0-9 . _ : -",
             )
         row = await _store(request).by_request_id(key.key_id, requestId)
-        if row is None:
+        if row is None or not key.may_access(row["payer_account_id"]):
             raise _not_found(f"with requestId {requestId}")
-        require_account(key, row["payer_account_id"])
         return _payout_response(request, row)
 
     @router.get(
@@ -147,6 +153,7 @@ def payouts_router() -> APIRouter:
         summary="A payout's current state",
         responses=answers(_PAYOUT_READ, 401, 403, 404, 503),
     )
+    @edge_route(body_limit=0)
     async def get_payout(request: Request, payId: str) -> Response:
         key = await authenticated(request, SCOPE_PAYOUTS_READ)
         return _payout_response(request, await _owned_payout(request, key, payId))
@@ -156,6 +163,7 @@ def payouts_router() -> APIRouter:
         summary="Callback deliveries to callbackUrl and attempts",
         responses=answers({200: (CallbackDeliveries, "The deliveries")}, 401, 403, 404, 503),
     )
+    @edge_route(body_limit=0)
     async def list_callbacks(request: Request, payId: str) -> Response:
         key = await authenticated(request, SCOPE_PAYOUTS_READ)
         await _owned_payout(request, key, payId)
@@ -170,6 +178,7 @@ def payouts_router() -> APIRouter:
             {202: (CallbacksReplayed, "The deliveries will be sent again")}, 401, 403, 404, 503
         ),
     )
+    @edge_route(body_limit=0)
     async def replay_callbacks(request: Request, payId: str) -> Response:
         key = await authenticated(request, SCOPE_ADMIN)
         await _owned_payout(request, key, payId)

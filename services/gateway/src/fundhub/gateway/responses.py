@@ -47,6 +47,8 @@ def signed_for(scope: Scope, response: Response) -> Response:
     key = scope.get("state", {}).get("api_key")
     if key is not None:
         response.headers[HEADER_SIGNATURE] = body_signature(key.secret, bytes(response.body))
+        # Balances and payouts are one tenant's data: no shared or browser cache may keep them.
+        response.headers["Cache-Control"] = "no-store"
     return response
 
 

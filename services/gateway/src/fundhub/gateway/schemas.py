@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import SkipJsonSchema
 
+from fundhub.common.config import BANK_CALLBACK_PATH
 from fundhub.common.errors import ErrorCode
 from fundhub.gateway.responses import HEADER_SIGNATURE
 
@@ -244,8 +245,44 @@ def finish_document(document: dict[str, Any]) -> dict[str, Any]:
             operation.get("responses", {}).pop("422", None)
     for name in ("HTTPValidationError", "ValidationError"):
         definitions.pop(name, None)
+    _document_rate_limits(document)
     for path, responses in _operations(definitions).items():
         get = document.get("paths", {}).get(path, {}).get("get")
         if get is not None:
             get["responses"] = responses
     return document
+
+
+_RETRY_AFTER = {
+    "description": "Whole seconds to wait before the request can pass",
+    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    "required": True,
+}
+
+
+def _document_rate_limits(document: dict[str, Any]) -> None:
+    """Every ``/v1`` operation and the bank's callback may answer 429 (``gateway.rate_limits``):
+    a limit per key and route, per source address, or on failed authentication."""
+    for path, operations in document.get("paths", {}).items():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            if path.startswith("/v1/"):
+                responses["429"] = {
+                    "description": "Refused (E012_RATE_LIMITED): over a rate limit; retry after "
+                    "Retry-After seconds",
+                    "headers": {"Retry-After": _RETRY_AFTER, HEADER_SIGNATURE: _SIGNATURE_HEADER},
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Failure"}}
+                    },
+                }
+            elif path == BANK_CALLBACK_PATH:
+                responses["429"] = {
+                    "description": "Refused: over this address's rate limit; retry later",
+                    "headers": {"Retry-After": _RETRY_AFTER},
+                    "content": {
+                        "text/plain": {
+                            "schema": {"type": "string"},
+                            "example": "fail: too many requests; retry after 1s",
+                        }
+                    },
+                }

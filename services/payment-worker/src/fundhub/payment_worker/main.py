@@ -48,7 +48,7 @@ async def run(settings: Settings) -> None:
         publisher,
         names.group(results.CONSUMER),
         names.bank_payout_results,
-        result_handler(names),
+        result_handler(settings, names),
         linger_ms=CONSUMER_LINGER_MS,
     )
     poller = Poller(settings, pool, submitter)
