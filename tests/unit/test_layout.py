@@ -22,6 +22,7 @@ CONTEXTS = ("access", "ledger", "bank_transfers", "payouts", "webhooks", "audit"
 # The pure domain of each context: rules, state machines and wire shapes, no I/O.
 DOMAIN = [
     "contexts/access/src/fundhub/access/keys.py",
+    "contexts/access/src/fundhub/access/binding.py",
     "contexts/access/src/fundhub/access/limits.py",
     "contexts/ledger/src/fundhub/ledger/rules.py",
     "contexts/bank-transfers/src/fundhub/bank_transfers/notification.py",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncpg
 import pytest
 
 from fundhub.common import retry
@@ -62,3 +63,20 @@ async def test_until_it_works_goes_on_until_it_does() -> None:
                 raise ConnectionRefusedError(111, "refused")
     assert tries == 20 and len(sleeps.waits) == 19
     assert all(wait <= retry.MAX_S for wait in sleeps.waits)
+
+
+async def test_a_connection_dropped_mid_operation_is_retried() -> None:
+    """What a Postgres restart raises inside asyncpg (issue 9, defect 7): payment-worker exited
+    on the second of these, its protocol state confused by the dropped connection."""
+    for error in (
+        asyncpg.InterfaceError("connection has been released back to the pool"),
+        asyncpg.InternalClientError("cannot switch to state 15; another operation is in progress"),
+    ):
+        sleeps = Sleeps()
+        tries = 0
+        async for attempt in retry.until_it_works("test", sleep=sleeps):
+            with attempt:
+                tries += 1
+                if tries < 3:
+                    raise error
+        assert tries == 3 and len(sleeps.waits) == 2

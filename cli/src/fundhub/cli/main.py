@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from fundhub.access.binding import InvalidBinding, certificate_fingerprint, parse_fingerprint
 from fundhub.access.keys import (
     InvalidKeySpec,
     environment_served_by,
@@ -28,6 +29,7 @@ from fundhub.access.store import (
     KeyNotFound,
     insert_api_key,
     list_api_keys,
+    restrict_api_key,
     revoke_api_key,
     rotate_secret,
 )
@@ -42,6 +44,7 @@ from fundhub.bank_transfers.bank_apps import (
     parse_app_id,
     parse_sign_excludes,
     remove_bank_key,
+    restrict_bank_app,
     upsert_bank_app,
 )
 from fundhub.cli.audit import append_one, audited, operator_entry
@@ -51,6 +54,7 @@ from fundhub.cli.database import connection
 from fundhub.cli.errors import CliError, UsageError
 from fundhub.cli.keys import reseal_everything, summaries_table, summary_json
 from fundhub.cli.masterkey import resolve_master_key, resolve_master_keys
+from fundhub.common.cidrs import InvalidCidr, parse_cidrs
 from fundhub.common.clock import utcnow
 from fundhub.common.config import Settings, get_settings
 from fundhub.common.db import Connection
@@ -275,6 +279,47 @@ def api_key_create(
         typer.echo("The secrets are shown only now; store them safely.", err=True)
 
 
+@api_key_app.command("restrict")
+def api_key_restrict(
+    key_id: Annotated[str, typer.Argument(help="The key id (ak_...).")],
+    client_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--client-cert",
+            help="Bind to this client certificate (PEM): accepted only over mutual TLS with it.",
+            dir_okay=False,
+        ),
+    ] = None,
+    client_cert_sha256: Annotated[
+        str | None,
+        typer.Option("--client-cert-sha256", help="Bind to a certificate by its fingerprint."),
+    ] = None,
+    allow_cidrs: Annotated[
+        str | None,
+        typer.Option("--allow-cidrs", help="Comma-separated ranges the key may be used from."),
+    ] = None,
+) -> None:
+    """Set where a key may be used from; without options, lift every restriction."""
+    settings = _settings()
+    with _reported(InvalidBinding, InvalidCidr):
+        if client_cert is not None and client_cert_sha256 is not None:
+            raise UsageError("give --client-cert or --client-cert-sha256, not both")
+        cert_fp = None
+        if client_cert_sha256 is not None:
+            cert_fp = parse_fingerprint(client_cert_sha256)
+        elif client_cert is not None:
+            try:
+                cert_fp = certificate_fingerprint(client_cert.read_bytes())
+            except OSError as exc:
+                raise UsageError(f"cannot read {client_cert}: {exc}") from None
+        cidrs = parse_cidrs(allow_cidrs)
+    found = _in_database(settings, lambda conn: restrict_api_key(conn, key_id, cert_fp, cidrs))
+    if not found:
+        raise _fail(UsageError(f"no API key {key_id}"))
+    ranges = ",".join(map(str, cidrs)) or "any"
+    typer.echo(f"key {key_id}: client certificate {cert_fp or 'none'}; from {ranges}")
+
+
 @api_key_app.command("list")
 def api_key_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -439,6 +484,25 @@ def bank_app_add(
     )
     verdict = "registered" if changed else "unchanged"
     typer.echo(f"bank app {app_id} {verdict} (sign excludes: {','.join(excludes)})")
+
+
+@bank_app_app.command("restrict")
+def bank_app_restrict(
+    app_id: Annotated[str, typer.Option("--app-id", help="The bank's app_id.")],
+    allow_cidrs: Annotated[
+        str | None,
+        typer.Option("--allow-cidrs", help="Ranges its notifications may come from (none: any)."),
+    ] = None,
+) -> None:
+    """Set the addresses a bank app's notifications are accepted from."""
+    settings = _settings()
+    with _reported(InvalidBankApp, InvalidCidr):
+        app_id = parse_app_id(app_id)
+        cidrs = parse_cidrs(allow_cidrs)
+    found = _in_database(settings, lambda conn: restrict_bank_app(conn, app_id, cidrs))
+    if not found:
+        raise _fail(UsageError(f"no bank app {app_id}"))
+    typer.echo(f"bank app {app_id}: from {','.join(map(str, cidrs)) or 'any'}")
 
 
 def _read_public_key(public_key: Path) -> str:

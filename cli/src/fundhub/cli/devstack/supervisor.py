@@ -1,8 +1,11 @@
 """Run the services as child processes, their output prefixed with their names.
 
-Like foreman: if one service exits, or on Ctrl-C / SIGTERM, every child is stopped, newest
-first (SIGTERM to its process group, SIGKILL after a grace period). A second Ctrl-C skips the
-grace period."""
+A service that exits on its own is started again after a pause that doubles with each exit in
+a row (``restart_base_s`` up to ``restart_max_s``; the count resets once it has stayed up for
+``stable_s``), so one crash (or a dependency away for a while) does not stop the others. On
+Ctrl-C / SIGTERM every child is stopped, newest first (SIGTERM to its process group, SIGKILL
+after a grace period). A second Ctrl-C skips the grace period. With ``restart=False`` it is
+like foreman: the first exit stops everything."""
 
 from __future__ import annotations
 
@@ -39,10 +42,15 @@ class Supervisor:
     specs: Sequence[ServiceSpec]
     out: TextIO = field(default_factory=lambda: sys.stdout)
     grace_s: float = 10.0
+    restart: bool = True
+    restart_base_s: float = 0.5
+    restart_max_s: float = 30.0
+    stable_s: float = 60.0
     _children: list[_Child] = field(default_factory=list, init=False)
     _stop: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _hurry: bool = field(default=False, init=False)
     _failed: str | None = field(default=None, init=False)
+    restarts: dict[str, int] = field(default_factory=dict, init=False)
 
     def _prefix(self, name: str) -> str:
         names = [s.name for s in self.specs]
@@ -75,7 +83,7 @@ class Supervisor:
                 return
             self.say(spec.name, raw.decode(errors="replace").rstrip("\r\n"))
 
-    async def _spawn(self, spec: ServiceSpec) -> None:
+    async def _spawn(self, spec: ServiceSpec) -> _Child:
         env = {**os.environ, **(spec.env or {}), "PYTHONUNBUFFERED": "1"}
         proc = await asyncio.create_subprocess_exec(
             *spec.argv,
@@ -88,15 +96,46 @@ class Supervisor:
         )
         assert proc.stdout is not None
         pump = asyncio.create_task(self._pump(spec, proc.stdout))
-        self._children.append(_Child(spec, proc, pump))
+        child = _Child(spec, proc, pump)
+        self._children.append(child)
         self.say(spec.name, f"started (pid {proc.pid})")
+        return child
+
+    def restart_delay(self, failures: int) -> float:
+        """The pause before the ``failures``-th restart in a row: doubling, capped."""
+        return float(min(self.restart_max_s, self.restart_base_s * 2 ** max(0, failures - 1)))
 
     async def _watch(self, child: _Child) -> None:
-        code = await child.proc.wait()
-        if not self._stop.is_set():
-            self._failed = child.spec.name
-            self.say(child.spec.name, f"exited with code {code}; stopping the others")
-            self._stop.set()
+        loop = asyncio.get_running_loop()
+        failures = 0
+        while True:
+            started = loop.time()
+            code = await child.proc.wait()
+            if self._stop.is_set():
+                return
+            if not self.restart:
+                self._failed = child.spec.name
+                self.say(child.spec.name, f"exited with code {code}; stopping the others")
+                self._stop.set()
+                return
+            failures = 1 if loop.time() - started >= self.stable_s else failures + 1
+            delay = self.restart_delay(failures)
+            self.say(child.spec.name, f"exited with code {code}; restarting in {delay:.1f}s")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+            if self._stop.is_set():
+                return
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(child.pump, 2.0)
+            self._children.remove(child)
+            try:
+                child = await self._spawn(child.spec)
+            except OSError as exc:
+                self._failed = child.spec.name
+                self.say(child.spec.name, f"cannot restart {child.spec.argv[0]}: {exc}")
+                self._stop.set()
+                return
+            self.restarts[child.spec.name] = self.restarts.get(child.spec.name, 0) + 1
 
     async def _stop_child(self, child: _Child) -> None:
         proc = child.proc
@@ -122,7 +161,7 @@ class Supervisor:
         """Start every service in order and run until one exits or a stop is requested.
 
         ``on_started`` is called once all are spawned. Returns 0 after a requested stop, 1 if
-        a service exited on its own (or could not be started)."""
+        a service could not be started (or, without ``restart``, exited on its own)."""
         loop = asyncio.get_running_loop()
         signals = (signal.SIGINT, signal.SIGTERM)
         previous = {sig: signal.getsignal(sig) for sig in signals}
@@ -134,13 +173,13 @@ class Supervisor:
                 if self._stop.is_set():
                     break
                 try:
-                    await self._spawn(spec)
+                    child = await self._spawn(spec)
                 except OSError as exc:
                     self._failed = spec.name
                     self.say(spec.name, f"cannot start {spec.argv[0]}: {exc}")
                     self._stop.set()
                     break
-                watchers.append(asyncio.create_task(self._watch(self._children[-1])))
+                watchers.append(asyncio.create_task(self._watch(child)))
             if on_started is not None and not self._stop.is_set():
                 on_started()
             await self._stop.wait()

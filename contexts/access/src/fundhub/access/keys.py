@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from fundhub.common.cidrs import Network
 from fundhub.common.signing import api_signature, verify_hex_signature
 
 SCOPE_BALANCE_READ = "balance:read"
@@ -70,6 +71,9 @@ class ApiKey:
     secret: str = field(repr=False)
     scopes: frozenset[str]
     accounts: frozenset[str]
+    # Where it may be used from (``access.binding``): a client certificate, address ranges.
+    client_cert_sha256: str | None = None
+    allowed_cidrs: tuple[Network, ...] = ()
     environment: Environment = SANDBOX
     expires_at: datetime | None = None
     retiring: tuple[RetiringSecret, ...] = field(default=(), repr=False)

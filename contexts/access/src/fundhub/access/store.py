@@ -23,6 +23,7 @@ from fundhub.access.keys import (
 )
 from fundhub.common import db
 from fundhub.common.cache import TtlCache
+from fundhub.common.cidrs import Network, as_networks
 from fundhub.common.clock import utcnow
 from fundhub.common.db import Connection, Pool
 from fundhub.common.sealing import MasterKeys, seal, unseal
@@ -166,6 +167,20 @@ async def list_api_keys(conn: Connection) -> list[KeySummary]:
     ]
 
 
+async def restrict_api_key(
+    conn: Connection, key_id: str, client_cert_sha256: str | None, allowed_cidrs: list[Network]
+) -> bool:
+    """Bind the key to a client certificate and address ranges (None / empty: unrestricted).
+    False when there is no such key. Replicas see it once their key cache expires."""
+    status = await conn.execute(
+        "UPDATE api_keys SET client_cert_sha256 = $2, allowed_cidrs = $3 WHERE key_id = $1",
+        key_id,
+        client_cert_sha256,
+        allowed_cidrs,
+    )
+    return status != "UPDATE 0"
+
+
 async def take_nonce(pool: Pool, key_id: str, nonce: str) -> bool:
     """Record the nonce; False when the key used it before (a replay)."""
     return bool(await pool.fetchval(INSERT_NONCE, key_id, nonce))
@@ -282,6 +297,7 @@ class ApiKeyStore:
     async def _load(self, key_id: str) -> ApiKey | None:
         row = await self._pool.fetchrow(
             "SELECT key_id, secret_sealed, scopes, accounts, environment, expires_at,"
+            " client_cert_sha256, allowed_cidrs,"
             " ARRAY(SELECT secret_sealed FROM api_key_retiring_secrets r"
             "       WHERE r.key_id = k.key_id AND r.kind = 'api' AND r.valid_until > now()"
             "       ORDER BY r.valid_until DESC) AS retiring_sealed,"
@@ -305,6 +321,8 @@ class ApiKeyStore:
             environment=row["environment"],
             expires_at=row["expires_at"],
             retiring=retiring,
+            client_cert_sha256=row["client_cert_sha256"],
+            allowed_cidrs=as_networks(row["allowed_cidrs"]),
         )
 
 

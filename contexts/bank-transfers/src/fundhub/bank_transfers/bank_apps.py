@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from fundhub.common.cache import TtlCache
+from fundhub.common.cidrs import Network, as_networks
 from fundhub.common.db import Connection, Pool
 from fundhub.common.signing import load_public_key, rsa2_verify
 
@@ -42,6 +43,8 @@ class BankApp:
     app_id: str
     public_key: RSAPublicKey
     sign_excludes: tuple[str, ...]
+    # Where its notifications may come from (empty: anywhere); checked after the signature.
+    allowed_cidrs: tuple[Network, ...] = ()
     other_keys: tuple[RSAPublicKey, ...] = ()
 
     def verifies(self, params: Mapping[str, Any], signature: str) -> bool:
@@ -125,6 +128,17 @@ async def upsert_bank_app(
     return status.rsplit(" ", 1)[-1] != "0"
 
 
+async def restrict_bank_app(conn: Connection, app_id: str, allowed_cidrs: list[Network]) -> bool:
+    """Set the ranges the app's notifications may come from (empty: anywhere); False when
+    there is no such app."""
+    status = await conn.execute(
+        "UPDATE bank_apps SET allowed_cidrs = $2, updated_at = now() WHERE app_id = $1",
+        app_id,
+        allowed_cidrs,
+    )
+    return status != "UPDATE 0"
+
+
 async def add_bank_key(conn: Connection, app_id: str, public_key_pem: str) -> bool:
     """Trust one more key for a registered app; False when it already has that key."""
     async with conn.transaction():
@@ -204,7 +218,7 @@ class BankAppStore:
 
     async def _load(self, app_id: str) -> BankApp | None:
         row = await self._pool.fetchrow(
-            "SELECT app_id, public_key_pem, sign_excludes,"
+            "SELECT app_id, public_key_pem, sign_excludes, allowed_cidrs,"
             " ARRAY(SELECT k.public_key_pem FROM bank_app_keys k WHERE k.app_id = a.app_id"
             "       ORDER BY k.added_at DESC) AS other_keys"
             " FROM bank_apps a WHERE app_id = $1",
@@ -216,6 +230,7 @@ class BankAppStore:
             app_id=row["app_id"],
             public_key=load_public_key(row["public_key_pem"]),
             sign_excludes=tuple(row["sign_excludes"]),
+            allowed_cidrs=as_networks(row["allowed_cidrs"]),
             other_keys=tuple(load_public_key(pem) for pem in row["other_keys"]),
         )
         if not app.usable:

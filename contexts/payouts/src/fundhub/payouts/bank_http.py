@@ -6,6 +6,7 @@ The rules every adapter keeps are in ``fundhub.payouts.bank``; this module only 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -15,6 +16,7 @@ import orjson
 import structlog
 
 from fundhub.common import retry
+from fundhub.common.config import Settings
 from fundhub.payouts.bank import (
     BATCH_PATH,
     MAX_BATCH,
@@ -36,6 +38,28 @@ _JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json
 _RETRIED_4XX = frozenset({408, 429})  # request timeout, too many requests: try again
 
 _T = TypeVar("_T")
+
+
+def bank_tls_context(
+    ca_file: str | None, cert_file: str | None, key_file: str | None
+) -> ssl.SSLContext:
+    """TLS towards the bank: TLS 1.2 or later, the bank's CA (else the system's), and our
+    client certificate when the bank asks for mutual TLS."""
+    context = ssl.create_default_context(cafile=ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert_file:
+        context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+def bank_session(settings: Settings) -> aiohttp.ClientSession:
+    """The process's one connection pool to the bank, with the TLS of ``FUNDHUB_BANK_TLS_*``
+    (used only for an ``https://`` bank URL)."""
+    context = bank_tls_context(
+        settings.bank_tls_ca, settings.bank_tls_certfile, settings.bank_tls_keyfile
+    )
+    connector = aiohttp.TCPConnector(limit=100, keepalive_timeout=2.0, ssl=context)
+    return aiohttp.ClientSession(connector=connector)
 
 
 class _Retry(Exception):

@@ -42,12 +42,32 @@ class Settings(BaseSettings):
     bank_simulator_port: int = 8100
     payment_worker_port: int = 8002
 
+    # The gateway's connections (README "Transport"): a request's headers and body must arrive
+    # within these times, idle keep-alive connections close, and connections beyond the caps
+    # (in all, from one address) are closed as they are accepted; requests in progress beyond
+    # the concurrency limit get a 503.
+    gateway_header_timeout_s: float = 5.0
+    gateway_body_timeout_s: float = 15.0
+    gateway_keepalive_s: float = 5.0
+    gateway_max_connections: int = 4096
+    gateway_max_connections_per_address: int = 256
+    gateway_limit_concurrency: int = 1024
+    # TLS terminated by the gateway itself (TLS 1.2+, modern suites); with a client CA, client
+    # certificates are verified and can be bound to a key (`fundhub key bind-cert`).
+    gateway_tls_certfile: str | None = None
+    gateway_tls_keyfile: str | None = None
+    gateway_tls_client_ca: str | None = None
+
     # The bank app payouts are sent through (recorded on each payout): only a result signed
     # for this app counts for them. The seed's app id, which the dev stack gives the simulator.
     bank_app_id: str = "20210911888888888888888888"
     # The bank's payout API (the simulator locally) and how long one request may take.
     bank_base_url: str = "http://127.0.0.1:8100"
     bank_timeout_s: float = 5.0
+    # TLS towards the bank's API: a CA bundle to trust, and a client certificate for mutual TLS.
+    bank_tls_ca: str | None = None
+    bank_tls_certfile: str | None = None
+    bank_tls_keyfile: str | None = Field(default=None, repr=False)
     # Where the bank is told to send payout results; default: this gateway's /callbacks/bank.
     payout_notify_url: str | None = None
     # A payout with no final state this long after acceptance raises an alert (once).
@@ -61,6 +81,8 @@ class Settings(BaseSettings):
     api_timestamp_tolerance_s: int = 300
     kafka_publish_timeout_s: float = 5.0
     db_pool_max: int = 10
+    # After SIGTERM a worker exits within this many seconds, whatever its tasks do.
+    stop_deadline_s: float = 20.0
     log_level: str = "INFO"
 
     # Client callbacks: a delivery is retried with capped exponential backoff until it is this

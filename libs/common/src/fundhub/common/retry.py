@@ -42,6 +42,11 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    # A connection dropped by the server mid-operation can leave asyncpg's protocol state
+    # confused ("cannot switch to state 15; another operation is in progress"): it says
+    # nothing about the data, the connection is dropped and a new one works. Not retrying it
+    # made payment-worker exit on a Postgres restart.
+    asyncpg.InternalClientError,
     PublishFailed,
 )
 BASE_S = 0.2

@@ -12,8 +12,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
 
-def health_router(checks: dict[str, ReadinessCheck], *, metrics: bool = True) -> APIRouter:
-    """``metrics=False`` leaves ``/metrics`` out (the gateway serves it on its operations port)."""
+def health_router(
+    checks: dict[str, ReadinessCheck],
+    stopping: Callable[[], bool] | None = None,
+    *,
+    metrics: bool = True,
+) -> APIRouter:
+    """``stopping``: once it says so, ``/readyz`` answers 503 whatever the checks would say, so
+    that a balancer stops sending work to a process that is shutting down. ``metrics=False``
+    leaves ``/metrics`` out (the gateway serves it on its operations port)."""
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz", summary="The process is alive")
@@ -22,6 +29,9 @@ def health_router(checks: dict[str, ReadinessCheck], *, metrics: bool = True) ->
 
     @router.get("/readyz", summary="Every dependency (Kafka, Postgres) is reachable")
     async def readyz(response: Response) -> dict[str, object]:
+        if stopping is not None and stopping():
+            response.status_code = 503
+            return {"status": "stopping", "checks": {}}
         results = await asyncio.gather(*(check() for check in checks.values()))
         status = dict(zip(checks, results, strict=True))
         ready = all(results)
@@ -37,10 +47,15 @@ def health_router(checks: dict[str, ReadinessCheck], *, metrics: bool = True) ->
     return router
 
 
-async def serve_health(checks: dict[str, ReadinessCheck], host: str, port: int) -> None:
+async def serve_health(
+    checks: dict[str, ReadinessCheck],
+    host: str,
+    port: int,
+    stopping: Callable[[], bool] | None = None,
+) -> None:
     """Serve the operations endpoints inside a worker's own event loop."""
     app = FastAPI(title="fundhub operations", docs_url=None, redoc_url=None)
-    app.include_router(health_router(checks))
+    app.include_router(health_router(checks, stopping))
     server = uvicorn.Server(
         uvicorn.Config(
             app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import structlog
 
 from fundhub.common.config import Settings, get_settings
-from fundhub.common.lifecycle import exit_if_failed, run_until_stopped
+from fundhub.common.lifecycle import StopDeadline, exit_if_failed, run_until_stopped
 from fundhub.common.logging import configure_logging
 from fundhub.web.health import ReadinessCheck, serve_health
 
@@ -29,20 +30,35 @@ async def run_worker(
     *,
     drain: Drain | None = None,
     close: Sequence[Callable[[], Awaitable[object]]] = (),
+    stop_deadline_s: float | None = None,
 ) -> None:
     """Run ``work`` (a task per name) beside the operations endpoints until SIGINT/SIGTERM or
     until one task ends; then ``drain`` (given the tasks, still running), cancel the rest,
     ``close`` in order, and exit non-zero when a task failed: a worker whose consumer died
     must exit, not idle. ``service`` names the ``<service>_started``/``_stopped`` log events.
+
+    From the stop on, ``/readyz`` answers 503 (a balancer stops sending work), and the whole
+    shutdown is bounded by ``stop_deadline_s`` (``FUNDHUB_STOP_DEADLINE_S``).
     """
+    stopping = asyncio.Event()
+    seconds = get_settings().stop_deadline_s if stop_deadline_s is None else stop_deadline_s
+    deadline = StopDeadline(seconds)
     tasks = {name: asyncio.create_task(coro, name=name) for name, coro in work.items()}
-    health = serve_health(dict(checks), host, port)
+    health = serve_health(dict(checks), host, port, stopping.is_set)
     running = [*tasks.values(), asyncio.create_task(health, name="health")]
     log.info(f"{service}_started", health_port=port)
-    failed = await run_until_stopped(running, None if drain is None else partial(drain, tasks))
+    failed = await run_until_stopped(
+        running,
+        None if drain is None else partial(drain, tasks),
+        deadline=deadline,
+        on_stop=stopping.set,
+    )
     for closing in close:
-        await closing()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(closing(), seconds)
     log.info(f"{service}_stopped")
+    # The deadline stays armed: the event loop's own end still waits on any task that
+    # ignored its cancellation.
     exit_if_failed(failed)
 
 

@@ -10,6 +10,7 @@ import time
 import structlog
 from starlette.requests import Request
 
+from fundhub.access.binding import transport_refusal
 from fundhub.access.keys import ApiKey
 from fundhub.access.store import ApiKeyStore, purge_nonces, take_nonce
 from fundhub.common.clock import utcnow
@@ -18,6 +19,7 @@ from fundhub.common.errors import ErrorCode, FundhubError
 from fundhub.common.signing import api_string_to_sign, canonical_query
 from fundhub.gateway.metrics import AUTH_FAILURES
 from fundhub.gateway.rate_limits import limit_key
+from fundhub.gateway.transport import client_cert_sha256
 
 log = structlog.get_logger(__name__)
 
@@ -84,6 +86,7 @@ class Authenticator:
                 ErrorCode.BAD_SIGNATURE, BAD_SIGNATURE_TEXT, key_id=key_id, cause="bad signature"
             )
         key = signer
+        _check_transport(request, key)
         if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > self._tolerance_s:
             raise _refuse(
                 ErrorCode.TIMESTAMP_SKEW,
@@ -100,6 +103,21 @@ class Authenticator:
     async def purge_nonces(self) -> int:
         """Nonces older than twice the window can never be replayed: the timestamp check refuses."""
         return await purge_nonces(self._pool, float(self._tolerance_s * 2))
+
+
+def _check_transport(request: Request, key: ApiKey) -> None:
+    """The key's client certificate and address ranges (README "Transport"). Refused exactly as
+    a bad signature, so a leaked secret tried from elsewhere learns nothing."""
+    client = request.scope.get("client")
+    reason = transport_refusal(
+        key, client[0] if client else None, client_cert_sha256(request.scope)
+    )
+    if reason is not None:
+        AUTH_FAILURES.labels(ErrorCode.BAD_SIGNATURE.code).inc()
+        log.warning(
+            "request_refused", code=ErrorCode.BAD_SIGNATURE.code, reason=reason, key_id=key.key_id
+        )
+        raise FundhubError(ErrorCode.BAD_SIGNATURE, BAD_SIGNATURE_TEXT)
 
 
 def request_nonce(request: Request) -> str:

@@ -23,6 +23,7 @@ from fundhub.bank_transfers.notification import (
     parse_transfer_biz_content,
     strict_loads,
 )
+from fundhub.common.cidrs import address_allowed
 from fundhub.common.clock import iso_utc_ms, utcnow
 from fundhub.common.config import BANK_CALLBACK_PATH, Settings
 from fundhub.common.envelope import Envelope
@@ -72,7 +73,9 @@ class BankNotificationIntake:
         self._apps = apps
         self._publisher = publisher
 
-    async def accept(self, raw: bytes, correlation_id: str) -> Refusal | None:
+    async def accept(
+        self, raw: bytes, correlation_id: str, client: str | None = None
+    ) -> Refusal | None:
         try:
             params = load_params(raw)  # bounded and strict before anything else reads it
             check_public_params(params)
@@ -82,6 +85,10 @@ class BankNotificationIntake:
         if app is None:
             return Refusal(401, "unknown app_id")
         if not app.usable or not app.verifies(params, params["sign"]):
+            return Refusal(401, "signature verification failed")
+        if not address_allowed(app.allowed_cidrs, client):
+            # Told apart only in the log: to the sender it is the refusal of a bad signature.
+            log.warning("bank_notification_outside_ranges", app_id=app.app_id)
             return Refusal(401, "signature verification failed")
         try:
             check_protocol(params, utcnow(), self._settings.bank_timestamp_tolerance_s)
@@ -277,7 +284,10 @@ def bank_router() -> APIRouter:
     @edge_route(hot=True, body_limit=MAX_NOTIFICATION_BYTES, refusal=bank_refusal)
     async def receive_bank_notification(request: Request) -> Response:
         intake: BankNotificationIntake = request.app.state.bank_intake
-        refusal = await intake.accept(await request.body(), request.state.correlation_id)
+        client = request.scope.get("client")
+        refusal = await intake.accept(
+            await request.body(), request.state.correlation_id, client[0] if client else None
+        )
         status, text = answer(refusal)
         return PlainTextResponse(text, status_code=status)
 

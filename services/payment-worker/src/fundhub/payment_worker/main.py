@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from functools import partial
 
-import aiohttp
-
 from fundhub.common import db
 from fundhub.common.config import Settings
 from fundhub.common.consumer import BatchConsumer
@@ -14,7 +12,7 @@ from fundhub.common.migrations import verify
 from fundhub.common.outbox import PAYOUTS_CHANNEL, OutboxRelay
 from fundhub.common.topics import topics
 from fundhub.payouts import commands, results
-from fundhub.payouts.bank_http import HttpBankAdapter
+from fundhub.payouts.bank_http import HttpBankAdapter, bank_session
 from fundhub.payouts.consumers import command_handler, result_handler
 from fundhub.payouts.poller import Poller
 from fundhub.payouts.submitter import Submitter
@@ -32,8 +30,7 @@ async def run(settings: Settings) -> None:
     await ensure_topics(settings)
     publisher = KafkaPublisher(settings)
     await publisher.start()
-    connector = aiohttp.TCPConnector(limit=100, keepalive_timeout=2.0)
-    session = aiohttp.ClientSession(connector=connector)
+    session = bank_session(settings)
     bank = HttpBankAdapter(session, settings.bank_base_url, timeout_s=settings.bank_timeout_s)
     submitter = Submitter(pool, names, bank, settings.bank_callback_url())
     command_consumer = BatchConsumer(
