@@ -88,7 +88,7 @@ def service_specs(settings: Settings, env: dict[str, str]) -> list[ServiceSpec]:
         ServiceSpec(
             "audit-writer",
             [console_script("fundhub-audit-writer")],
-            env,
+            env_for("audit-writer", env),
             f"http://{loopback}:{settings.audit_writer_port} (health)",
         ),
         ServiceSpec(
