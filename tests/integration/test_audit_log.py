@@ -219,3 +219,22 @@ async def test_operator_commands_are_audited_without_their_secrets(env: ModuleEn
     )
     assert none == []
     assert _verify(env)["ok"]
+
+
+async def test_key_lifecycle_commands_are_audited_without_their_secrets(env: ModuleEnv) -> None:
+    key_id, _ = env.create_api_key("balance:read", "*")
+    rotated = json.loads(env.cli("api-key", "rotate", key_id, "--overlap", "1h", "--json"))
+    env.cli("api-key", "rate-limit", key_id, "5/second")
+    env.cli("api-key", "restrict", key_id, "--allow-cidrs", "10.0.0.0/8")
+    env.cli("api-key", "revoke", key_id)
+    listed = json.loads(env.cli("audit", "list", "--json", "--limit", "10"))
+    routes = [e["route"] for e in listed]
+    assert routes[:4] == [
+        "fundhub api-key revoke",
+        "fundhub api-key restrict",
+        "fundhub api-key rate-limit",
+        "fundhub api-key rotate",
+    ]
+    assert all(e["params"]["keyId"] == key_id for e in listed[:4])
+    assert rotated["secret"] not in json.dumps(listed)
+    assert _verify(env)["ok"]

@@ -313,7 +313,14 @@ def api_key_restrict(
             except OSError as exc:
                 raise UsageError(f"cannot read {client_cert}: {exc}") from None
         cidrs = parse_cidrs(allow_cidrs)
-    found = _in_database(settings, lambda conn: restrict_api_key(conn, key_id, cert_fp, cidrs))
+    found = _in_database(
+        settings,
+        audited(
+            "api-key restrict",
+            {"keyId": key_id, "clientCertSha256": cert_fp, "allowCidrs": [str(c) for c in cidrs]},
+            lambda conn: restrict_api_key(conn, key_id, cert_fp, cidrs),
+        ),
+    )
     if not found:
         raise _fail(UsageError(f"no API key {key_id}"))
     ranges = ",".join(map(str, cidrs)) or "any"
@@ -351,7 +358,7 @@ def api_key_revoke(
         except KeyNotFound:
             raise _key_not_found(key_id) from None
 
-    revoked_at = _in_database(_settings(), work)
+    revoked_at = _in_database(_settings(), audited("api-key revoke", {"keyId": key_id}, work))
     if as_json:
         typer.echo(json.dumps({"keyId": key_id, "state": "revoked", "revokedAt": revoked_at}))
     else:
@@ -383,7 +390,10 @@ def api_key_rotate(
             raise _key_not_found(key_id) from None
         return secret, iso(until)
 
-    secret, until = _in_database(settings, work)
+    secret, until = _in_database(
+        settings,
+        audited("api-key rotate", {"keyId": key_id, "kind": kind, "overlap": overlap}, work),
+    )
     field = "webhookSecret" if webhook else "secret"
     if as_json:
         typer.echo(json.dumps({"keyId": key_id, field: secret, "previousValidUntil": until}))
@@ -418,7 +428,9 @@ def master_key_rotate(
     settings = _settings()
     with _reported():
         keys = resolve_master_keys(settings)
-    count = _in_database(settings, lambda conn: reseal_everything(conn, keys))
+    count = _in_database(
+        settings, audited("master-key rotate", {}, lambda conn: reseal_everything(conn, keys))
+    )
     if as_json:
         typer.echo(json.dumps({"resealed": count}))
     else:
@@ -446,7 +458,9 @@ def api_key_rate_limit(
             return True
         return await set_key_limits(conn, key_id, limits)
 
-    if not _in_database(settings, change):
+    if not _in_database(
+        settings, audited("api-key rate-limit", {"keyId": key_id, "limit": rate_limit}, change)
+    ):
         raise _fail(UsageError(f"no API key {key_id!r}"))
     shown = ", ".join(f"{name}={rate}" for name, rate in limits.items()) or "defaults"
     typer.echo(f"{key_id}: {shown}")
@@ -499,7 +513,14 @@ def bank_app_restrict(
     with _reported(InvalidBankApp, InvalidCidr):
         app_id = parse_app_id(app_id)
         cidrs = parse_cidrs(allow_cidrs)
-    found = _in_database(settings, lambda conn: restrict_bank_app(conn, app_id, cidrs))
+    found = _in_database(
+        settings,
+        audited(
+            "bank-app restrict",
+            {"appId": app_id, "allowCidrs": [str(c) for c in cidrs]},
+            lambda conn: restrict_bank_app(conn, app_id, cidrs),
+        ),
+    )
     if not found:
         raise _fail(UsageError(f"no bank app {app_id}"))
     typer.echo(f"bank app {app_id}: from {','.join(map(str, cidrs)) or 'any'}")
@@ -541,7 +562,14 @@ def bank_app_add_key(
     with _reported(InvalidBankApp):
         app_id = parse_app_id(app_id)
         pem = _read_public_key(public_key)
-    added = _in_database(settings, _domain_refusal(lambda conn: add_bank_key(conn, app_id, pem)))
+    added = _in_database(
+        settings,
+        audited(
+            "bank-app add-key",
+            {"appId": app_id, "fingerprint": fingerprint(pem)},
+            _domain_refusal(lambda conn: add_bank_key(conn, app_id, pem)),
+        ),
+    )
     if as_json:
         typer.echo(json.dumps({"appId": app_id, "fingerprint": fingerprint(pem), "added": added}))
     else:
@@ -562,7 +590,14 @@ def bank_app_remove_key(
     with _reported(InvalidBankApp):
         app_id = parse_app_id(app_id)
     fp = key_fingerprint.strip().lower()
-    _in_database(settings, _domain_refusal(lambda conn: remove_bank_key(conn, app_id, fp)))
+    _in_database(
+        settings,
+        audited(
+            "bank-app remove-key",
+            {"appId": app_id, "fingerprint": fp},
+            _domain_refusal(lambda conn: remove_bank_key(conn, app_id, fp)),
+        ),
+    )
     if as_json:
         typer.echo(json.dumps({"appId": app_id, "fingerprint": fp, "removed": True}))
     else:
