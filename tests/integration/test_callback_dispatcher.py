@@ -15,14 +15,13 @@ import orjson
 import pytest
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
-from support.env import ModuleEnv
+from support.env import ModuleEnv, insert_callback_key
 from support.processes import Service, free_port
 from support.receivers import ALLOW_LOCAL_RECEIVERS, serving
 
 from fundhub.client import HEADER_SIGNATURE, HEADER_TIMESTAMP, verify_callback
 from fundhub.common.envelope import Envelope, deterministic_id
 from fundhub.common.kafka import KafkaPublisher, OutgoingMessage
-from fundhub.common.sealing import seal
 from fundhub.common.topics import topics
 from fundhub.payouts.wire import payout_body
 
@@ -94,17 +93,7 @@ async def receiver() -> AsyncIterator[Receiver]:
 @pytest.fixture(scope="module")
 async def webhook_secret(env: ModuleEnv) -> str:
     secret = secrets.token_urlsafe(32)
-    master_key = env.settings.master_key
-    assert master_key is not None
-    await env.pool.execute(
-        "INSERT INTO api_keys (key_id, name, secret_sealed, scopes, accounts, "
-        "webhook_secret_sealed) VALUES ($1, 'callbacks', $2, $3, $4, $5)",
-        KEY_ID,
-        seal(b"api-secret-not-used-here", master_key),
-        ["payouts:read", "payouts:write"],
-        ["*"],
-        seal(secret.encode(), master_key),
-    )
+    await insert_callback_key(env, KEY_ID, secret)
     return secret
 
 

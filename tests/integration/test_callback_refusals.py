@@ -21,11 +21,10 @@ from integration.test_callback_dispatcher import (
     of,
     publish,
 )
-from support.env import ModuleEnv
+from support.env import ModuleEnv, insert_callback_key
 from support.processes import Service, free_port
 from support.receivers import serving
 
-from fundhub.common.sealing import seal
 from fundhub.webhooks.store import deliveries_of
 
 ERROR_NOT_ALLOWED = "refused: address not allowed"  # as the tenant reads it
@@ -53,17 +52,7 @@ async def receiver() -> AsyncIterator[Counting]:
 
 @pytest.fixture(scope="module")
 async def dispatcher(env: ModuleEnv) -> AsyncIterator[Service]:
-    master_key = env.settings.master_key
-    assert master_key is not None
-    await env.pool.execute(
-        "INSERT INTO api_keys (key_id, name, secret_sealed, scopes, accounts, "
-        "webhook_secret_sealed) VALUES ($1, 'callbacks', $2, $3, $4, $5)",
-        KEY_ID,
-        seal(b"api-secret-not-used-here", master_key),
-        ["payouts:read", "payouts:write"],
-        ["*"],
-        seal(secrets.token_urlsafe(32).encode(), master_key),
-    )
+    await insert_callback_key(env, KEY_ID, secrets.token_urlsafe(32))
     port = free_port()
     service = Service(
         env,

@@ -108,3 +108,21 @@ async def drop_database(admin: asyncpg.Connection, name: str) -> None:
             if attempt == 9:
                 raise
             await asyncio.sleep(0.5)
+
+
+async def insert_callback_key(env: ModuleEnv, key_id: str, webhook_secret: str) -> None:
+    """An API key row that only signs callbacks (its API secret is never used), written
+    directly, as the operator CLI would seal it."""
+    from fundhub.common.sealing import seal
+
+    master_key = env.settings.master_key
+    assert master_key is not None
+    await env.pool.execute(
+        "INSERT INTO api_keys (key_id, name, secret_sealed, scopes, accounts, "
+        "webhook_secret_sealed) VALUES ($1, 'callbacks', $2, $3, $4, $5)",
+        key_id,
+        seal(b"api-secret-not-used-here", master_key),
+        ["payouts:read", "payouts:write"],
+        ["*"],
+        seal(webhook_secret.encode(), master_key),
+    )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -18,10 +17,10 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-import uvicorn
 from aiohttp import web
 from support.orders import payout_order, transfer_wire
 from support.receivers import posts_to, serving
+from support.uvicorn_thread import ThreadedServer
 
 from fundhub.bank_simulator.app import create_app
 from fundhub.bank_simulator.config import SimulatorConfig
@@ -51,7 +50,7 @@ SEED = 20250430
 QUIET = {"neverAnswerRate": 1.0, "callbackDelayMs": [5, 10], "seed": SEED}
 
 
-class BankServer:
+class BankServer(ThreadedServer):
     """The simulator app under uvicorn in a thread of its own, on a pre-bound free port."""
 
     def __init__(self) -> None:
@@ -60,26 +59,7 @@ class BankServer:
             gateway_url="http://127.0.0.1:9", private_key_pem=private_pem, retries=0
         )
         app = create_app(config, PayoutBehaviour(seed=SEED))
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.socket.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, log_config=None, log_level="warning", timeout_graceful_shutdown=1)
-        )
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True
-        )
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the simulator did not start")
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.socket.close()
+        super().__init__(app)
 
 
 @pytest.fixture(scope="module")

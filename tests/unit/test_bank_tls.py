@@ -3,17 +3,14 @@ client certificate of ``FUNDHUB_BANK_TLS_*``, against the simulator served with 
 
 from __future__ import annotations
 
-import socket
 import ssl
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from support.certs import CertAuthority, Issued
 from support.orders import payout_order
+from support.uvicorn_thread import ThreadedServer
 
 from fundhub.bank_simulator.app import create_app
 from fundhub.bank_simulator.config import SimulatorConfig
@@ -24,7 +21,7 @@ from fundhub.payouts.bank import BankStatus, BankUnavailable
 from fundhub.payouts.bank_http import HttpBankAdapter, bank_session
 
 
-class TlsBank:
+class TlsBank(ThreadedServer):
     """The simulator under uvicorn with TLS that requires a client certificate from ``ca``."""
 
     def __init__(self, ca: CertAuthority, server: Issued) -> None:
@@ -33,35 +30,14 @@ class TlsBank:
             gateway_url="http://127.0.0.1:9", private_key_pem=private_pem, retries=0
         )
         app = create_app(config, PayoutBehaviour(seed=1, never_answer_rate=1.0))
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.socket.bind(("127.0.0.1", 0))
-        self.url = f"https://127.0.0.1:{self.socket.getsockname()[1]}"
-        self.server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                log_config=None,
-                log_level="warning",
-                timeout_graceful_shutdown=1,
-                ssl_certfile=str(server.cert),
-                ssl_keyfile=str(server.key),
-                ssl_ca_certs=str(ca.cert_path),
-                ssl_cert_reqs=ssl.CERT_REQUIRED,
-            )
+        super().__init__(
+            app,
+            scheme="https",
+            ssl_certfile=str(server.cert),
+            ssl_keyfile=str(server.key),
+            ssl_ca_certs=str(ca.cert_path),
+            ssl_cert_reqs=ssl.CERT_REQUIRED,
         )
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True
-        )
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the simulator did not start")
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.socket.close()
 
 
 @pytest.fixture(scope="module")
