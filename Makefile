@@ -18,7 +18,8 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 LINT_PATHS := libs contexts services cli clients tests bench
 TYPED_PATHS := libs/common/src libs/web/src contexts/ledger/src contexts/access/src contexts/bank-transfers/src contexts/payouts/src contexts/webhooks/src contexts/audit/src \
-	services/gateway/src services/notify-ingest/src services/payment-worker/src services/callback-dispatcher/src services/audit-writer/src services/bank-simulator/src cli/src clients/python/src
+	contexts/merchants/src contexts/channels/src contexts/orders/src contexts/settlement/src \
+	services/gateway/src services/notify-ingest/src services/payment-worker/src services/callback-dispatcher/src services/audit-writer/src services/bank-simulator/src services/channel-simulator/src cli/src clients/python/src
 
 .PHONY: help install up test lint bench down clean-data
 

@@ -24,6 +24,8 @@ from fundhub.common.migrations import (
 )
 
 CONTEXTS = ["common", "access", "ledger", "bank_transfers", "payouts", "webhooks", "audit"]
+# Seed 003's contexts come after those (their tables reference the ledger and the payouts).
+LATER_CONTEXTS = {"merchants", "channels", "orders", "settlement", "reconciliation"}
 
 
 @pytest.fixture
@@ -41,7 +43,9 @@ async def blank_db(infra: Settings) -> AsyncIterator[str]:
 def test_every_context_brings_its_migrations_in_one_order() -> None:
     found = discover()
     # The first migration of each context, in the order their tables depend on each other.
-    assert list(dict.fromkeys(m.context for m in found)) == CONTEXTS
+    in_order = list(dict.fromkeys(m.context for m in found))
+    assert in_order[: len(CONTEXTS)] == CONTEXTS
+    assert set(in_order[len(CONTEXTS) :]) <= LATER_CONTEXTS
     assert [m.version[:4] for m in found] == sorted(m.version[:4] for m in found)
 
 

@@ -18,7 +18,18 @@ SERVICES = (
     "fundhub.bank_simulator",
     "fundhub.cli",
 )
-CONTEXTS = ("access", "ledger", "bank_transfers", "payouts", "webhooks", "audit")
+CONTEXTS = (
+    "access",
+    "ledger",
+    "bank_transfers",
+    "payouts",
+    "webhooks",
+    "audit",
+    "merchants",
+    "channels",
+    "orders",
+    "settlement",
+)
 # The pure domain of each context: rules, state machines and wire shapes, no I/O.
 DOMAIN = [
     "contexts/access/src/fundhub/access/keys.py",
@@ -37,6 +48,8 @@ DOMAIN = [
     "contexts/audit/src/fundhub/audit/masking.py",
     "contexts/audit/src/fundhub/audit/entry.py",
     "contexts/audit/src/fundhub/audit/chain.py",
+    "contexts/channels/src/fundhub/channels/events.py",
+    "contexts/channels/src/fundhub/channels/ports.py",
 ]
 IO = ("asyncpg", "aiokafka", "aiohttp", "httpx", "fastapi", "starlette", "uvicorn", "socket")
 

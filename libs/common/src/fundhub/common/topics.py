@@ -59,6 +59,21 @@ class Topics:
         """Audit entries (``audit.entry``) from the gateway, made durable before it answers."""
         return self._t("audit.v1")
 
+    @property
+    def channel_notifications(self) -> str:
+        """Verified WeChat Pay and Alipay notifications, keyed by out_trade_no."""
+        return self._t("channels.notify.v1")
+
+    @property
+    def merchant_commands(self) -> str:
+        """Merchant changes for the depository, keyed by merchantId."""
+        return self._t("merchants.commands.v1")
+
+    @property
+    def order_commands(self) -> str:
+        """Refunds and settlements for the channels and the depository, keyed by orderNo."""
+        return self._t("orders.commands.v1")
+
     def all(self) -> list[str]:
         return [
             self.bank_transfer_notify,
@@ -70,6 +85,9 @@ class Topics:
             self.payout_events,
             self.client_callbacks,
             self.audit,
+            self.channel_notifications,
+            self.merchant_commands,
+            self.order_commands,
         ]
 
     def group(self, service: str) -> str:
