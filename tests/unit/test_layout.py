@@ -50,6 +50,12 @@ DOMAIN = [
     "contexts/audit/src/fundhub/audit/chain.py",
     "contexts/channels/src/fundhub/channels/events.py",
     "contexts/channels/src/fundhub/channels/ports.py",
+    "contexts/orders/src/fundhub/orders/request.py",
+    "contexts/orders/src/fundhub/orders/splits.py",
+    "contexts/orders/src/fundhub/orders/states.py",
+    "contexts/orders/src/fundhub/orders/postings.py",
+    "contexts/orders/src/fundhub/orders/wire.py",
+    "contexts/orders/src/fundhub/orders/depository.py",
 ]
 IO = ("asyncpg", "aiokafka", "aiohttp", "httpx", "fastapi", "starlette", "uvicorn", "socket")
 

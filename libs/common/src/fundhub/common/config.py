@@ -77,6 +77,19 @@ class Settings(BaseSettings):
     payout_poll_base_s: float = 5.0
     payout_poll_max_s: float = 300.0
 
+    # Orders (fundhub.orders): the channel app that takes each channel's payments (until the
+    # channels context chooses it), where the channels notify (default: this gateway), how long
+    # the gateway waits for the depository (each of 2 tries) and for the channel while it
+    # creates an order, and how payment-worker follows a refund the channel did not report on.
+    wechatpay_app_id: str = ""
+    alipay_app_id: str = ""
+    channel_notify_base_url: str | None = None
+    depository_timeout_s: float = 3.0
+    channel_timeout_s: float = 5.0
+    refund_poll_base_s: float = 5.0
+    refund_poll_max_s: float = 300.0
+    refund_result_deadline_s: int = 86400
+
     bank_timestamp_tolerance_s: int = 600
     api_timestamp_tolerance_s: int = 300
     kafka_publish_timeout_s: float = 5.0
