@@ -12,6 +12,7 @@ import structlog
 from fastapi import FastAPI, HTTPException, status
 
 from fundhub.bank_simulator.config import SimulatorConfig
+from fundhub.bank_simulator.depository_orders import DepositoryOrders, depository_router
 from fundhub.bank_simulator.metrics import PrometheusObserver
 from fundhub.bank_simulator.notifications import private_key
 from fundhub.bank_simulator.payout_api import payout_router
@@ -76,11 +77,13 @@ def create_app(config: SimulatorConfig, payouts: PayoutBehaviour | None = None) 
     app = FastAPI(
         title="fundhub bank simulator",
         summary="Plays the bank: signed bkfunds.acct.transfer.notify with its retries, "
-        "and the payout API with its delays, failures, timeouts and callbacks.",
+        "the payout API with its delays, failures, timeouts and callbacks, and the "
+        "depository's order registration.",
         lifespan=lifespan,
     )
     app.include_router(health_router({"sender": sender_ready, "payouts": payouts_ready}))
     app.include_router(payout_router(bank, notifier))
+    app.include_router(depository_router(DepositoryOrders(), config.app_id, key))
 
     def current_sender() -> BankSender:
         if not senders:

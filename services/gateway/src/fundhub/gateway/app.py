@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import structlog
@@ -15,6 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fundhub.access.keys import environment_served_by
 from fundhub.access.store import ApiKeyStore
 from fundhub.bank_transfers.bank_apps import BankAppStore
+from fundhub.channels.events import Channel
+from fundhub.channels.ports import ChannelPayments
 from fundhub.common import db
 from fundhub.common.config import Settings
 from fundhub.common.errors import ErrorCode, FundhubError
@@ -25,10 +27,16 @@ from fundhub.gateway.accounts import accounts_router
 from fundhub.gateway.audit_api import audit_router
 from fundhub.gateway.auth import Authenticator
 from fundhub.gateway.bank_callbacks import BankNotificationIntake, bank_router
+from fundhub.gateway.orders import orders_router
 from fundhub.gateway.payouts import payouts_router
 from fundhub.gateway.rate_limits import RateLimiter
 from fundhub.gateway.schemas import finish_document
+from fundhub.orders.admission import OrderDesk, Timing
+from fundhub.orders.channel_choice import configured, installed_adapters
+from fundhub.orders.depository import DepositoryOrders
+from fundhub.orders.depository_http import HttpDepository
 from fundhub.payouts.admission import PayoutStore
+from fundhub.payouts.bank_http import bank_session
 from fundhub.web.health import health_router
 from fundhub.webhooks.destinations import CallbackAddresses
 
@@ -37,7 +45,13 @@ log = structlog.get_logger(__name__)
 NONCE_PURGE_INTERVAL_S = 60.0
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(
+    settings: Settings,
+    channels: Mapping[Channel, ChannelPayments] | None = None,
+    depository: DepositoryOrders | None = None,
+) -> FastAPI:
+    """``channels``/``depository``: the adapters orders use; by default the installed channel
+    adapters (``orders.channel_choice``) and the bank's depository API."""
     if not settings.master_key:
         raise RuntimeError("FUNDHUB_MASTER_KEY is required: it unseals the API secrets")
     limiter = RateLimiter(settings) if settings.rate_limits_enabled else None
@@ -66,6 +80,27 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.payouts = PayoutStore(
             pool, names, settings.payout_result_deadline_s, settings.payout_poll_base_s
         )
+        session = bank_session(settings)  # the depository, and the channels' adapters
+        app.state.orders = OrderDesk(
+            pool,
+            names,
+            configured(
+                settings, installed_adapters(settings, session) if channels is None else channels
+            ),
+            depository
+            or HttpDepository(
+                session,
+                settings.bank_base_url,
+                BankAppStore(pool),
+                settings.bank_app_id,
+                settings.depository_timeout_s,
+            ),
+            Timing(
+                settings.channel_timeout_s,
+                settings.refund_poll_base_s,
+                settings.refund_result_deadline_s,
+            ),
+        )
         if limiter is not None:
             await limiter.start(pool)
         purge = asyncio.create_task(_purge_nonces(app.state.authenticator))
@@ -78,12 +113,13 @@ def create_app(settings: Settings) -> FastAPI:
             if limiter is not None:
                 await limiter.stop()
             await publisher.stop()
+            await session.close()
             await pool.close()
 
     app = FastAPI(
         title="fundhub gateway",
         version="0.1.0",
-        summary="Signed API for balances and payouts, and the bank's signed notifications",
+        summary="Signed API for balances, payouts and orders, and the bank's signed notifications",
         lifespan=lifespan,
         # A path with a trailing slash is not found, never redirected: Starlette would build
         # the Location from the request's Host header, a redirect the caller chose.
@@ -106,6 +142,7 @@ def create_app(settings: Settings) -> FastAPI:
         bank_router(),
         accounts_router(),
         payouts_router(CallbackAddresses(settings.callback_allow_cidrs)),
+        orders_router(CallbackAddresses(settings.callback_allow_cidrs)),
         audit_router(),
     ):
         # The routes themselves, not an included router: the pipeline (edge.Edge) reads each

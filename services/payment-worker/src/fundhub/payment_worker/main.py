@@ -1,4 +1,5 @@
-"""``fundhub-payment-worker``: accept payouts, send them to the bank, follow each to its end."""
+"""``fundhub-payment-worker``: accept payouts, send them to the bank, follow each to its end;
+take each order refund's money, send it to the channel, follow it to its end."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from fundhub.common.kafka import KafkaPublisher, ensure_topics
 from fundhub.common.migrations import verify
 from fundhub.common.outbox import PAYOUTS_CHANNEL, OutboxRelay
 from fundhub.common.topics import topics
+from fundhub.orders import refunds
+from fundhub.orders.channel_choice import configured, installed_adapters
+from fundhub.orders.consumer import refund_command_handler
 from fundhub.payouts import commands, results
 from fundhub.payouts.bank_http import HttpBankAdapter, bank_session
 from fundhub.payouts.consumers import command_handler, result_handler
@@ -52,10 +56,25 @@ async def run(settings: Settings) -> None:
         linger_ms=CONSUMER_LINGER_MS,
     )
     poller = Poller(settings, pool, submitter)
+    channels = configured(settings, installed_adapters(settings, session))
+    refund_sender = refunds.RefundSender(pool, names, channels)
+    refund_consumer = BatchConsumer(
+        settings,
+        pool,
+        publisher,
+        names.group(refunds.CONSUMER),
+        names.order_commands,
+        refund_command_handler(names, refund_sender),
+        linger_ms=CONSUMER_LINGER_MS,
+    )
+    refund_poller = refunds.RefundPoller(
+        pool, refund_sender, settings.refund_poll_base_s, settings.refund_poll_max_s
+    )
     relay = OutboxRelay(pool, publisher, PAYOUTS_CHANNEL)
+    consumers = (command_consumer, result_consumer, refund_consumer)
 
     async def kafka_ready() -> bool:
-        return await command_consumer.kafka_ready() and await result_consumer.kafka_ready()
+        return all([await consumer.kafka_ready() for consumer in consumers])
 
     await run_worker(
         "payment_worker",
@@ -63,12 +82,14 @@ async def run(settings: Settings) -> None:
             "commands": command_consumer.run(),
             "results": result_consumer.run(),
             "poller": poller.run(),
+            "order-refunds": refund_consumer.run(),
+            "refund-poller": refund_poller.run(),
             "outbox-relay": relay.run(),
         },
         {"kafka": kafka_ready, "postgres": partial(db.ping, pool)},
         settings.gateway_host,
         settings.payment_worker_port,
-        close=[submitter.close, session.close, publisher.stop, pool.close],
+        close=[submitter.close, refund_sender.close, session.close, publisher.stop, pool.close],
     )
 
 
