@@ -17,7 +17,14 @@ from fundhub.common.envelope import Envelope
 from fundhub.common.kafka import KafkaPublisher, OutgoingMessage
 from fundhub.common.topics import Topics
 from fundhub.ledger import store as ledger_store
-from fundhub.ledger.rules import Bucket, JournalEntry, apply_entry, move, new_entry_id
+from fundhub.ledger.rules import (
+    Bucket,
+    JournalEntry,
+    apply_entry,
+    move,
+    new_entry_id,
+    system_account,
+)
 
 WECHAT_APP = "wx-test-app"
 ALIPAY_APP = "ali-test-app"
@@ -86,7 +93,7 @@ async def settle(pool: asyncpg.Pool, order_id: str) -> None:
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT 1 FROM orders WHERE order_id = $1 FOR UPDATE", order_id)
         parts = await conn.fetch(
-            "SELECT position, account_id, amount, currency FROM order_parts JOIN orders USING (order_id)"
+            "SELECT p.position, p.account_id, p.amount, o.currency FROM order_parts p JOIN orders o USING (order_id)"
             " WHERE order_id = $1 ORDER BY position",
             order_id,
         )
@@ -123,3 +130,26 @@ async def settle(pool: asyncpg.Pool, order_id: str) -> None:
                 ],
             )
         await conn.execute("UPDATE orders SET settled_at = now() WHERE order_id = $1", order_id)
+
+
+async def withdraw(pool: asyncpg.Pool, account_id: str, amount: int) -> None:
+    """What a withdrawal does to ``account_id`` (a stand-in): ``amount`` of available leaves."""
+    out = system_account("test-withdrawals", "CNY")
+    entry = JournalEntry(
+        new_entry_id(),
+        "test",
+        "withdrawal",
+        account_id,
+        move(account_id, Bucket.AVAILABLE, out, Bucket.AVAILABLE, "CNY", amount),
+        "test withdrawal",
+    )
+    async with pool.acquire() as conn, conn.transaction():
+        await ledger_store.ensure_system_accounts(conn, [out])
+        locked = await ledger_store.lock_balances(conn, [account_id])
+        await db.write_together(
+            conn,
+            [
+                *ledger_store.entry_writes([entry], [None]),
+                *ledger_store.balance_writes(apply_entry(locked, entry).values()),
+            ],
+        )

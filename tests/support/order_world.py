@@ -56,7 +56,11 @@ class World:
             self.session, url, BankAppStore(self.env.pool), self.env.app_id, timeout_s
         )
         return OrderDesk(
-            self.env.pool, self.names, self.channels, depository, Timing(channel_timeout_s=2.0, refund_first_poll_s=0.3)
+            self.env.pool,
+            self.names,
+            self.channels,
+            depository,
+            Timing(channel_timeout_s=2.0, refund_first_poll_s=0.3),
         )
 
 
@@ -71,7 +75,13 @@ async def order_world(env: ModuleEnv, key_id: str, **settings: Any) -> AsyncIter
             channels = configured(configured_settings, adapters)
             depository = HttpDepository(session, url, BankAppStore(env.pool), env.app_id, 2.0)
             names = topics(configured_settings)
-            desk = OrderDesk(env.pool, names, channels, depository, Timing(channel_timeout_s=2.0, refund_first_poll_s=0.3))
+            desk = OrderDesk(
+                env.pool,
+                names,
+                channels,
+                depository,
+                Timing(channel_timeout_s=2.0, refund_first_poll_s=0.3),
+            )
             yield World(
                 env,
                 configured_settings,

@@ -27,7 +27,10 @@ def order(**changes: Any) -> dict[str, Any]:
         "currency": "CNY",
         "channel": "WECHATPAY",
         "description": "两件T恤",
-        "splits": [{"merchantId": "mch_a", "amount": 6_000}, {"merchantId": "mch_b", "amount": 3_000}],
+        "splits": [
+            {"merchantId": "mch_a", "amount": 6_000},
+            {"merchantId": "mch_b", "amount": 3_000},
+        ],
         "platformFee": 1_000,
     }
     body.update(changes)
@@ -82,13 +85,24 @@ def test_splits_that_do_not_add_up_are_refused_by_the_rule_not_as_a_field() -> N
         (order(description="x" * 128), "description: must be 1 to 127"),
         (order(description="a\x07b"), "description: must be 1 to 127"),
         (order(splits=[]), "splits: must be a list of 1 to 50"),
-        (order(splits=[{"merchantId": "m", "amount": 1}] * 51), "splits: must be a list of 1 to 50"),
-        (order(splits=[{"merchantId": "mch_a", "amount": 0}]), "splits[0].amount: must be a positive"),
-        (order(splits=[{"merchantId": "mch a", "amount": 1}]), "splits[0].merchantId: must be 1 to 64"),
+        (
+            order(splits=[{"merchantId": "m", "amount": 1}] * 51),
+            "splits: must be a list of 1 to 50",
+        ),
+        (
+            order(splits=[{"merchantId": "mch_a", "amount": 0}]),
+            "splits[0].amount: must be a positive",
+        ),
+        (
+            order(splits=[{"merchantId": "mch a", "amount": 1}]),
+            "splits[0].merchantId: must be 1 to 64",
+        ),
         (order(splits=[{"amount": 1}]), "splits[0].merchantId: required"),
         (order(splits=[{"merchantId": "m", "amount": 1, "x": 1}]), "splits[0].x: not allowed"),
         (
-            order(splits=[{"merchantId": "m", "amount": 5_000}, {"merchantId": "m", "amount": 4_000}]),
+            order(
+                splits=[{"merchantId": "m", "amount": 5_000}, {"merchantId": "m", "amount": 4_000}]
+            ),
             "splits[1].merchantId: names a receiver twice",
         ),
         (order(platformFee=-1), "platformFee: must be a non-negative integer"),
@@ -99,7 +113,10 @@ def test_splits_that_do_not_add_up_are_refused_by_the_rule_not_as_a_field() -> N
         (order(notifyUrl="https://127.0.0.1/x"), "notifyUrl: must not point to a loopback"),
         (order(notifyUrl="http://0x7f000001/x"), "notifyUrl: must not point to a loopback"),
         (order(notifyUrl="http://localhost:8080/x"), "notifyUrl: must not point to a loopback"),
-        (order(notifyUrl="http://169.254.169.254/latest"), "notifyUrl: must not point to a loopback"),
+        (
+            order(notifyUrl="http://169.254.169.254/latest"),
+            "notifyUrl: must not point to a loopback",
+        ),
         ([order()], "body: not a JSON object"),
     ],
 )
@@ -112,7 +129,10 @@ def test_malformed_bodies_are_refused_before_validation() -> None:
     assert refused(b"\xff") == "body: not UTF-8"
     assert refused(b'{"amount": NaN}').startswith("body:")
     assert refused(b"{" * 20 + b"}" * 20).startswith("body")
-    assert refused(raw(order(description="a\u0000b"))) == "description: contains NUL or invalid Unicode"
+    assert (
+        refused(raw(order(description="a\u0000b")))
+        == "description: contains NUL or invalid Unicode"
+    )
 
 
 def test_an_operator_allowed_range_lets_a_notify_url_through() -> None:

@@ -70,7 +70,9 @@ def by_account(move: states.Move) -> dict[tuple[str, str], int]:
     assert totals_by_currency(move.entry.postings) == {"CNY": 0}
     summed: dict[tuple[str, str], int] = {}
     for p in move.entry.postings:
-        summed[(p.account_id, p.bucket.value)] = summed.get((p.account_id, p.bucket.value), 0) + p.amount
+        summed[(p.account_id, p.bucket.value)] = (
+            summed.get((p.account_id, p.bucket.value), 0) + p.amount
+        )
     return summed
 
 
@@ -178,12 +180,14 @@ def test_refund_results_finish_it_once_whichever_comes_first() -> None:
         (CLEARING, "available"): 5_000,
     }
     done = success.refund
-    assert states.answer_refund(PAID, done, ChannelRefundState.SUCCESS, "R-1", new_entry_id()).outcome == (
-        "stale"
-    )
+    assert states.answer_refund(
+        PAID, done, ChannelRefundState.SUCCESS, "R-1", new_entry_id()
+    ).outcome == ("stale")
     late = states.answer_refund(PAID, done, ChannelRefundState.PROCESSING, "R-1", new_entry_id())
     assert late.outcome == "stale" and not late.alert
-    contradiction = states.answer_refund(PAID, done, ChannelRefundState.CLOSED, "R-1", new_entry_id())
+    contradiction = states.answer_refund(
+        PAID, done, ChannelRefundState.CLOSED, "R-1", new_entry_id()
+    )
     assert contradiction.outcome == "exception" and contradiction.entry is None
     other_id = states.answer_refund(PAID, done, ChannelRefundState.SUCCESS, "R-9", new_entry_id())
     assert other_id.outcome == "exception"
@@ -215,15 +219,19 @@ def test_a_refusal_fails_the_refund_and_gives_back_what_was_held() -> None:
     assert by_account(refused)[("acct-b", "pending")] == 1_500
     unheld = states.refuse_refund(PAID, REFUND, "x", new_entry_id())
     assert unheld.entry is None and unheld.refund is not None
-    assert states.refuse_refund(PAID, replace(HELD, state=RefundState.SUCCESS), "x", new_entry_id()).outcome == (
-        "stale"
-    )
+    assert states.refuse_refund(
+        PAID, replace(HELD, state=RefundState.SUCCESS), "x", new_entry_id()
+    ).outcome == ("stale")
 
 
 def test_refund_notices_are_checked_against_our_refund() -> None:
-    wrong_amount = states.on_event(PAID, HELD, event(EventKind.REFUND, refundFen=4_000), new_entry_id())
+    wrong_amount = states.on_event(
+        PAID, HELD, event(EventKind.REFUND, refundFen=4_000), new_entry_id()
+    )
     assert wrong_amount.outcome == "exception"
-    wrong_txn = states.on_event(PAID, HELD, event(EventKind.REFUND, transactionId="T-9"), new_entry_id())
+    wrong_txn = states.on_event(
+        PAID, HELD, event(EventKind.REFUND, transactionId="T-9"), new_entry_id()
+    )
     assert wrong_txn.outcome == "exception"
     unknown = states.on_event(PAID, None, event(EventKind.REFUND), new_entry_id())
     assert unknown.outcome == "exception"
@@ -240,7 +248,9 @@ def test_a_full_cycle_keeps_every_account_whole_and_clearing_at_paid_minus_refun
     held = states.hold(paid.order, REFUND, book, new_entry_id())
     assert held.entry is not None and held.refund is not None
     book.update(apply_entry(book, held.entry))
-    done = states.answer_refund(paid.order, held.refund, ChannelRefundState.SUCCESS, None, new_entry_id())
+    done = states.answer_refund(
+        paid.order, held.refund, ChannelRefundState.SUCCESS, None, new_entry_id()
+    )
     assert done.entry is not None
     book.update(apply_entry(book, done.entry))
     clearing += sum(p.amount for p in done.entry.postings if p.account_id == CLEARING)
