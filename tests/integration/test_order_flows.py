@@ -6,7 +6,6 @@ poller against a channel over HTTP; exceptions kept; the ledger whole throughout
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -18,16 +17,13 @@ from support.channel_events import paid, publish, refunded, settle, withdraw
 from support.channel_server import DOWN, UP
 from support.env import ModuleEnv
 from support.ledger import assert_ledger_invariants
+from support.order_workers import order_workers
 from support.order_world import World, body_of, order, order_world
 
 from fundhub.channels.events import Channel, EventKind
-from fundhub.common.consumer import BatchConsumer
 from fundhub.common.kafka import KafkaPublisher
-from fundhub.common.outbox import PAYOUTS_CHANNEL, OutboxRelay
-from fundhub.orders import notifications, refunds
-from fundhub.orders.consumer import channel_event_handler, refund_command_handler
+from fundhub.orders import notifications
 from fundhub.orders.postings import clearing_account, fee_account
-from fundhub.orders.refunds import RefundPoller, RefundSender
 from fundhub.orders.request import parse_refund_request
 from fundhub.orders.wire import refund_body
 
@@ -56,44 +52,11 @@ async def eventually(probe: Callable[[], Awaitable[bool]], timeout_s: float = 30
 @pytest.fixture(scope="module")
 async def running(env: ModuleEnv) -> AsyncIterator[Running]:
     """The consumers, the outbox relay, the refund sender and poller, as the services run them."""
-    async with order_world(env, KEY) as world:
-        publisher = KafkaPublisher(world.settings)
-        await publisher.start()
-        sender = RefundSender(env.pool, world.names, world.channels)
-        tasks = [
-            asyncio.create_task(
-                BatchConsumer(
-                    world.settings,
-                    env.pool,
-                    publisher,
-                    world.names.group(notifications.CONSUMER),
-                    world.names.channel_notifications,
-                    channel_event_handler(world.names),
-                ).run()
-            ),
-            asyncio.create_task(
-                BatchConsumer(
-                    world.settings,
-                    env.pool,
-                    publisher,
-                    world.names.group(refunds.CONSUMER),
-                    world.names.order_commands,
-                    refund_command_handler(world.names, sender),
-                ).run()
-            ),
-            asyncio.create_task(OutboxRelay(env.pool, publisher, PAYOUTS_CHANNEL).run()),
-            asyncio.create_task(RefundPoller(env.pool, sender, 0.3, 1.0).run(interval_s=0.2)),
-        ]
-        try:
-            yield Running(world, publisher, world.channel)
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            await sender.close()
-            await publisher.stop()
+    async with (
+        order_world(env, KEY) as world,
+        order_workers(world.settings, env.pool, world.channels) as publisher,
+    ):
+        yield Running(world, publisher, world.channel)
 
 
 async def balance(env: ModuleEnv, account: str) -> tuple[int, int, int]:

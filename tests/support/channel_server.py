@@ -102,14 +102,19 @@ class ChannelServer:
 
 
 class HttpChannel:
-    """``ChannelPayments`` over the test server's protocol (TEST code)."""
+    """``ChannelPayments`` over the test server's protocol (TEST code). Without a session it
+    opens one on first use, in the loop that uses it (a gateway served on a thread)."""
 
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, channel: Channel) -> None:
+    def __init__(
+        self, base_url: str, channel: Channel, session: aiohttp.ClientSession | None = None
+    ) -> None:
         self._session = session
         self._base = base_url
         self._channel = channel
 
     async def _call(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
         try:
             async with self._session.request(
                 method, self._base + path, json=body, timeout=aiohttp.ClientTimeout(total=2)
@@ -160,9 +165,16 @@ class HttpChannel:
         return RefundAnswer(out_refund_no, answer["refund_id"], RefundState(answer["status"]))
 
 
+@dataclass
+class Served:
+    server: ChannelServer
+    url: str
+    adapters: dict[Channel, HttpChannel]  # for use in the test's own loop
+
+
 @asynccontextmanager
-async def channel_serving() -> AsyncIterator[tuple[ChannelServer, dict[Channel, HttpChannel]]]:
-    """The server (for both channels) and an adapter per channel."""
+async def channel_serving() -> AsyncIterator[Served]:
+    """The server (for both channels), its URL and an adapter per channel."""
     server = ChannelServer()
     async with serving(server.app()) as url, aiohttp.ClientSession() as session:
-        yield server, {c: HttpChannel(session, url, c) for c in Channel}
+        yield Served(server, url, {c: HttpChannel(url, c, session) for c in Channel})

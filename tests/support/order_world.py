@@ -71,7 +71,8 @@ async def order_world(env: ModuleEnv, key_id: str, **settings: Any) -> AsyncIter
     a = await add_merchant(env.pool, key_id)
     b = await add_merchant(env.pool, key_id)
     with depository_serving(env) as (held, url):
-        async with channel_serving() as (server, adapters), aiohttp.ClientSession() as session:
+        async with channel_serving() as served, aiohttp.ClientSession() as session:
+            server, adapters = served.server, served.adapters
             channels = configured(configured_settings, adapters)
             depository = HttpDepository(session, url, BankAppStore(env.pool), env.app_id, 2.0)
             names = topics(configured_settings)

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -31,12 +32,20 @@ def free_port() -> int:
 
 class Service:
     def __init__(
-        self, env: ModuleEnv, name: str, command: str, port: int, **extra_env: str
+        self,
+        env: ModuleEnv,
+        name: str,
+        command: str,
+        port: int,
+        *,
+        args: Sequence[str] = (),
+        **extra_env: str,
     ) -> None:
         self.env = env
         self.name = name
         self.command = command
         self.port = port
+        self.args = list(args)
         self.extra_env = extra_env
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path: Path = env.tmp / f"{name}-{port}.log"
@@ -48,7 +57,7 @@ class Service:
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [str(BIN / self.command)],
+            [str(BIN / self.command), *self.args],
             env=self.env.environ(**self.extra_env),
             stdout=log,
             stderr=subprocess.STDOUT,
