@@ -41,18 +41,23 @@ from schemathesis.specs.openapi.checks import (
 )
 from support.api import signed_get, signed_headers
 from support.ledger import balances
+from support.merchants import add_merchant
+from support.order_world import order_json
 
 from e2e.conftest import Stack, wait_until
 from fundhub.bank_simulator.notifications import TransferSpec, build_notification
 from fundhub.common.config import Settings
 from fundhub.common.sealing import generate_master_key
 from fundhub.gateway.app import create_app
+from fundhub.orders import store as order_store
+from fundhub.orders.postings import Part, fee_account
+from fundhub.orders.request import parse_order_request, parse_refund_request
 
 ACCOUNT = "6222000666001"
 OTHER = "6222000666002"
 UNKNOWN_ACCOUNT = "6222000666999"
 UNKNOWN_PAY_ID = "PAY202501010000999999"
-ALL_SCOPES = "balance:read,payouts:read,payouts:write,admin,audit:read"
+ALL_SCOPES = "balance:read,payouts:read,payouts:write,admin,audit:read,orders:write,orders:read"
 PAYEE = {"accountName": "Acme Ltd", "accountNo": "6217000010001234567", "bankName": "ICBC"}
 
 MAX_EXAMPLES = int(os.environ.get("CONTRACT_MAX_EXAMPLES", "40"))  # per operation
@@ -124,6 +129,9 @@ class Contract:
     request_ids: list[str]
     seed_payouts: list[dict[str, Any]]
     cursor: str
+    order_nos: list[str]
+    seed_orders: list[dict[str, Any]]
+    inactive_merchant: str
     session: requests.Session = field(default_factory=requests.Session)
     ran: dict[str, Counter[str]] = field(default_factory=dict)
 
@@ -171,6 +179,54 @@ BEGIN
     END LOOP;
 END $$
 """
+
+
+async def _seed_order(
+    stack: Stack,
+    key_id: str,
+    order_id: str,
+    body: dict[str, Any],
+    accounts: dict[str, str],
+    state: str,
+    refund_no: str | None = None,
+) -> None:
+    """An order as the gateway leaves it once the depository and the channel did their part
+    (this stack has no channel adapter), and, for a paid one, a refund admitted."""
+    request = parse_order_request(json.dumps(body).encode())
+    parts = [
+        Part(i, s.merchant_id, accounts[s.merchant_id], s.amount)
+        for i, s in enumerate(request.splits)
+    ]
+    parts.append(Part(len(parts), None, fee_account(key_id, "CNY"), request.platform_fee))
+    async with stack.env.pool.acquire() as conn, conn.transaction():
+        await order_store.insert_order(
+            conn,
+            (order_id, key_id, request.order_no, request.fingerprint(), request.amount, "CNY",
+             request.channel.value, "wx-contract", request.description, request.platform_fee,
+             request.notify_url),
+            parts,
+        )  # fmt: skip
+        await conn.execute(
+            "UPDATE orders SET state = $2, depository_ref = 'DO-1', payment_params = $3,"
+            " transaction_id = CASE WHEN $2 = 'PAID' THEN 'T-1' END,"
+            " paid_at = CASE WHEN $2 = 'PAID' THEN now() END WHERE order_id = $1",
+            order_id,
+            state,
+            {"code_url": "weixin://wxpay/bizpayurl?pr=1"},
+        )
+        if refund_no is not None:
+            await conn.execute(
+                "INSERT INTO order_refunds (refund_id, order_id, refund_no, fingerprint, amount,"
+                " allocation, state, held, source_bucket, finished_at, error_code, message)"
+                " VALUES ('RFD202501010000000001', $1, $2, $3, 1, $4, 'FAILED', false, NULL,"
+                " now(), 'E004_INSUFFICIENT_FUNDS', 'not there')",
+                order_id,
+                refund_no,
+                parse_refund_request(
+                    json.dumps({"refundNo": refund_no, "amount": 1}).encode()
+                ).fingerprint(),
+                [1] + [0] * (len(parts) - 1),
+            )
 
 
 @pytest.fixture(scope="module")
@@ -223,6 +279,18 @@ async def contract(stack: Stack) -> AsyncIterator[Contract]:
             " VALUES ($1, 500, NULL, 12), ($1, NULL, 'timeout', 10000)",
             delivery_id,
         )
+    merchants = [await add_merchant(env.pool, full[0]) for _ in range(2)]
+    seed_orders = [
+        order_json("seed-awaiting", [(merchants[0], 600), (merchants[1], 300)], 100),
+        order_json("seed-paid", [(merchants[0], 900)], 100, notifyUrl="https://erp.example/o"),
+    ]
+    accounts = {m.merchant_id: m.account_id for m in merchants}
+    await _seed_order(
+        stack, full[0], "ORD202501010000000001", seed_orders[0], accounts, "AWAITING_PAYMENT"
+    )
+    await _seed_order(
+        stack, full[0], "ORD202501010000000002", seed_orders[1], accounts, "PAID", "seed-refund"
+    )
     page = await signed_get(
         stack.http, *full, f"/v1/accounts/{ACCOUNT}/transactions", [("limit", "1")]
     )
@@ -242,6 +310,9 @@ async def contract(stack: Stack) -> AsyncIterator[Contract]:
         request_ids=[*(body["requestId"] for body in seeds), "never-sent"],
         seed_payouts=seeds,
         cursor=page.json()["nextCursor"],
+        order_nos=["seed-awaiting", "seed-paid", "never-ordered"],
+        seed_orders=seed_orders,
+        inactive_merchant=(await add_merchant(env.pool, full[0], state="REJECTED")).merchant_id,
     )
     yield result
     result.session.close()
@@ -271,6 +342,36 @@ def _payout_bodies(seeds: list[dict[str, Any]]) -> st.SearchStrategy[dict[str, A
     return st.one_of(st.sampled_from(seeds), fresh)
 
 
+def _order_bodies(contract: Contract) -> st.SearchStrategy[dict[str, Any]]:
+    """Well-formed orders: the seeds again (200: a completed order calls no channel), their
+    orderNos with other bodies (409), and new ones naming a merchant that is not ACTIVE (400).
+    A new order that fits would answer 503 here: this stack has no channel adapter."""
+    fresh = st.fixed_dictionaries(
+        {
+            "orderNo": st.uuids().map(lambda u: f"steered-{u.hex}"),
+            "amount": st.just(1_000),
+            "currency": st.sampled_from(["CNY", "RMB"]),
+            "channel": st.sampled_from(["WECHATPAY", "ALIPAY"]),
+            "description": st.just("contract"),
+            "splits": st.just([{"merchantId": contract.inactive_merchant, "amount": 1_000}]),
+            "platformFee": st.just(0),
+        }
+    )
+    reused = st.sampled_from(contract.seed_orders).map(lambda o: {**o, "description": "other"})
+    return st.one_of(st.sampled_from(contract.seed_orders), fresh, reused)
+
+
+def _refund_bodies() -> st.SearchStrategy[dict[str, Any]]:
+    """The seeded refund again (200, FAILED), or a new one of 1 fen (202 on the paid order,
+    409 E034 on the unpaid one, 409 E033 once the paid order has nothing left)."""
+    return st.fixed_dictionaries(
+        {
+            "refundNo": st.one_of(st.just("seed-refund"), st.uuids().map(lambda u: u.hex)),
+            "amount": st.just(1),
+        }
+    )
+
+
 def _steer(case: Any, data: st.DataObject, contract: Contract) -> None:
     """Point a valid case at data that exists, so that it can succeed."""
     draw = data.draw
@@ -287,6 +388,14 @@ def _steer(case: Any, data: st.DataObject, contract: Contract) -> None:
         case.query = {**(case.query or {}), "cursor": contract.cursor}
     if (method, path) == ("POST", "/v1/payouts"):
         case.body = draw(_payout_bodies(contract.seed_payouts), label="payout")
+    if "orderNo" in case.path_parameters:
+        # Refunds mostly of the paid order, so that some are admitted (or read again).
+        order_nos = contract.order_nos + (["seed-paid"] * 3 if path.endswith("/refunds") else [])
+        case.path_parameters["orderNo"] = draw(st.sampled_from(order_nos), label="orderNo")
+    if (method, path) == ("POST", "/v1/orders"):
+        case.body = draw(_order_bodies(contract), label="order")
+    if (method, path) == ("POST", "/v1/orders/{orderNo}/refunds"):
+        case.body = draw(_refund_bodies(), label="refund")
     if (method, path) == ("POST", "/callbacks/bank"):
         record = draw(st.sampled_from(["steered-1", "steered-2"]), label="record")
         spec = TransferSpec(record_id=record, in_acct_no=ACCOUNT, trans_amount=1)

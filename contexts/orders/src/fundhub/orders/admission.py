@@ -118,27 +118,35 @@ class OrderDesk:
     async def create(self, key_id: str, request: OrderRequest) -> tuple[OrderView, bool]:
         """The order the request names (new, or the one its orderNo made before), completed as
         far as the depository and the channel allow; and whether this request created it."""
-        channel = request.channel
-        adapter = self._channels.adapter(channel)
-        app_id = self._channels.app_id(channel)
-        if adapter is None or app_id is None:
-            raise _unavailable(f"channel: {channel.value} takes no orders here now; retry later")
         async with self._pool.acquire() as conn, conn.transaction():
-            row, created = await self._record(conn, key_id, request, app_id)
+            row, created = await self._record(conn, key_id, request)
         if OrderState(row["state"]) is OrderState.CREATED:
-            await self._complete(row, adapter)
+            await self._complete(row, self._adapter(request.channel))
         view = await self.read(key_id, request.order_no)
         assert view is not None
         return view, created
 
+    def _adapter(self, channel: Channel) -> ChannelPayments:
+        """The channel's adapter, or 503: a channel without one (or without an app) takes no
+        new orders, and completes none, until it has them."""
+        adapter = self._channels.adapter(channel)
+        if adapter is None or self._channels.app_id(channel) is None:
+            raise _unavailable(f"channel: {channel.value} takes no orders here now; retry later")
+        return adapter
+
     async def _record(
-        self, conn: Connection, key_id: str, request: OrderRequest, app_id: str
+        self, conn: Connection, key_id: str, request: OrderRequest
     ) -> tuple[OrderRow, bool]:
+        """The order's row: the one its orderNo made before, or a new one (nothing is written
+        when a receiver may not trade or the channel takes no orders)."""
         fingerprint = request.fingerprint()
         existing = await store.order_by_no(conn, key_id, request.order_no)
         if existing is not None:
             return _same_request(existing, fingerprint, request.order_no), False
         parts = await _parts(conn, key_id, request)
+        self._adapter(request.channel)
+        app_id = self._channels.app_id(request.channel)
+        assert app_id is not None  # _adapter refused a channel without one
         currency = request.currency
         fee = parts[-1].account_id
         await ledger_store.ensure_accounts(

@@ -49,18 +49,18 @@ class Failure(_Wire):
 
 
 _REFUSALS: dict[int, str] = {
-    400: "Refused (E001): a parameter or the body is invalid; msg names it. "
-    "(E031_SPLIT_MISMATCH): an order's or a refund's amounts do not add up",
+    400: "Refused (E001): a parameter or the body is invalid; msg names it. For orders also "
+    "E031_SPLIT_MISMATCH (the amounts do not add up) and E032_MERCHANT_NOT_ACTIVE (a receiver "
+    "is not an ACTIVE merchant of the key)",
     401: "Refused: a missing or bad signature (E002), X-Timestamp out of the window "
     "(E005_TIMESTAMP_SKEW) or a reused X-Nonce (E006_NONCE_REPLAYED)",
     403: "Refused: the key lacks the scope (E007_SCOPE_FORBIDDEN) or the account "
     "(E008_ACCOUNT_FORBIDDEN)",
     404: "Refused (E009_NOT_FOUND): no such account, payout or order",
     409: "Refused (E010_IDEMPOTENCY_CONFLICT): the requestId (orderNo, refundNo) was used "
-    "before with another body; (E034_ORDER_NOT_PAID) a refund of an order not paid",
+    "before with another body; for refunds also E033_REFUND_EXCEEDS_PAID (more than is left "
+    "to refund) and E034_ORDER_NOT_PAID (the order is not paid)",
     413: "Refused (E011_PAYLOAD_TOO_LARGE): the body is larger than the route takes",
-    422: "Refused: a receiver is not an ACTIVE merchant of the key (E032_MERCHANT_NOT_ACTIVE), "
-    "or a refund is more than is left to refund (E033_REFUND_EXCEEDS_PAID)",
     503: "Not done (E013_UNAVAILABLE): a dependency is out of reach (for an order: the "
     "depository or the channel too); send the request again",
 }
