@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from support.channel_events import WECHAT_APP
+from support.channel_events import WECHAT_APP, settle
 from support.channel_server import DOWN, REFUSING, UP
 from support.depository import depository_serving
 from support.env import ModuleEnv, new_bank_keys
@@ -22,6 +22,7 @@ from support.order_world import World, body_of, notify_paid, order, order_world
 from fundhub.common.errors import ErrorCode, FundhubError
 from fundhub.common.topics import topics
 from fundhub.orders.request import parse_refund_request
+from fundhub.orders.unsettled import count as unsettled_count
 
 KEY = "ak_0000000000000000000a"
 OTHER_KEY = "ak_0000000000000000000b"
@@ -275,3 +276,30 @@ async def test_named_refund_amounts_are_checked_against_each_part(world: World) 
         }
     )
     assert list(view_refund.refund["allocation"]) == [300, 0, 50]
+
+
+async def test_unsettled_orders_are_counted_for_a_merchants_close(world: World) -> None:
+    """``orders.unsettled.count``: what the merchants' close asks of orders."""
+    lone = await add_merchant(world.env.pool, KEY)
+
+    async def unsettled() -> int:
+        async with world.env.pool.acquire() as conn:
+            return await unsettled_count(conn, lone.merchant_id)
+
+    assert await unsettled() == 0
+    awaiting, _ = await world.desk.create(KEY, order("SO-close-1", [(lone, 100)], 0))
+    assert await unsettled() == 1  # the payer may still pay it
+    await notify_paid(world, awaiting)
+    assert await unsettled() == 1  # paid, its share in pending
+    await settle(world.env.pool, awaiting.order["order_id"])
+    assert await unsettled() == 0
+    await world.desk.refund(
+        KEY, "SO-close-1", parse_refund_request(b'{"refundNo":"C1","amount":50}'), "t"
+    )
+    assert await unsettled() == 1  # a refund in progress takes from it
+    await world.env.pool.execute("UPDATE order_refunds SET state = 'FAILED' WHERE refund_no = 'C1'")
+    refused, _ = await world.desk.create(
+        KEY, order("SO-close-2", [(lone, 100)], 0, description="REJECT it")
+    )
+    assert refused.order["state"] == "FAILED"
+    assert await unsettled() == 0
