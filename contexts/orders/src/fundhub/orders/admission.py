@@ -290,8 +290,8 @@ class OrderDesk:
                     request.amount,
                     allocation,
                     request.reason,
-                    self._timing.refund_first_poll_s,
-                    self._timing.refund_deadline_s,
+                    float(self._timing.refund_first_poll_s),
+                    float(self._timing.refund_deadline_s),
                 ),
             )
             command = Envelope(
