@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 
 from fundhub.channels import alipay
-from fundhub.channels.apps import AlipayKeys, ChannelAppStore
+from fundhub.channels.apps import AlipayKeys, AppKeys
 from fundhub.channels.calls import Retry, excerpt, exchange, retried
 from fundhub.channels.events import Channel
 from fundhub.channels.ports import (
@@ -55,7 +55,7 @@ class AlipayHttp:
         self,
         session: aiohttp.ClientSession,
         gateway_url: str,
-        apps: ChannelAppStore,
+        apps: AppKeys,
         *,
         timeout_s: float = 5.0,
         retries: int = 3,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
 from cryptography import x509
@@ -93,6 +94,14 @@ class AlipayKeys:
     @property
     def seller_id(self) -> str:
         return self.app.merchant_ref
+
+
+class AppKeys(Protocol):
+    """Where an adapter finds an app's keys (``ChannelAppStore``, or a test's own)."""
+
+    async def wechatpay(self, appid: str) -> WechatPayKeys | None: ...
+
+    async def alipay(self, app_id: str) -> AlipayKeys | None: ...
 
 
 # --- what an operator gives --------------------------------------------------------------------

@@ -21,7 +21,7 @@ import aiohttp
 import orjson
 
 from fundhub.channels import wechatpay
-from fundhub.channels.apps import ChannelAppStore, WechatPayKeys
+from fundhub.channels.apps import AppKeys, WechatPayKeys
 from fundhub.channels.calls import Retry, excerpt, exchange, retried
 from fundhub.channels.events import Channel
 from fundhub.channels.notification import NotificationRefused, strict_object
@@ -54,7 +54,7 @@ class WechatPayHttp:
         self,
         session: aiohttp.ClientSession,
         base_url: str,
-        apps: ChannelAppStore,
+        apps: AppKeys,
         *,
         timeout_s: float = 5.0,
         retries: int = 3,
