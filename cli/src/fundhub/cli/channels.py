@@ -136,19 +136,19 @@ def add_wechatpay(
         ),
     ],
     platform_serial: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option(
             "--platform-serial", help="A platform key's serial (repeatable, paired in order)."
         ),
-    ],
+    ] = None,
     platform_public_key: Annotated[
-        list[Path],
+        list[Path] | None,
         typer.Option(
             "--platform-public-key",
             help="That serial's public key or certificate, PEM (repeatable).",
             dir_okay=False,
         ),
-    ],
+    ] = None,
     merchant_private_key: Annotated[
         Path | None,
         typer.Option(
@@ -169,6 +169,7 @@ def add_wechatpay(
     settings = _settings()
     with _reported():
         mchid, appid = parse_id(mchid, "--mchid"), parse_id(appid, "--appid")
+        platform_serial, platform_public_key = platform_serial or [], platform_public_key or []
         if len(platform_serial) != len(platform_public_key) or not platform_serial:
             raise UsageError(
                 "give --platform-serial and --platform-public-key in pairs, at least one"

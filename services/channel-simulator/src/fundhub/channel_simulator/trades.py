@@ -112,6 +112,7 @@ class Trade:
             "transactionId": self.transaction_id,
             "totalFen": self.total_fen,
             "state": self.state.value,
+            "paidAt": None if self.paid_at is None else self.paid_at.isoformat(timespec="seconds"),
             "refundedFen": self.refunded_done_fen,
             "refunds": [r.to_json() for r in self.refunds.values()],
         }
