@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
@@ -82,27 +82,38 @@ def parse_form(body: bytes) -> dict[str, str]:
     if len(body) > MAX_NOTIFY_BYTES:
         raise malformed(f"body: more than {MAX_NOTIFY_BYTES} bytes")
     try:
-        form = body.decode("utf-8")
-        pairs = parse_qsl(
-            form,
-            keep_blank_values=True,
-            strict_parsing=True,
-            encoding="utf-8",
-            errors="strict",
-            max_num_fields=MAX_PARAMS,
-        )
-    except (ValueError, UnicodeDecodeError):  # too many fields, a field without '=', bad bytes
-        raise malformed("body: not a form of at most 64 UTF-8 parameters") from None
+        fields = body.decode("utf-8").split("&")
+    except UnicodeDecodeError:
+        raise malformed("body: not UTF-8") from None
+    if len(fields) > MAX_PARAMS:
+        raise malformed(f"body: more than {MAX_PARAMS} parameters")
     params: dict[str, str] = {}
-    for name, value in pairs:
-        if not _PARAM_NAME.fullmatch(name):
-            raise malformed("body: a parameter name that is not one")
+    for field in fields:
+        name, equals, value = field.partition("=")
+        if not equals or not _PARAM_NAME.fullmatch(name):
+            raise malformed("body: a parameter that is not name=value")
+        value = _form_decoded(value)
         if name in params:
             raise malformed(f"{name}: given twice")
         if len(value) > MAX_VALUE_CHARS or "\x00" in value:
             raise malformed(f"{name}: longer than {MAX_VALUE_CHARS} characters or not text")
         params[name] = value
     return {name: value for name, value in params.items() if value != ""}
+
+
+def _form_decoded(value: str) -> str:
+    """``application/x-www-form-urlencoded``: ``+`` is a space, ``%XX`` a byte of UTF-8.
+
+    By hand rather than ``parse_qsl``, which cost the gateway more than the RSA verification;
+    the work is skipped for the values (most) that need none."""
+    if "+" in value:
+        value = value.replace("+", " ")
+    if "%" in value:
+        try:
+            value = unquote(value, encoding="utf-8", errors="strict")
+        except UnicodeDecodeError:
+            raise malformed("body: a value that is not UTF-8") from None
+    return value
 
 
 def check_public(params: Mapping[str, str]) -> None:
