@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPubl
 from fundhub.channels.events import Channel, ChannelEvent, EventKind, RefundStatus
 from fundhub.channels.notification import (
     NotificationRefused,
+    channel_event,
     china_time,
     ident,
     malformed,
@@ -182,7 +183,7 @@ def event_of(params: Mapping[str, str]) -> ChannelEvent | None:
             raise malformed("a refund notice of a finished trade")
         if not refund_no:
             raise malformed("refund_fee without out_biz_no")
-        return ChannelEvent(
+        return channel_event(
             **common,
             kind=EventKind.REFUND,
             occurred_at=_when(params, "gmt_refund", notify_time),
@@ -191,10 +192,10 @@ def event_of(params: Mapping[str, str]) -> ChannelEvent | None:
             refunded_total_fen=yuan(params, "refund_fee"),
         )
     if status == TRADE_CLOSED:
-        return ChannelEvent(
+        return channel_event(
             **common, kind=EventKind.CLOSED, occurred_at=_when(params, "gmt_close", notify_time)
         )
-    return ChannelEvent(
+    return channel_event(
         **common, kind=EventKind.PAYMENT, occurred_at=_when(params, "gmt_payment", notify_time)
     )
 

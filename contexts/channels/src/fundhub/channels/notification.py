@@ -15,6 +15,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from pydantic import ValidationError
+
+from fundhub.channels.events import ChannelEvent
 from fundhub.common.clock import BANK_TZ
 
 
@@ -43,6 +46,18 @@ def unverified(reason: str) -> NotificationRefused:
 # Ids the channels hand out (out_trade_no, transaction ids, app ids): printable ASCII, no space.
 _ID = re.compile(r"[\x21-\x7e]{1,64}")
 _MAX_FEN = 10**15  # far above any real order; keeps every amount a bounded integer
+
+
+def channel_event(**fields: Any) -> ChannelEvent:
+    """The event, or the refusal of a value its model does not take (never a 500)."""
+    try:
+        return ChannelEvent(**fields)
+    except ValidationError as exc:
+        errors = exc.errors()
+        if not errors:
+            raise malformed("event: invalid") from None
+        where = ".".join(str(p) for p in errors[0]["loc"]) or "event"
+        raise malformed(f"{where}: {errors[0]['msg']}") from None
 
 
 class _Duplicate(ValueError):

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from fundhub.channels.events import Channel, ChannelEvent, EventKind, RefundStatus
 from fundhub.channels.notification import (
+    channel_event,
     fen,
     ident,
     malformed,
@@ -257,7 +258,7 @@ def _transaction_event(notification: Notification, resource: Mapping[str, object
     currency = text(amount, "currency", 8, required=False) or "CNY"
     if currency != "CNY":
         raise malformed(f"amount.currency {currency!r}: only CNY is taken")
-    return ChannelEvent(
+    return channel_event(
         channel=Channel.WECHATPAY,
         kind=EventKind.PAYMENT,
         app_id=ident(resource, "appid"),
@@ -284,7 +285,7 @@ def _refund_event(
         if status is RefundStatus.SUCCESS
         else notification.create_time
     )
-    return ChannelEvent(
+    return channel_event(
         channel=Channel.WECHATPAY,
         kind=EventKind.REFUND,
         app_id=appid,
