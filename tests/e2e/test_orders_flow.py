@@ -270,7 +270,7 @@ async def test_refusals_answer_their_code_and_write_nothing(orders: Orders) -> N
         ),
         (
             order_json("R-inactive", [(orders.a, 1), (pending, 1)], 0),
-            400,
+            422,
             "E032_MERCHANT_NOT_ACTIVE",
         ),
         ({**order_json("R-field", [(orders.a, 1)], 0), "amount": "1"}, 400, "E001"),
@@ -287,7 +287,7 @@ async def test_refusals_answer_their_code_and_write_nothing(orders: Orders) -> N
     foreign = await orders.post(
         "/v1/orders", order_json("R-foreign", [(orders.a, 1)], 0), key=orders.other
     )
-    assert foreign.status_code == 400 and foreign.json()["msg"].endswith("unknown merchant")
+    assert foreign.status_code == 422 and foreign.json()["msg"].endswith("unknown merchant")
     assert await _counts(orders.env) == before
 
     order_no = f"SO-{uuid.uuid4().hex[:10]}"
@@ -308,7 +308,7 @@ async def test_refusals_answer_their_code_and_write_nothing(orders: Orders) -> N
     await wait_until(is_paid)
     before = await _counts(orders.env)
     beyond = await orders.post(f"/v1/orders/{order_no}/refunds", {"refundNo": "X", "amount": 1_001})
-    assert beyond.status_code == 409 and beyond.json()["errorCode"] == "E033_REFUND_EXCEEDS_PAID"
+    assert beyond.status_code == 422 and beyond.json()["errorCode"] == "E033_REFUND_EXCEEDS_PAID"
     # Another tenant's order answers as a missing one.
     for response in (
         await orders.get(f"/v1/orders/{order_no}", key=orders.other),

@@ -295,6 +295,16 @@ async def test_a_channel_out_of_reach_leaves_the_refund_to_the_poller(running: R
         return (await refund_row(env, refund["refundId"]))["submitted_at"] is not None
 
     await eventually(submitted)
+    # The channel loses it (its query answers REFUND_NOT_FOUND): the poller sends it again.
+    lost = running.channel.refunds.pop(refund["refundId"])
+    calls = running.channel.calls["refund"]
+
+    async def sent_again() -> bool:
+        return refund["refundId"] in running.channel.refunds
+
+    await eventually(sent_again)
+    assert running.channel.calls["refund"] > calls and running.channel.calls["query"] >= 1
+    assert running.channel.refunds[refund["refundId"]]["refund"] == lost["refund"]
     running.channel.finish(refund["refundId"], "SUCCESS")
 
     async def succeeded() -> bool:

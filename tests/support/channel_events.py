@@ -28,7 +28,12 @@ from fundhub.ledger.rules import (
 
 WECHAT_APP = "wx-test-app"
 ALIPAY_APP = "ali-test-app"
-APPS = {Channel.WECHATPAY: WECHAT_APP, Channel.ALIPAY: ALIPAY_APP}
+# Each channel's app and its merchant (WeChat Pay's appid and mchid, Alipay's app_id and
+# seller_id), as the tests' channel apps are registered.
+APPS = {
+    Channel.WECHATPAY: (WECHAT_APP, "1900000001"),
+    Channel.ALIPAY: (ALIPAY_APP, "2088000000000001"),
+}
 
 
 def paid(order: dict[str, Any], transaction_id: str | None = None, **changes: Any) -> ChannelEvent:
@@ -37,8 +42,8 @@ def paid(order: dict[str, Any], transaction_id: str | None = None, **changes: An
     fields: dict[str, Any] = {
         "channel": channel,
         "kind": EventKind.PAYMENT,
-        "appId": APPS[channel],
-        "merchantRef": "1900000001",
+        "appId": APPS[channel][0],
+        "merchantRef": APPS[channel][1],
         "notificationId": f"n-{uuid.uuid4().hex}",
         "outTradeNo": order["orderId"],
         "transactionId": transaction_id or f"T{order['orderId']}",

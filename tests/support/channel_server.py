@@ -19,6 +19,7 @@ from aiohttp import web
 
 from fundhub.channels.events import Channel
 from fundhub.channels.ports import (
+    REFUND_NOT_FOUND,
     ChannelRefused,
     ChannelUnavailable,
     PaymentOrder,
@@ -93,7 +94,7 @@ class ChannelServer:
             return fault
         known = self.refunds.get(request.match_info["out_refund_no"])
         if known is None:
-            return web.json_response({"code": "RESOURCE_NOT_EXISTS"}, status=404)
+            return web.json_response({"code": REFUND_NOT_FOUND}, status=404)
         return web.json_response({"refund_id": known["refund_id"], "status": known["status"]})
 
     def finish(self, out_refund_no: str, status: str) -> None:
@@ -160,7 +161,9 @@ class HttpChannel:
             refund.out_refund_no, answer["refund_id"], RefundState(answer["status"])
         )
 
-    async def query_refund(self, channel: Channel, app_id: str, out_refund_no: str) -> RefundAnswer:
+    async def query_refund(
+        self, channel: Channel, app_id: str, out_refund_no: str, out_trade_no: str | None = None
+    ) -> RefundAnswer:
         answer = await self._call("GET", f"/refunds/{out_refund_no}", None)
         return RefundAnswer(out_refund_no, answer["refund_id"], RefundState(answer["status"]))
 

@@ -13,17 +13,18 @@ import aiohttp
 
 from fundhub.bank_simulator.depository_orders import DepositoryOrders
 from fundhub.bank_transfers.bank_apps import BankAppStore
+from fundhub.channels.apps import ChannelApp
 from fundhub.channels.events import Channel, ChannelEvent
 from fundhub.common.config import Settings
 from fundhub.common.topics import Topics, topics
 from fundhub.orders.admission import OrderDesk, OrderView, Timing
-from fundhub.orders.channel_choice import Channels, configured
+from fundhub.orders.channel_choice import Channels
 from fundhub.orders.depository_http import HttpDepository
 from fundhub.orders.messages import EventMessage
 from fundhub.orders.notifications import Tally, apply_channel_events
 from fundhub.orders.request import OrderRequest, parse_order_request
 from fundhub.orders.wire import order_body
-from support.channel_events import ALIPAY_APP, WECHAT_APP, paid
+from support.channel_events import APPS, paid
 from support.channel_server import ChannelServer, HttpChannel, channel_serving
 from support.depository import depository_serving, trust_bank
 from support.env import ModuleEnv
@@ -31,9 +32,16 @@ from support.merchants import Merchant, add_merchant
 
 
 def order_settings(env: ModuleEnv, **changes: Any) -> Settings:
-    """The module's settings with the test channel apps (and ``changes``)."""
-    update = {"wechatpay_app_id": WECHAT_APP, "alipay_app_id": ALIPAY_APP, **changes}
-    return env.settings.model_copy(update=update)
+    return env.settings.model_copy(update=changes)
+
+
+class TestApps:
+    """The active app of each channel, as ``channels.apps.ChannelAppStore`` would answer
+    (TEST apps: the test channel server takes any)."""
+
+    async def active(self, channel: Channel) -> ChannelApp | None:
+        app_id, merchant_ref = APPS[channel]
+        return ChannelApp(channel, app_id, merchant_ref, True, can_call_api=True)
 
 
 @dataclass
@@ -73,7 +81,9 @@ async def order_world(env: ModuleEnv, key_id: str, **settings: Any) -> AsyncIter
     with depository_serving(env) as (held, url):
         async with channel_serving() as served, aiohttp.ClientSession() as session:
             server, adapters = served.server, served.adapters
-            channels = configured(configured_settings, adapters)
+            channels = Channels(
+                adapters, TestApps(), lambda c: f"https://gateway.example/callbacks/{c.lower()}"
+            )
             depository = HttpDepository(session, url, BankAppStore(env.pool), env.app_id, 2.0)
             names = topics(configured_settings)
             desk = OrderDesk(

@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -37,15 +36,14 @@ class Service:
         name: str,
         command: str,
         port: int,
-        *,
-        args: Sequence[str] = (),
+        args: tuple[str, ...] = (),
         **extra_env: str,
     ) -> None:
         self.env = env
         self.name = name
         self.command = command
+        self.args = args
         self.port = port
-        self.args = list(args)
         self.extra_env = extra_env
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path: Path = env.tmp / f"{name}-{port}.log"
@@ -117,6 +115,19 @@ def gateway(env: ModuleEnv, **extra_env: str) -> Service:
 def ops_url(service: Service) -> str:
     """The gateway's operations port (metrics, docs)."""
     return f"http://127.0.0.1:{service.extra_env['FUNDHUB_GATEWAY_OPS_PORT']}"
+
+
+def channel_simulator(env: ModuleEnv, *args: str) -> Service:
+    """The channel simulator; ``args``: its flags (``--time-factor``, ``--keys-dir``...)."""
+    port = free_port()
+    return Service(
+        env,
+        "channel-simulator",
+        "fundhub-channel-simulator",
+        port,
+        args,
+        FUNDHUB_CHANNEL_SIMULATOR_PORT=str(port),
+    )
 
 
 def notify_ingest(env: ModuleEnv) -> Service:

@@ -29,6 +29,7 @@ ORDER = Order(
     channel=Channel.WECHATPAY,
     app_id="wx-app",
     parts=PARTS,
+    merchant_ref="1900000001",
 )
 PAID = replace(ORDER, state=OrderState.PAID, transaction_id="T-1")
 REFUND = Refund("RFD202611300000000001", 5_000, (3_000, 1_500, 500), RefundState.PROCESSING)
@@ -106,6 +107,7 @@ def test_a_duplicate_payment_is_stale_and_a_second_transaction_an_exception() ->
     [
         (None, event(), "no order"),
         (ORDER, event(appId="wx-other"), "app wx-other"),
+        (ORDER, event(merchantRef="1900000002"), "(1900000002)"),
         (ORDER, event(channel=Channel.ALIPAY), "ALIPAY app"),
         (ORDER, event(totalFen=9_999), "total 9999 != the order's amount 10000"),
         (replace(ORDER, state=OrderState.FAILED), event(), "refused"),
@@ -222,6 +224,21 @@ def test_a_refusal_fails_the_refund_and_gives_back_what_was_held() -> None:
     assert states.refuse_refund(
         PAID, replace(HELD, state=RefundState.SUCCESS), "x", new_entry_id()
     ).outcome == ("stale")
+
+
+def test_an_alipay_refund_notice_states_the_refunds_in_all_not_this_one() -> None:
+    alipay = replace(PAID, channel=Channel.ALIPAY)
+    notice = event(EventKind.REFUND, channel=Channel.ALIPAY, refundFen=None, refundedTotalFen=5_000)
+    done = states.on_event(alipay, HELD, notice, new_entry_id())
+    assert done.refund is not None and done.refund.state is RefundState.SUCCESS
+    too_little = event(
+        EventKind.REFUND, channel=Channel.ALIPAY, refundFen=None, refundedTotalFen=4_999
+    )
+    assert states.on_event(alipay, HELD, too_little, new_entry_id()).outcome == "exception"
+    too_much = event(
+        EventKind.REFUND, channel=Channel.ALIPAY, refundFen=None, refundedTotalFen=10_001
+    )
+    assert states.on_event(alipay, HELD, too_much, new_entry_id()).outcome == "exception"
 
 
 def test_refund_notices_are_checked_against_our_refund() -> None:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from fundhub.channels.apps import ChannelApp
 from fundhub.channels.events import Channel
 from fundhub.channels.ports import (
     ChannelPayments,
@@ -127,12 +128,20 @@ class OrderDesk:
         return view, created
 
     def _adapter(self, channel: Channel) -> ChannelPayments:
-        """The channel's adapter, or 503: a channel without one (or without an app) takes no
-        new orders, and completes none, until it has them."""
+        """The channel's adapter, or 503: a channel without one completes no order."""
         adapter = self._channels.adapter(channel)
-        if adapter is None or self._channels.app_id(channel) is None:
+        if adapter is None:
             raise _unavailable(f"channel: {channel.value} takes no orders here now; retry later")
         return adapter
+
+    async def _app(self, channel: Channel) -> ChannelApp:
+        """The app that takes the channel's new orders, or 503 (nothing is written): none is
+        active, or it cannot call the channel's API (no merchant key registered)."""
+        self._adapter(channel)
+        app = await self._channels.app(channel)
+        if app is None:
+            raise _unavailable(f"channel: {channel.value} takes no orders here now; retry later")
+        return app
 
     async def _record(
         self, conn: Connection, key_id: str, request: OrderRequest
@@ -144,9 +153,7 @@ class OrderDesk:
         if existing is not None:
             return _same_request(existing, fingerprint, request.order_no), False
         parts = await _parts(conn, key_id, request)
-        self._adapter(request.channel)
-        app_id = self._channels.app_id(request.channel)
-        assert app_id is not None  # _adapter refused a channel without one
+        app = await self._app(request.channel)
         currency = request.currency
         fee = parts[-1].account_id
         await ledger_store.ensure_accounts(
@@ -165,7 +172,8 @@ class OrderDesk:
                 request.amount,
                 currency,
                 request.channel.value,
-                app_id,
+                app.app_id,
+                app.merchant_ref,
                 request.description,
                 request.platform_fee,
                 request.notify_url,
@@ -276,6 +284,12 @@ class OrderDesk:
             if order_row["state"] != OrderState.PAID:
                 raise FundhubError(
                     ErrorCode.ORDER_NOT_PAID, f"order {order_no} is {order_row['state']}"
+                )
+            if order_row["settling_id"] is not None and order_row["settled_at"] is None:
+                # Settlement moves what a refund would take from pending: wait for its end.
+                raise FundhubError(
+                    ErrorCode.SETTLEMENT_IN_PROGRESS,
+                    f"order {order_no}: its settlement is under way; refund once it is final",
                 )
             allocation = _allocation(request, parts, refunds)
             sequence = int(await conn.fetchval("SELECT nextval('order_refund_seq')"))

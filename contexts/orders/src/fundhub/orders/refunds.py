@@ -21,6 +21,7 @@ import structlog
 
 from fundhub.channels.events import Channel
 from fundhub.channels.ports import (
+    REFUND_NOT_FOUND,
     ChannelRefused,
     ChannelUnavailable,
     RefundAnswer,
@@ -172,13 +173,21 @@ class RefundSender:
                 log.error("refund_channel_without_adapter", refund_id=outgoing.refund_id)
                 return
             channel, app_id, refund_id = outgoing.channel, outgoing.app_id, outgoing.refund_id
-            await self._call(
-                outgoing, "query", lambda: adapter.query_refund(channel, app_id, refund_id)
+            order_id = outgoing.order_id
+            lost = await self._call(
+                outgoing,
+                "query",
+                lambda: adapter.query_refund(channel, app_id, refund_id, order_id),
             )
+        if lost:
+            await self._forget_answer(outgoing)
+            await self.send(outgoing)
 
     async def _call(
         self, refund: Outgoing, action: str, call: Callable[[], Awaitable[RefundAnswer]]
-    ) -> None:
+    ) -> bool:
+        """Make the call and record its answer; True when a query found the channel never got
+        the refund (the caller sends it again, under the same out_refund_no)."""
         label = refund.channel.value
         answer: Answer
         try:
@@ -186,8 +195,11 @@ class RefundSender:
         except ChannelUnavailable as exc:
             CHANNEL_CALLS.labels(label, action, "unavailable").inc()
             log.warning(f"refund_{action}_unanswered", refund_id=refund.refund_id, error=str(exc))
-            return
+            return False
         except ChannelRefused as exc:
+            if action == "query" and exc.code == REFUND_NOT_FOUND:
+                CHANNEL_CALLS.labels(label, action, "not-found").inc()
+                return True
             CHANNEL_CALLS.labels(label, action, "refused").inc()
             answer = exc
         else:
@@ -198,6 +210,20 @@ class RefundSender:
         except Exception:
             # The poller asks the channel again; nothing was written for this answer.
             log.exception("refund_answer_not_recorded", refund_id=refund.refund_id)
+        return False
+
+    async def _forget_answer(self, refund: Outgoing) -> None:
+        """The channel acknowledged the refund, then says it has none: what it answered then
+        (its refund id) no longer stands. Sent again under the same out_refund_no, the refund
+        it makes now is the one; a person should know it happened."""
+        ALERTS.labels("refund-lost-by-channel").inc()
+        log.error("refund_lost_by_channel_resending", refund_id=refund.refund_id)
+        async with self._pool.acquire() as conn, conn.transaction():
+            changes = await lock_changes(conn, self._topics, [refund.order_id], [refund.refund_id])
+            row = changes.refunds.get(refund.refund_id)
+            if row is not None and row["state"] == RefundState.PROCESSING:
+                changes.touch_refund(refund.refund_id, channel_refund_id=None, submitted_at=None)
+            await changes.flush(conn, outbox.PAYOUTS_CHANNEL)
 
     async def record(self, order_id: str, refund_id: str, answer: Answer) -> None:
         """The channel's answer, through the state machine, in a transaction of its own."""

@@ -80,6 +80,7 @@ class Order:
     channel: Channel
     app_id: str
     parts: tuple[Part, ...]
+    merchant_ref: str | None = None  # the app's merchant: WeChat Pay's mchid, Alipay's seller_id
     transaction_id: str | None = None
     settled: bool = False  # set by settlement: the parts' shares moved pending -> available
 
@@ -138,10 +139,15 @@ def on_event(
     order), for a REFUND event."""
     if order is None:
         return _exception(f"no order {event.out_trade_no}")
-    if event.channel is not order.channel or event.app_id != order.app_id:
+    if (
+        event.channel is not order.channel
+        or event.app_id != order.app_id
+        or (order.merchant_ref is not None and event.merchant_ref != order.merchant_ref)
+    ):
         return _exception(
-            f"{event.channel.value} app {event.app_id} notified about order {order.order_id},"
-            f" which was sent through {order.channel.value} app {order.app_id}"
+            f"{event.channel.value} app {event.app_id} ({event.merchant_ref}) notified about"
+            f" order {order.order_id}, which was sent through {order.channel.value} app"
+            f" {order.app_id} ({order.merchant_ref})"
         )
     if event.total_fen != order.amount:
         return _exception(f"total {event.total_fen} != the order's amount {order.amount}")
@@ -151,9 +157,17 @@ def on_event(
         return close(order)
     if refund is None:
         return _exception(f"no refund {event.out_refund_no} of order {order.order_id}")
-    if event.refund_fen != refund.amount:
+    # WeChat Pay states the refund's amount; Alipay only the order's refunds in all so far.
+    if event.refund_fen is not None and event.refund_fen != refund.amount:
         return _exception(
             f"refund {event.refund_fen} != refund {refund.refund_id}'s {refund.amount}"
+        )
+    if event.refunded_total_fen is not None and not (
+        refund.amount <= event.refunded_total_fen <= order.amount
+    ):
+        return _exception(
+            f"refunds in all {event.refunded_total_fen} cannot include refund"
+            f" {refund.refund_id}'s {refund.amount} of an order of {order.amount}"
         )
     if event.refund_status is None:
         return _exception("a refund notice without a refund status")

@@ -21,9 +21,10 @@ OrderRow = dict[str, Any]
 RefundRow = dict[str, Any]
 
 ORDER_COLUMNS = (
-    "order_id, key_id, order_no, fingerprint, amount, currency, channel, app_id, description, "
-    "platform_fee, notify_url, state, error_code, message, depository_ref, registered_at, "
-    "payment_params, transaction_id, paid_at, settled_at, created_at, updated_at"
+    "order_id, key_id, order_no, fingerprint, amount, currency, channel, app_id, merchant_ref, "
+    "description, platform_fee, notify_url, state, error_code, message, depository_ref, "
+    "registered_at, payment_params, transaction_id, paid_at, settling_id, settled_at, "
+    "created_at, updated_at"
 )
 PART_COLUMNS = "order_id, position, merchant_id, account_id, amount"
 REFUND_COLUMNS = (
@@ -64,6 +65,7 @@ def to_order(row: Row, parts: Iterable[Row]) -> Order:
         currency=str(row["currency"]).strip(),
         channel=Channel(row["channel"]),
         app_id=row["app_id"],
+        merchant_ref=row["merchant_ref"],
         parts=to_parts(parts),
         transaction_id=row["transaction_id"],
         settled=row["settled_at"] is not None,
@@ -151,8 +153,8 @@ async def lock_refunds(conn: Connection, refund_ids: Iterable[str]) -> dict[str,
 
 _INSERT_ORDER = f"""
 INSERT INTO orders (order_id, key_id, order_no, fingerprint, amount, currency, channel, app_id,
-                    description, platform_fee, notify_url)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                    merchant_ref, description, platform_fee, notify_url)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 ON CONFLICT (key_id, order_no) DO NOTHING
 RETURNING {ORDER_COLUMNS}
 """

@@ -27,11 +27,17 @@ class ErrorCode(Enum):
     PAYEE_INVALID = (200, "E016_PAYEE_INVALID", "the bank refused the payee account")
     # Orders and their refunds (fundhub.orders): refusals, then outcomes shown in their state.
     SPLIT_MISMATCH = (400, "E031_SPLIT_MISMATCH", "splits and platformFee do not add up to amount")
-    MERCHANT_NOT_ACTIVE = (400, "E032_MERCHANT_NOT_ACTIVE", "a receiver is not an ACTIVE merchant")
-    REFUND_EXCEEDS_PAID = (409, "E033_REFUND_EXCEEDS_PAID", "more than is left to refund")
+    MERCHANT_NOT_ACTIVE = (422, "E032_MERCHANT_NOT_ACTIVE", "a receiver is not an ACTIVE merchant")
+    REFUND_EXCEEDS_PAID = (422, "E033_REFUND_EXCEEDS_PAID", "more than is left to refund")
     ORDER_NOT_PAID = (409, "E034_ORDER_NOT_PAID", "the order is not paid: nothing to refund")
     CHANNEL_REFUSED = (200, "E035_CHANNEL_REFUSED", "the payment channel refused")
     DEPOSITORY_REFUSED = (200, "E036_DEPOSITORY_REFUSED", "the depository refused the order")
+    # Settlement's (fundhub.settlement): a refund waits while the order's settlement is under way.
+    SETTLEMENT_IN_PROGRESS = (
+        409,
+        "E044_SETTLEMENT_IN_PROGRESS",
+        "the order's settlement is in progress; retry once it is final",
+    )
     UNAVAILABLE = (503, "E013_UNAVAILABLE", "a dependency is unavailable; retry")
     INTERNAL = (500, "E500_INTERNAL", "internal error")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
@@ -15,8 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fundhub.access.keys import environment_served_by
 from fundhub.access.store import ApiKeyStore
 from fundhub.bank_transfers.bank_apps import BankAppStore
-from fundhub.channels.events import Channel
-from fundhub.channels.ports import ChannelPayments
+from fundhub.channels.apps import ChannelAppStore
+from fundhub.channels.payments import open_channel_payments
 from fundhub.common import db
 from fundhub.common.config import Settings
 from fundhub.common.errors import ErrorCode, FundhubError
@@ -27,13 +27,13 @@ from fundhub.gateway.accounts import accounts_router
 from fundhub.gateway.audit_api import audit_router
 from fundhub.gateway.auth import Authenticator
 from fundhub.gateway.bank_callbacks import BankNotificationIntake, bank_router
+from fundhub.gateway.channel_callbacks import ChannelNotificationIntake, channel_router
 from fundhub.gateway.orders import orders_router
 from fundhub.gateway.payouts import payouts_router
 from fundhub.gateway.rate_limits import RateLimiter
 from fundhub.gateway.schemas import finish_document
 from fundhub.orders.admission import OrderDesk, Timing
-from fundhub.orders.channel_choice import configured, installed_adapters
-from fundhub.orders.depository import DepositoryOrders
+from fundhub.orders.channel_choice import from_channels
 from fundhub.orders.depository_http import HttpDepository
 from fundhub.payouts.admission import PayoutStore
 from fundhub.payouts.bank_http import bank_session
@@ -45,13 +45,7 @@ log = structlog.get_logger(__name__)
 NONCE_PURGE_INTERVAL_S = 60.0
 
 
-def create_app(
-    settings: Settings,
-    channels: Mapping[Channel, ChannelPayments] | None = None,
-    depository: DepositoryOrders | None = None,
-) -> FastAPI:
-    """``channels``/``depository``: the adapters orders use; by default the installed channel
-    adapters (``orders.channel_choice``) and the bank's depository API."""
+def create_app(settings: Settings) -> FastAPI:
     if not settings.master_key:
         raise RuntimeError("FUNDHUB_MASTER_KEY is required: it unseals the API secrets")
     limiter = RateLimiter(settings) if settings.rate_limits_enabled else None
@@ -77,18 +71,23 @@ def create_app(
         app.state.bank_intake = BankNotificationIntake(
             settings, names, BankAppStore(pool), publisher
         )
+        channel_apps = ChannelAppStore(pool, settings.master_keys())
+        app.state.channel_intake = ChannelNotificationIntake(names, channel_apps, publisher)
         app.state.payouts = PayoutStore(
             pool, names, settings.payout_result_deadline_s, settings.payout_poll_base_s
         )
-        session = bank_session(settings)  # the depository, and the channels' adapters
+        # Orders are created while the platform waits: this process calls the depository and
+        # the channels' payment APIs (the merchants' signing keys opened here, not only the
+        # channels' public ones).
+        closing = contextlib.AsyncExitStack()
+        session = bank_session(settings)
+        closing.push_async_callback(session.close)
+        channel_payments = await closing.enter_async_context(open_channel_payments(settings, pool))
         app.state.orders = OrderDesk(
             pool,
             names,
-            configured(
-                settings, installed_adapters(settings, session) if channels is None else channels
-            ),
-            depository
-            or HttpDepository(
+            from_channels(settings, channel_payments, channel_apps),
+            HttpDepository(
                 session,
                 settings.bank_base_url,
                 BankAppStore(pool),
@@ -113,7 +112,7 @@ def create_app(
             if limiter is not None:
                 await limiter.stop()
             await publisher.stop()
-            await session.close()
+            await closing.aclose()
             await pool.close()
 
     app = FastAPI(
@@ -140,6 +139,7 @@ def create_app(
     for router in (
         health_router({"kafka": kafka_ready, "postgres": postgres_ready}, metrics=False),
         bank_router(),
+        channel_router(),
         accounts_router(),
         payouts_router(CallbackAddresses(settings.callback_allow_cidrs)),
         orders_router(CallbackAddresses(settings.callback_allow_cidrs)),

@@ -90,7 +90,7 @@ def orders_router(callbacks: CallbackAddresses) -> APIRouter:
         summary="Create an order with its split and its channel payment (idempotent by orderNo)",
         responses=answers(
             {200: (Order, "The order (new, or the one its orderNo made): its payment's params")},
-            *(400, 401, 403, 409, 413, 503),
+            *(400, 401, 403, 409, 413, 422, 503),
         ),
         openapi_extra={"requestBody": _body_doc(OrderRequest)},
     )
@@ -131,7 +131,7 @@ def orders_router(callbacks: CallbackAddresses) -> APIRouter:
                 202: (Refund, "Accepted (or refundNo seen before): the refund, PROCESSING"),
                 200: (Refund, "refundNo seen before: the refund, final"),
             },
-            *(400, 401, 403, 404, 409, 413, 503),
+            *(400, 401, 403, 404, 409, 413, 422, 503),
         ),
         openapi_extra={"parameters": [_ORDER_NO_PARAM], "requestBody": _body_doc(RefundRequest)},
     )

@@ -49,18 +49,19 @@ class Failure(_Wire):
 
 
 _REFUSALS: dict[int, str] = {
-    400: "Refused (E001): a parameter or the body is invalid; msg names it. For orders also "
-    "E031_SPLIT_MISMATCH (the amounts do not add up) and E032_MERCHANT_NOT_ACTIVE (a receiver "
-    "is not an ACTIVE merchant of the key)",
+    400: "Refused (E001): a parameter or the body is invalid; msg names it. "
+    "(E031_SPLIT_MISMATCH): an order's or a refund's amounts do not add up",
     401: "Refused: a missing or bad signature (E002), X-Timestamp out of the window "
     "(E005_TIMESTAMP_SKEW) or a reused X-Nonce (E006_NONCE_REPLAYED)",
     403: "Refused: the key lacks the scope (E007_SCOPE_FORBIDDEN) or the account "
     "(E008_ACCOUNT_FORBIDDEN)",
     404: "Refused (E009_NOT_FOUND): no such account, payout or order",
     409: "Refused (E010_IDEMPOTENCY_CONFLICT): the requestId (orderNo, refundNo) was used "
-    "before with another body; for refunds also E033_REFUND_EXCEEDS_PAID (more than is left "
-    "to refund) and E034_ORDER_NOT_PAID (the order is not paid)",
+    "before with another body; for a refund also E034_ORDER_NOT_PAID (the order is not paid) "
+    "and E044_SETTLEMENT_IN_PROGRESS (its settlement is under way: again once it is final)",
     413: "Refused (E011_PAYLOAD_TOO_LARGE): the body is larger than the route takes",
+    422: "Refused: a receiver is not an ACTIVE merchant of the key (E032_MERCHANT_NOT_ACTIVE), "
+    "or a refund is more than is left to refund (E033_REFUND_EXCEEDS_PAID)",
     503: "Not done (E013_UNAVAILABLE): a dependency is out of reach (for an order: the "
     "depository or the channel too); send the request again",
 }
@@ -336,12 +337,14 @@ def _operations(definitions: dict[str, Any]) -> dict[str, dict[int | str, Any]]:
 
 def finish_document(document: dict[str, Any]) -> dict[str, Any]:
     """Make FastAPI's generated document say what the gateway really answers (in place, again
-    and again alike): no 422 (this API refuses invalid values with 400 E001), and the answers of
-    the operations routes."""
+    and again alike): not FastAPI's own 422 (this API refuses invalid values with 400 E001; a
+    422 a route declares, E004, stays), and the answers of the operations routes."""
     definitions: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
     for operations in document.get("paths", {}).values():
         for operation in operations.values():
-            operation.get("responses", {}).pop("422", None)
+            responses = operation.get("responses", {})
+            if responses.get("422", {}).get("description") == "Validation Error":
+                responses.pop("422")  # FastAPI's own, never answered
     for name in ("HTTPValidationError", "ValidationError"):
         definitions.pop(name, None)
     _document_rate_limits(document)

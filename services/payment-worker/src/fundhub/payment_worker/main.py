@@ -3,8 +3,11 @@ take each order refund's money, send it to the channel, follow it to its end."""
 
 from __future__ import annotations
 
+import contextlib
 from functools import partial
 
+from fundhub.channels.apps import ChannelAppStore
+from fundhub.channels.payments import open_channel_payments
 from fundhub.common import db
 from fundhub.common.config import Settings
 from fundhub.common.consumer import BatchConsumer
@@ -13,7 +16,7 @@ from fundhub.common.migrations import verify
 from fundhub.common.outbox import PAYOUTS_CHANNEL, OutboxRelay
 from fundhub.common.topics import topics
 from fundhub.orders import refunds
-from fundhub.orders.channel_choice import configured, installed_adapters
+from fundhub.orders.channel_choice import from_channels
 from fundhub.orders.consumer import refund_command_handler
 from fundhub.payouts import commands, results
 from fundhub.payouts.bank_http import HttpBankAdapter, bank_session
@@ -28,6 +31,8 @@ CONSUMER_LINGER_MS = 25
 
 
 async def run(settings: Settings) -> None:
+    """The payouts' work and the orders' refunds (which call the channels' refund APIs with
+    the merchants' keys: this process needs ``FUNDHUB_MASTER_KEY``)."""
     await verify(settings.database_url)
     names = topics(settings)
     pool = await db.connect_pool(settings.database_url, max_size=max(8, settings.db_pool_max))
@@ -56,7 +61,11 @@ async def run(settings: Settings) -> None:
         linger_ms=CONSUMER_LINGER_MS,
     )
     poller = Poller(settings, pool, submitter)
-    channels = configured(settings, installed_adapters(settings, session))
+    closing = contextlib.AsyncExitStack()
+    channel_payments = await closing.enter_async_context(open_channel_payments(settings, pool))
+    channels = from_channels(
+        settings, channel_payments, ChannelAppStore(pool, settings.master_keys())
+    )
     refund_sender = refunds.RefundSender(pool, names, channels)
     refund_consumer = BatchConsumer(
         settings,
@@ -89,7 +98,14 @@ async def run(settings: Settings) -> None:
         {"kafka": kafka_ready, "postgres": partial(db.ping, pool)},
         settings.gateway_host,
         settings.payment_worker_port,
-        close=[submitter.close, refund_sender.close, session.close, publisher.stop, pool.close],
+        close=[
+            submitter.close,
+            refund_sender.close,
+            closing.aclose,
+            session.close,
+            publisher.stop,
+            pool.close,
+        ],
     )
 
 

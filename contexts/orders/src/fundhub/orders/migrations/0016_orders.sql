@@ -6,7 +6,8 @@ CREATE SEQUENCE order_refund_seq;
 
 -- One row per order; its id is what the channel and the depository know it by (out_trade_no).
 -- Written by the gateway (created, registered, payment created) and by the consumers of the
--- channels' notifications (paid, closed). Settlement sets settled_at (and may add columns).
+-- channels' notifications (paid, closed). Settlement sets settling_id while it moves the shares
+-- (refunds wait) and settled_at once they are in available (refunds then take from there).
 CREATE TABLE orders (
     order_id        text PRIMARY KEY,                 -- 'ORD' + yyyymmdd + 10 digits
     key_id          text NOT NULL,                    -- the tenant (API key) that created it
@@ -16,6 +17,7 @@ CREATE TABLE orders (
     currency        char(3) NOT NULL,
     channel         text NOT NULL CHECK (channel IN ('WECHATPAY', 'ALIPAY')),
     app_id          text NOT NULL,                    -- the channel app that takes the payment
+    merchant_ref    text,                             -- its merchant: mchid, or seller_id
     description     text NOT NULL,
     platform_fee    bigint NOT NULL CHECK (platform_fee >= 0),
     notify_url      text,
@@ -28,11 +30,14 @@ CREATE TABLE orders (
     payment_params  jsonb,                            -- what the checkout needs (prepay, QR)
     transaction_id  text,                             -- the channel's, once paid
     paid_at         timestamptz,
+    settling_id     text,                             -- settlement under way (refunds wait)
     settled_at      timestamptz,                      -- shares moved pending -> available
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now(),
     UNIQUE (key_id, order_no)
 );
+-- Settlement's scheduler finds the paid orders not settled yet by their payment time.
+CREATE INDEX orders_to_settle ON orders (paid_at) WHERE state = 'PAID' AND settled_at IS NULL;
 
 -- Where an order's money goes: each receiver's share in the request's order, then the
 -- platform fee (merchant_id NULL), each to a ledger account.
