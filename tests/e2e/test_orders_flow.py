@@ -1,13 +1,10 @@
-"""Orders end to end through the gateway's signed API: an order created with its payment's
-parameters, paid by the channel's notification (consumed by a real notify-ingest) into the
-receivers' pending, refunded before settlement, each final state delivered signed to notifyUrl
-by a real callback dispatcher; and the refusals, each with its code and nothing written.
-
-The gateway runs on a thread of this process (its whole pipeline): the channels' adapters are
-the channels context's to write, so it is handed a test channel over HTTP. The bank simulator's
-depository, notify-ingest and the callback dispatcher are real processes; payment-worker's
-refund handling runs in this process for the same reason as the gateway.
-"""
+"""Orders end to end, every part a real process: the gateway (orders created with their
+payment's parameters, from the channel simulator through the channels' adapters, registered
+with the bank simulator's depository), the channel simulator (the payer pays; its signed, and
+for WeChat Pay encrypted, notifications to the gateway's channel routes), notify-ingest (paid
+into the receivers' pending), payment-worker (refunds held and sent to the channel, finished by
+its notice or answer) and the callback dispatcher (each final state, signed, to notifyUrl).
+Refusals answer their codes and write nothing. Keys are TEST keys made per run."""
 
 from __future__ import annotations
 
@@ -16,30 +13,25 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from ipaddress import IPv4Network
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from aiohttp import web
 from support.api import signed_get, signed_headers
-from support.channel_events import paid, publish, refunded
-from support.channel_server import DOWN, UP, ChannelServer, HttpChannel, channel_serving
+from support.channels import MerchantKeys, cli_add_args, serve_on_simulator
 from support.env import ModuleEnv
-from support.inprocess_gateway import gateway_serving
 from support.ledger import assert_ledger_invariants
 from support.merchants import Merchant, add_merchant
-from support.order_workers import order_workers
-from support.order_world import order_json, order_settings
-from support.processes import Service, free_port, notify_ingest
+from support.order_world import order_json
+from support.processes import Service, channel_simulator, free_port, gateway, notify_ingest
 from support.receivers import ALLOW_LOCAL_RECEIVERS, serving
 
 from e2e.conftest import wait_until
-from fundhub.channels.events import Channel
-from fundhub.common.kafka import KafkaPublisher
+from fundhub.channel_simulator.main import write_keys
 from fundhub.common.signing import webhook_signature
-from fundhub.common.topics import Topics, topics
-from fundhub.orders.channel_choice import configured
+from fundhub.ledger.rules import system_account
 
 SCOPES = "orders:write,orders:read,balance:read"
 
@@ -67,9 +59,8 @@ class Receiver:
 class Orders:
     env: ModuleEnv
     http: httpx.AsyncClient
-    names: Topics
-    publisher: KafkaPublisher
-    channel: ChannelServer
+    gateway: Service
+    simulator: Service
     receiver: Receiver
     notify_url: str
     key: tuple[str, str]
@@ -83,15 +74,28 @@ class Orders:
         raw = json.dumps(body).encode()
         headers = signed_headers(*(key or self.key), "POST", path, None, raw)
         headers["Content-Type"] = "application/json"
-        return await self.http.post(path, content=raw, headers=headers)
+        return await self.http.post(f"{self.gateway.url}{path}", content=raw, headers=headers)
 
     async def get(self, path: str, key: tuple[str, str] | None = None) -> httpx.Response:
-        return await signed_get(self.http, *(key or self.key), path)
+        async with httpx.AsyncClient(base_url=self.gateway.url, timeout=30) as client:
+            return await signed_get(client, *(key or self.key), path)
+
+    async def order(self, order_no: str) -> dict[str, Any]:
+        response = await self.get(f"/v1/orders/{order_no}")
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
 
     async def pending(self, account_id: str) -> int:
         response = await self.get(f"/v1/accounts/{account_id}/balance")
         assert response.status_code == 200, response.text
         return int(response.json()["pending"])
+
+    async def pay(self, order: dict[str, Any]) -> None:
+        """The payer pays at the channel; its notification follows."""
+        channel = order["channel"].lower()
+        answer = await self.http.post(f"{self.simulator.url}/sim/{channel}/pay/{order['orderId']}")
+        assert answer.status_code == 200, answer.text
 
 
 def _key(env: ModuleEnv, name: str) -> tuple[str, str, str]:
@@ -107,9 +111,9 @@ def _bank_simulator(env: ModuleEnv) -> Service:
     port = free_port()
     key_file = env.tmp / f"bank-private-{port}.pem"
     key_file.write_text(env.bank.private_pem)
-    arguments = ["--port", str(port), "--gateway-url", "http://127.0.0.1:9", "--app-id",
-                 env.app_id, "--private-key-file", str(key_file)]  # fmt: skip
-    return Service(env, "bank-simulator", "fundhub-bank-simulator", port, args=arguments)
+    arguments = ("--port", str(port), "--gateway-url", "http://127.0.0.1:9", "--app-id",
+                 env.app_id, "--private-key-file", str(key_file))  # fmt: skip
+    return Service(env, "bank-simulator", "fundhub-bank-simulator", port, arguments)
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +121,39 @@ async def orders(env: ModuleEnv) -> AsyncIterator[Orders]:
     env.register_bank_app()
     key_id, secret, webhook_secret = _key(env, "platform")
     other_id, other_secret, _ = _key(env, "another platform")
-    simulator, ingest = _bank_simulator(env), notify_ingest(env)
+    keys_dir: Path = env.tmp / "channel-sim"
+    write_keys(keys_dir)
+    simulator = channel_simulator(
+        env, "--keys-dir", str(keys_dir), "--time-factor", "0.001", "--refund-delay", "20,100"
+    )
+    bank = _bank_simulator(env)
+    simulator.start()
+    bank.start()
+    await asyncio.gather(simulator.wait_ready(), bank.wait_ready())
+    gw = gateway(
+        env,
+        FUNDHUB_BANK_BASE_URL=bank.url,
+        FUNDHUB_WECHATPAY_BASE_URL=simulator.url,
+        FUNDHUB_ALIPAY_GATEWAY_URL=f"{simulator.url}/gateway.do",
+        **ALLOW_LOCAL_RECEIVERS,
+    )
+    channels_env = {
+        "FUNDHUB_WECHATPAY_BASE_URL": simulator.url,
+        "FUNDHUB_ALIPAY_GATEWAY_URL": f"{simulator.url}/gateway.do",
+        "FUNDHUB_CHANNEL_NOTIFY_BASE_URL": gw.url,
+        "FUNDHUB_BANK_BASE_URL": bank.url,
+    }
+    port = free_port()
+    worker = Service(
+        env,
+        "payment-worker",
+        "fundhub-payment-worker",
+        port,
+        FUNDHUB_PAYMENT_WORKER_PORT=str(port),
+        FUNDHUB_REFUND_POLL_BASE_S="0.5",
+        FUNDHUB_REFUND_POLL_MAX_S="2",
+        **channels_env,
+    )
     port = free_port()
     dispatcher = Service(
         env,
@@ -129,46 +165,36 @@ async def orders(env: ModuleEnv) -> AsyncIterator[Orders]:
         FUNDHUB_CALLBACK_BACKOFF_MAX_S="1",
         **ALLOW_LOCAL_RECEIVERS,
     )
-    services = [simulator, ingest, dispatcher]
+    services = [gw, notify_ingest(env), worker, dispatcher]
     receiver = Receiver(secret=webhook_secret)
     app = web.Application()
     app.router.add_post("/order-callbacks", receiver.handle)
-    for service in services:
-        service.start()
     try:
-        await asyncio.gather(*(s.wait_ready() for s in services))
-        settings = order_settings(
-            env,
-            bank_base_url=simulator.url,
-            callback_allow_cidrs=(IPv4Network("127.0.0.1/32"),),
-            refund_poll_base_s=0.5,
-        )
-        a = await add_merchant(env.pool, key_id)
-        b = await add_merchant(env.pool, key_id)
-        async with (
-            serving(app) as receiver_url,
-            channel_serving() as served,
-            order_workers(
-                settings, env.pool, configured(settings, served.adapters), with_events=False
-            ) as publisher,
-        ):
-            with gateway_serving(settings, {c: HttpChannel(served.url, c) for c in Channel}) as url:
-                async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-                    yield Orders(
-                        env,
-                        http,
-                        topics(settings),
-                        publisher,
-                        served.server,
-                        receiver,
-                        f"{receiver_url}/order-callbacks",
-                        (key_id, secret),
-                        (other_id, other_secret),
-                        a,
-                        b,
-                    )
+        async with httpx.AsyncClient(timeout=30) as http:
+            merchant = MerchantKeys()
+            sim_keys = await serve_on_simulator(http, simulator.url, merchant)
+            for args in cli_add_args(env.tmp, merchant, sim_keys):
+                env.cli(*args)
+            for service in services:
+                service.start()
+            await asyncio.gather(*(s.wait_ready() for s in services))
+            a = await add_merchant(env.pool, key_id)
+            b = await add_merchant(env.pool, key_id)
+            async with serving(app) as receiver_url:
+                yield Orders(
+                    env,
+                    http,
+                    gw,
+                    simulator,
+                    receiver,
+                    f"{receiver_url}/order-callbacks",
+                    (key_id, secret),
+                    (other_id, other_secret),
+                    a,
+                    b,
+                )
     finally:
-        for service in reversed(services):
+        for service in [*reversed(services), bank, simulator]:
             service.stop()
 
 
@@ -181,38 +207,42 @@ async def _counts(env: ModuleEnv) -> tuple[int, int, int]:
     return row["o"], row["r"], row["j"]
 
 
+@pytest.mark.parametrize("channel", ["WECHATPAY", "ALIPAY"])
 async def test_an_order_is_created_paid_refunded_and_every_final_state_called_back(
-    orders: Orders,
+    orders: Orders, channel: str
 ) -> None:
     order_no = f"SO-{uuid.uuid4().hex[:10]}"
     body = order_json(
-        order_no, [(orders.a, 6_000), (orders.b, 3_000)], 1_000, notifyUrl=orders.notify_url
+        order_no,
+        [(orders.a, 6_000), (orders.b, 3_000)],
+        1_000,
+        channel=channel,
+        notifyUrl=orders.notify_url,
     )
     created = await orders.post("/v1/orders", body)
     assert created.status_code == 200, created.text
     assert created.headers.get("X-Signature") and created.headers["Cache-Control"] == "no-store"
     order = created.json()
     assert order["state"] == "AWAITING_PAYMENT" and order["bizCode"] == "PROCESSING"
-    assert order["payment"]["params"]["code_url"].endswith(order["orderId"])
+    params = order["payment"]["params"]
+    assert params.get("code_url") or params.get("qr_code"), params
     assert order["settlement"] == {"state": "UNSETTLED", "settledAt": None}
     # The same request again (an answer that never arrived): the same order.
     again = await orders.post("/v1/orders", body)
     assert again.status_code == 200 and again.json()["orderId"] == order["orderId"]
+    assert again.json()["payment"]["params"] == params
 
     pending_a = await orders.pending(orders.a.account_id)
-    # The channel's notification, verified by the gateway's channel route, on the topic; twice.
-    notice = paid(order)
-    await publish(orders.publisher, orders.names, [notice, notice])
+    clearing = system_account(f"{channel.lower()}-clearing", "CNY")
+    await orders.pay(order)
 
     async def is_paid() -> bool:
-        return bool((await orders.get(f"/v1/orders/{order_no}")).json()["state"] == "PAID")
+        return bool((await orders.order(order_no))["state"] == "PAID")
 
     await wait_until(is_paid)
     assert await orders.pending(orders.a.account_id) == pending_a + 6_000
-    read = (await orders.get(f"/v1/orders/{order_no}")).json()
-    assert (
-        read["bizCode"] == "SUCCESS" and read["payment"]["transactionId"] == notice.transaction_id
-    )
+    read = await orders.order(order_no)
+    assert read["bizCode"] == "SUCCESS" and read["payment"]["transactionId"]
 
     refund = await orders.post(
         f"/v1/orders/{order_no}/refunds", {"refundNo": "RF-1", "amount": 5_000}
@@ -223,39 +253,35 @@ async def test_an_order_is_created_paid_refunded_and_every_final_state_called_ba
     assert [s["amount"] for s in answer["splits"]] == [3_000, 1_500]
     assert answer["platformFee"] == 500
 
-    async def sent() -> bool:
-        item = (await orders.get(f"/v1/orders/{order_no}")).json()["refunds"][0]
-        return bool(item["channelRefundId"])
+    async def refunded() -> bool:
+        return bool((await orders.order(order_no))["refunds"][0]["state"] == "SUCCESS")
 
-    await wait_until(sent)
-    item = (await orders.get(f"/v1/orders/{order_no}")).json()["refunds"][0]
-    assert item["takenFrom"] == "pending"
+    await wait_until(refunded)
+    read = await orders.order(order_no)
+    assert read["refundedAmount"] == 5_000 and read["refunds"][0]["takenFrom"] == "pending"
     assert await orders.pending(orders.a.account_id) == pending_a + 3_000
-    await publish(
-        orders.publisher,
-        orders.names,
-        [refunded(order, {**answer, "channelRefundId": item["channelRefundId"]})],
-    )
-
-    async def refunded_done() -> bool:
-        read = (await orders.get(f"/v1/orders/{order_no}")).json()
-        return bool(read["refunds"][0]["state"] == "SUCCESS")
-
-    await wait_until(refunded_done)
-    read = (await orders.get(f"/v1/orders/{order_no}")).json()
-    assert read["refundedAmount"] == 5_000
     replay = await orders.post(
         f"/v1/orders/{order_no}/refunds", {"refundNo": "RF-1", "amount": 5_000}
     )
     assert replay.status_code == 200 and replay.json()["state"] == "SUCCESS"
+    postings = await orders.env.pool.fetchval(
+        "SELECT coalesce(sum(p.amount), 0) FROM postings p JOIN journal_entries j USING (entry_id)"
+        " WHERE p.account_id = $1 AND j.ref_id = ANY($2::text[])",
+        clearing,
+        [order["orderId"], answer["refundId"]],
+    )
+    assert postings == -(10_000 - 5_000)  # the channel's clearing: paid less refunded
 
     async def called_back() -> bool:
-        return len(orders.receiver.received) >= 2
+        seen = {(c.get("refundId") or c["orderId"], c["state"]) for c in orders.receiver.received}
+        return {(order["orderId"], "PAID"), (answer["refundId"], "SUCCESS")} <= seen
 
     await wait_until(called_back)
-    seen = {(c.get("refundId") or c["orderId"], c["state"]) for c in orders.receiver.received}
-    assert (order["orderId"], "PAID") in seen and (answer["refundId"], "SUCCESS") in seen
     assert orders.receiver.bad == 0
+    exceptions = await orders.env.pool.fetchval(
+        "SELECT count(*) FROM order_exceptions WHERE out_trade_no = $1", order["orderId"]
+    )
+    assert exceptions == 0
     await assert_ledger_invariants(orders.env.pool)
 
 
@@ -292,18 +318,18 @@ async def test_refusals_answer_their_code_and_write_nothing(orders: Orders) -> N
 
     order_no = f"SO-{uuid.uuid4().hex[:10]}"
     body = order_json(order_no, [(orders.a, 700)], 300)
-    assert (await orders.post("/v1/orders", body)).status_code == 200
+    created = await orders.post("/v1/orders", body)
+    assert created.status_code == 200, created.text
     conflict = await orders.post("/v1/orders", {**body, "description": "another"})
     assert (
         conflict.status_code == 409 and conflict.json()["errorCode"] == "E010_IDEMPOTENCY_CONFLICT"
     )
     unpaid = await orders.post(f"/v1/orders/{order_no}/refunds", {"refundNo": "X", "amount": 1})
     assert unpaid.status_code == 409 and unpaid.json()["errorCode"] == "E034_ORDER_NOT_PAID"
-    order = (await orders.get(f"/v1/orders/{order_no}")).json()
-    await publish(orders.publisher, orders.names, [paid(order)])
+    await orders.pay(created.json())
 
     async def is_paid() -> bool:
-        return bool((await orders.get(f"/v1/orders/{order_no}")).json()["state"] == "PAID")
+        return bool((await orders.order(order_no))["state"] == "PAID")
 
     await wait_until(is_paid)
     before = await _counts(orders.env)
@@ -321,17 +347,13 @@ async def test_refusals_answer_their_code_and_write_nothing(orders: Orders) -> N
     assert await _counts(orders.env) == before
 
 
-async def test_a_channel_outage_answers_503_and_the_same_request_then_succeeds(
-    orders: Orders,
-) -> None:
-    body = order_json(f"SO-{uuid.uuid4().hex[:10]}", [(orders.b, 1_000)], 0, channel="ALIPAY")
-    orders.channel.mode = DOWN
-    try:
-        down = await orders.post("/v1/orders", body)
-    finally:
-        orders.channel.mode = UP
-    assert down.status_code == 503 and down.json()["errorCode"] == "E013_UNAVAILABLE"
-    assert "send the same order again" in down.json()["msg"]
-    up = await orders.post("/v1/orders", body)
-    assert up.status_code == 200 and up.json()["state"] == "AWAITING_PAYMENT"
-    assert up.json()["payment"]["appId"]
+async def test_a_depository_refusal_fails_the_order_for_good(orders: Orders) -> None:
+    body = order_json(
+        f"SO-{uuid.uuid4().hex[:10]}", [(orders.b, 1_000)], 0, description="REJECT it"
+    )
+    refused = await orders.post("/v1/orders", body)
+    assert refused.status_code == 200, refused.text
+    assert refused.json()["state"] == "FAILED"
+    assert refused.json()["errorCode"] == "E036_DEPOSITORY_REFUSED"
+    again = await orders.post("/v1/orders", body)
+    assert again.json()["orderId"] == refused.json()["orderId"]
