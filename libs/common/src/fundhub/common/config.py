@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     payout_poll_base_s: float = 5.0
     payout_poll_max_s: float = 300.0
 
+    # Merchants: when payment-worker first asks the depository about a request it has no result
+    # for (its notification normally comes first), and the longest pause between two looks.
+    merchant_poll_base_s: float = 5.0
+    merchant_poll_max_s: float = 300.0
+
     bank_timestamp_tolerance_s: int = 600
     api_timestamp_tolerance_s: int = 300
     kafka_publish_timeout_s: float = 5.0
