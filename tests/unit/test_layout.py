@@ -48,6 +48,13 @@ DOMAIN = [
     "contexts/audit/src/fundhub/audit/masking.py",
     "contexts/audit/src/fundhub/audit/entry.py",
     "contexts/audit/src/fundhub/audit/chain.py",
+    "contexts/merchants/src/fundhub/merchants/ids.py",
+    "contexts/merchants/src/fundhub/merchants/identity.py",
+    "contexts/merchants/src/fundhub/merchants/materials.py",
+    "contexts/merchants/src/fundhub/merchants/states.py",
+    "contexts/merchants/src/fundhub/merchants/depository.py",
+    "contexts/merchants/src/fundhub/merchants/wire.py",
+    "contexts/merchants/src/fundhub/merchants/ports.py",
     "contexts/channels/src/fundhub/channels/events.py",
     "contexts/channels/src/fundhub/channels/ports.py",
 ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from fundhub.common.consumer import PoisonMessage, open_envelope
 from fundhub.merchants.depository import InvalidMemberResult, MemberResult, parse_member_result
 
@@ -41,14 +43,19 @@ def decode_command(raw: bytes | None) -> RequestCommand:
 
 
 def decode_result(raw: bytes | None) -> ResultMessage:
+    """The notification whole, as the gateway verified it (``params``, ``biz_content`` a JSON
+    string in it), read again here."""
     envelope = open_envelope(raw)
-    item: Any = envelope.data.get("result")
-    if not isinstance(item, dict):
-        raise PoisonMessage("member result: not a JSON object")
     try:
-        result = parse_member_result(item)
+        params: Any = envelope.data["params"]
+        biz: Any = orjson.loads(params["biz_content"])
+        if not isinstance(biz, dict):
+            raise PoisonMessage("biz_content: not a JSON object")
+        result = parse_member_result(biz)
     except InvalidMemberResult as exc:
         raise PoisonMessage(str(exc)) from exc
+    except (KeyError, TypeError, orjson.JSONDecodeError) as exc:
+        raise PoisonMessage(f"malformed member result: {exc!r}") from exc
     app_id = envelope.data.get("appId")
     if not isinstance(app_id, str) or not app_id:
         raise PoisonMessage("member result without the appId that signed it")
