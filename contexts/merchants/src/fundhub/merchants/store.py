@@ -398,7 +398,7 @@ async def view(conn: Connection, merchant_row: Row) -> MerchantView:
     versions = await conn.fetch(
         "SELECT version, state, materials, reason, created_at, reviewed_at"
         " FROM merchant_versions WHERE merchant_id = $1"
-        " AND (version > $2 - $3 OR version = $4) ORDER BY version DESC",
+        " AND (version > $2::int - $3::int OR version = $4::int) ORDER BY version DESC",
         merchant_id,
         merchant_row["latest_version"],
         VERSIONS_SHOWN,
