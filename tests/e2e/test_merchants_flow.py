@@ -67,6 +67,7 @@ class MerchantStack:
     env: ModuleEnv
     http: httpx.AsyncClient
     sim: Service
+    worker: Service
     tenant: Tenant
     other: Tenant
     received: Received
@@ -170,7 +171,9 @@ async def stack(env: ModuleEnv) -> AsyncIterator[MerchantStack]:
         theirs = tenant(env, scopes, "6222000999000002")
         received.secret = mine.webhook_secret
         async with serving(app) as url, httpx.AsyncClient(base_url=gw.url, timeout=30) as http:
-            yield MerchantStack(env, http, sim, mine, theirs, received, f"{url}/merchant-events")
+            yield MerchantStack(
+                env, http, sim, worker, mine, theirs, received, f"{url}/merchant-events"
+            )
     finally:
         for service in reversed(services):
             service.stop()
@@ -382,6 +385,40 @@ async def test_another_tenants_merchant_answers_exactly_as_a_missing_one(
             == (404, "E009_NOT_FOUND", "merchant ID not found")
         )
     assert (await stack.get(merchant_id)).json()["state"] == "ACTIVE"  # nothing changed
+
+
+async def test_a_killed_worker_loses_and_doubles_nothing(stack: MerchantStack) -> None:
+    """SIGKILL payment-worker while merchants are in review: after its restart every one is
+    decided once, and told once."""
+    created = await asyncio.gather(
+        *(stack.register(registration(f"K-{uuid.uuid4().hex[:10]}")) for _ in range(20))
+    )
+    stack.worker.kill()
+    more = await asyncio.gather(
+        *(stack.register(registration(f"K-{uuid.uuid4().hex[:10]}")) for _ in range(10))
+    )
+    stack.worker.start()
+    await stack.worker.wait_ready()
+    ids = [m["merchantId"] for m in (*created, *more)]
+    for merchant_id in ids:
+        await stack.until(merchant_id, lambda m: m["state"] == "ACTIVE", timeout_s=60)
+    rows = await stack.env.pool.fetch(
+        "SELECT merchant_id, count(*) AS requests, count(*) FILTER (WHERE state = 'DONE') AS done"
+        " FROM merchant_requests WHERE merchant_id = ANY($1::text[]) GROUP BY merchant_id",
+        ids,
+    )
+    assert len(rows) == len(ids)
+    assert {(r["requests"], r["done"]) for r in rows} == {(1, 1)}
+
+    async def each_told_once() -> bool:
+        counted = await stack.env.pool.fetch(
+            "SELECT count(*) AS n FROM callback_deliveries WHERE pay_id = ANY($1::text[])"
+            " GROUP BY pay_id",
+            ids,
+        )
+        return len(counted) == len(ids) and {r["n"] for r in counted} == {1}
+
+    await wait_until(each_told_once, timeout_s=30)
 
 
 async def test_every_change_was_called_back_signed(stack: MerchantStack) -> None:
