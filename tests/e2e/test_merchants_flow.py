@@ -229,7 +229,7 @@ async def test_a_name_starting_with_reject_is_rejected_with_the_banks_reason(
 ) -> None:
     created = await stack.register(individual(f"M-{uuid.uuid4().hex[:10]}", "REJECT test shop"))
     rejected = await stack.until(created["merchantId"], lambda m: m["state"] == "REJECTED")
-    assert (rejected["bizCode"], rejected["errorCode"]) == ("FAILED", "E033_MERCHANT_REJECTED")
+    assert (rejected["bizCode"], rejected["errorCode"]) == ("FAILED", "E053_MERCHANT_REJECTED")
     assert "refusal list" in rejected["msg"] and rejected["reason"] == rejected["msg"]
     assert rejected["versions"][0]["state"] == "REJECTED"
 
@@ -253,7 +253,7 @@ async def test_a_material_change_is_reviewed_while_the_merchant_keeps_trading(
         (1, "APPROVED"),
     ]
     busy = await stack.call("POST", path, materials("Yet Another Name"))
-    assert busy.status_code == 409 and busy.json()["errorCode"] == "E032_MERCHANT_STATE_CONFLICT"
+    assert busy.status_code == 409 and busy.json()["errorCode"] == "E052_MERCHANT_STATE_CONFLICT"
     approved = await stack.until(merchant_id, lambda m: m["versionInForce"] == 2)
     assert approved["materials"]["name"] == "Acme Trading Ltd"
     refused = await stack.call("POST", path, materials("REJECT this version"))
@@ -295,7 +295,7 @@ async def test_a_settlement_account_is_verified_by_micro_deposit(stack: Merchant
     )
     assert failed["settlementAccount"] is None
     late = await verify(right)
-    assert late.status_code == 409 and late.json()["errorCode"] == "E032_MERCHANT_STATE_CONFLICT"
+    assert late.status_code == 409 and late.json()["errorCode"] == "E052_MERCHANT_STATE_CONFLICT"
 
     # Second account: the right amount verifies it; it becomes the withdrawal account.
     assert (await stack.call("POST", path, account("6222020200000000002"))).status_code == 202
@@ -339,7 +339,7 @@ async def test_close_is_refused_with_money_in_the_account_then_confirmed(
     close = f"{MERCHANTS}/{merchant_id}/close"
     refused = await stack.call("POST", close)
     assert refused.status_code == 409, refused.text
-    assert refused.json()["errorCode"] == "E030_MERCHANT_BALANCE_NOT_ZERO"
+    assert refused.json()["errorCode"] == "E050_MERCHANT_BALANCE_NOT_ZERO"
     assert (await stack.get(merchant_id)).json()["state"] == "ACTIVE"
     # The bank reverses the credit (冲正): the account is empty again.
     reversal = TransferSpec(
@@ -353,7 +353,7 @@ async def test_close_is_refused_with_money_in_the_account_then_confirmed(
     closed = await stack.until(merchant_id, lambda m: m["state"] == "CLOSED")
     assert closed["bizCode"] == "SUCCESS"
     again = await stack.call("POST", close)
-    assert again.status_code == 409 and again.json()["errorCode"] == "E032_MERCHANT_STATE_CONFLICT"
+    assert again.status_code == 409 and again.json()["errorCode"] == "E052_MERCHANT_STATE_CONFLICT"
 
 
 async def test_another_tenants_merchant_answers_exactly_as_a_missing_one(

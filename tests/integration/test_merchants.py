@@ -375,7 +375,7 @@ async def test_results_apply_once_through_duplicates_redelivery_and_a_foreign_ap
         merchant_id,
     )
     data = Envelope.from_bytes(bytes(callback)).data
-    assert (data["event"], data["url"], data["keyId"]) == (
+    assert (data["state"], data["url"], data["keyId"]) == (
         "ACTIVE:1",
         "https://erp.example/merchants",
         "ak_kafka",

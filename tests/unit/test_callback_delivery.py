@@ -78,15 +78,15 @@ def test_payout_and_merchant_callbacks_become_the_same_kind_of_delivery() -> Non
     assert (payout.pay_id, payout.state) == ("PAY1", "SUCCESS")
     merchant = decode_callback(
         _envelope(
-            "merchant.callback", merchantId="mch_1", event="ACTIVE:1", url="https://a.example/",
+            "merchant.callback", subjectId="mch_1", state="ACTIVE:1", url="https://a.example/",
             keyId="k", body={"event": "MERCHANT_APPROVED"},
         )
     )  # fmt: skip
     assert (merchant.pay_id, merchant.state, merchant.key_id) == ("mch_1", "ACTIVE:1", "k")
     assert merchant.body == b'{"event":"MERCHANT_APPROVED"}'
-    with pytest.raises(PoisonMessage, match="event"):
+    with pytest.raises(PoisonMessage, match="state"):
         decode_callback(
-            _envelope("merchant.callback", merchantId="mch_1", url="u", keyId="k", body={})
+            _envelope("merchant.callback", subjectId="mch_1", url="u", keyId="k", body={})
         )
     with pytest.raises(PoisonMessage, match="unexpected message type"):
         decode_callback(_envelope("order.callback", body={}))

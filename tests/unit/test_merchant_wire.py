@@ -113,7 +113,7 @@ def test_a_rejected_merchant_reads_failed_with_the_banks_reason() -> None:
     body = merchant_body(view(state="REJECTED", reason="name refused", approved_version=None))
     assert (body["bizCode"], body["errorCode"], body["msg"]) == (
         "FAILED",
-        "E033_MERCHANT_REJECTED",
+        "E053_MERCHANT_REJECTED",
         "name refused",
     )
     assert body["materials"]["name"] == "Acme Trading Ltd"  # none in force: the latest

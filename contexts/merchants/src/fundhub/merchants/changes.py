@@ -137,8 +137,8 @@ def _callbacks(
                 type=TYPE_CALLBACK,
                 correlation_id=correlation_id,
                 data={
-                    "merchantId": merchant_id,
-                    "event": event.key,
+                    "subjectId": merchant_id,
+                    "state": event.key,
                     "url": url,
                     "keyId": merchant["owner_key_id"],
                     "body": callback_body(view, event.type, event.key),

@@ -1,9 +1,9 @@
 """The dispatcher's intake: callback messages become ``callback_deliveries`` rows.
 
-Two kinds arrive on ``callbacks.v1``: ``payout.callback`` (a payout's final state, delivered
-once per payId and state) and ``merchant.callback`` (a merchant's state change, once per
-merchantId and event id). Both become the same row: a subject, what happened to it, where it
-goes, whose webhook secret signs it and the body; the sender does not tell them apart.
+Each kind that arrives on ``callbacks.v1`` (``payout.callback``: a payout's final state;
+``merchant.callback``: a merchant's change, its ``state`` the event's id) becomes the same row:
+a subject, its state, where it goes, whose webhook secret signs it and the body; the sender does
+not tell them apart.
 
 A handler of the shared consumer loop: one transaction per polled batch (inbox ids and rows
 together), offsets committed after it; a message that can never become a row is dead-lettered,
@@ -35,29 +35,27 @@ INTAKE = Counter(
     "fundhub_callback_dispatcher_messages_total", "callback messages by outcome", ["outcome"]
 )
 MESSAGE_TYPE = "payout.callback"
-MERCHANT_MESSAGE_TYPE = "merchant.callback"
-# Per message type: the fields naming the delivery's subject and what happened to it.
-_SUBJECT_FIELDS = {MESSAGE_TYPE: ("payId", "state"), MERCHANT_MESSAGE_TYPE: ("merchantId", "event")}
+# Each callback type and the field naming its subject.
+SUBJECT_FIELDS = {MESSAGE_TYPE: "payId", "merchant.callback": "subjectId"}
 
 
 def decode_callback(raw: bytes | None) -> NewDelivery:
     envelope = open_envelope(raw)
-    subject_fields = _SUBJECT_FIELDS.get(envelope.type)
-    if subject_fields is None:
+    subject = SUBJECT_FIELDS.get(envelope.type)
+    if subject is None:
         raise PoisonMessage(f"unexpected message type {envelope.type!r}")
     data = envelope.data
-    fields = {name: data.get(name) for name in (*subject_fields, "url", "keyId")}
+    fields = {name: data.get(name) for name in (subject, "state", "url", "keyId")}
     for name, value in fields.items():
         if not isinstance(value, str) or not value:
             raise PoisonMessage(f"{name}: must be a non-empty string")
     body = data.get("body")
     if not isinstance(body, dict):
         raise PoisonMessage("body: must be a JSON object")
-    subject, happened = subject_fields
     return NewDelivery(
         message_id=envelope.id,
         pay_id=str(fields[subject]),
-        state=str(fields[happened]),
+        state=str(fields["state"]),
         url=str(fields["url"]),
         key_id=str(fields["keyId"]),
         body=orjson.dumps(body),

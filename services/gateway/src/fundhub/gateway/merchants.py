@@ -50,7 +50,7 @@ MAX_AMOUNT_BODY_BYTES = 1024
 
 _STATE_CONFLICT = (
     409,
-    "Refused (E032_MERCHANT_STATE_CONFLICT): the merchant's state does not allow this now; "
+    "Refused (E052_MERCHANT_STATE_CONFLICT): the merchant's state does not allow this now; "
     "msg says why",
 )
 _MERCHANT_READ = {
@@ -234,9 +234,9 @@ def merchants_router(callbacks: CallbackAddresses) -> APIRouter:
             404,
             (
                 409,
-                "Refused: a balance bucket is not 0 (E030_MERCHANT_BALANCE_NOT_ZERO), an order "
-                "is not settled (E031_MERCHANT_HAS_UNSETTLED_ORDERS), or the merchant is not "
-                "ACTIVE or has a version under review (E032_MERCHANT_STATE_CONFLICT)",
+                "Refused: a balance bucket is not 0 (E050_MERCHANT_BALANCE_NOT_ZERO), an order "
+                "is not settled (E051_MERCHANT_HAS_UNSETTLED_ORDERS), or the merchant is not "
+                "ACTIVE or has a version under review (E052_MERCHANT_STATE_CONFLICT)",
             ),
             413,
             503,

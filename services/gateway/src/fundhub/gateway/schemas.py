@@ -277,7 +277,7 @@ class MerchantSettlementAccount(_Wire):
 class Merchant(_Wire):
     """A sub-merchant (``merchants.wire.merchant_body``): 202 PROCESSING while the depository
     (or the merchant, for a micro-deposit) is to act, else 200; REJECTED reads bizCode FAILED
-    with errorCode E033_MERCHANT_REJECTED and the depository's reason in msg."""
+    with errorCode E053_MERCHANT_REJECTED and the depository's reason in msg."""
 
     status_code: Literal[200, 202]
     biz_code: Literal["PROCESSING", "SUCCESS", "FAILED"]
