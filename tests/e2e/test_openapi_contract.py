@@ -27,6 +27,7 @@ import httpx
 import pytest
 import requests
 import schemathesis
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from requests.auth import AuthBase
@@ -40,13 +41,17 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 from support.api import signed_get, signed_headers
+from support.channels import MerchantKeys, cli_add_args
 from support.ledger import balances
 from support.merchants import account, materials, registration
 
 from e2e.conftest import Stack, wait_until
 from fundhub.bank_simulator.notifications import TransferSpec, build_notification
+from fundhub.channel_simulator import notices
+from fundhub.common.clock import utcnow
 from fundhub.common.config import Settings
 from fundhub.common.sealing import generate_master_key
+from fundhub.common.signing import generate_rsa_keypair, load_private_key
 from fundhub.gateway.app import create_app
 from fundhub.merchants.ids import new_binding_id
 
@@ -117,6 +122,29 @@ class Signer(AuthBase):
         return request
 
 
+class WechatPaySigner(AuthBase):
+    """Signs a notification as WeChat Pay does, over the body as it goes on the wire."""
+
+    def __init__(self, key: RSAPrivateKey, serial: str) -> None:
+        self.key, self.serial = key, serial
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        body = request.body or b""
+        raw = body.encode() if isinstance(body, str) else bytes(body)
+        request.headers.update(notices.sign_wechatpay(raw, self.key, self.serial, utcnow()).headers)
+        return request
+
+
+@dataclass
+class ChannelKeys:
+    """The channel apps the contract registers (TEST keys): the merchant's side, and the keys
+    the channels sign with."""
+
+    merchant: MerchantKeys
+    wechatpay_signer: WechatPaySigner
+    alipay_key: RSAPrivateKey
+
+
 @dataclass
 class Contract:
     document: dict[str, Any]
@@ -132,6 +160,7 @@ class Contract:
     merchant_ids: list[str]
     merchant_nos: list[str]
     verifying: list[str]
+    channels: ChannelKeys
     session: requests.Session = field(default_factory=requests.Session)
     ran: dict[str, Counter[str]] = field(default_factory=dict)
 
@@ -237,6 +266,20 @@ async def contract(stack: Stack) -> AsyncIterator[Contract]:
     )
     assert page.status_code == 200 and page.json()["nextCursor"], page.text
 
+    merchant, platform, alipay = MerchantKeys(), generate_rsa_keypair(), generate_rsa_keypair()
+    serial = "CONTRACT0SERIAL"
+    sim_keys = {
+        "wechatpay": {"platformSerial": serial, "platformPublicKey": platform[1]},
+        "alipay": {"alipayPublicKey": alipay[1]},
+    }
+    for args in cli_add_args(env.tmp, merchant, sim_keys):
+        env.cli(*args)
+    channels = ChannelKeys(
+        merchant,
+        WechatPaySigner(load_private_key(platform[0]), serial),
+        load_private_key(alipay[0]),
+    )
+
     served: httpx.Response = await stack.http.get("/openapi.json")
     assert served.status_code == 200
     document = served.json()
@@ -254,6 +297,7 @@ async def contract(stack: Stack) -> AsyncIterator[Contract]:
         merchant_ids=merchant_ids,
         merchant_nos=merchant_nos,
         verifying=verifying,
+        channels=channels,
     )
     yield result
     result.session.close()
@@ -395,6 +439,26 @@ def _steer(case: Any, data: st.DataObject, contract: Contract) -> None:
         record = draw(st.sampled_from(["steered-1", "steered-2"]), label="record")
         spec = TransferSpec(record_id=record, in_acct_no=ACCOUNT, trans_amount=1)
         case.body = build_notification(spec, contract.app_id, contract.bank_private_pem)
+    merchant = contract.channels.merchant
+    order = draw(st.sampled_from(["steered-1", "steered-2"]), label="order")
+    if (method, path) == ("POST", "/callbacks/wechatpay"):
+        resource = notices.transaction_resource(
+            appid=merchant.appid, mchid=merchant.mchid, out_trade_no=order,
+            transaction_id="4200000000000000000000000001", total_fen=1, success_time=utcnow(),
+        )  # fmt: skip
+        body = notices.wechatpay_body(
+            notices.notification_id(), "TRANSACTION.SUCCESS", resource,
+            merchant.apiv3_key.encode(), utcnow(),
+        )  # fmt: skip
+        case.body = json.loads(body)  # signed as sent, by WechatPaySigner
+    if (method, path) == ("POST", "/callbacks/alipay"):
+        fields = notices.alipay_fields(
+            app_id=merchant.alipay_app_id, seller_id=merchant.seller_id, out_trade_no=order,
+            trade_no="2026000000000000000000000001", trade_status="TRADE_SUCCESS", total_fen=1,
+            subject="contract", gmt_create=utcnow(), gmt_payment=utcnow(),
+        )  # fmt: skip
+        signed = notices.sign_alipay(fields, contract.channels.alipay_key, utcnow())
+        case.body = dict(parse_qsl(signed.decode()))
 
 
 @pytest.fixture(scope="module")
@@ -444,6 +508,8 @@ def test_every_answer_is_one_the_document_declares(
         caller = data.draw(st.sampled_from(CALLERS), label="caller")
         sent = {"base_url": contract.url, "session": contract.session}
         auth = contract.signers[caller]
+        if steered and path == "/callbacks/wechatpay":
+            auth = contract.channels.wechatpay_signer  # WeChat Pay signs its own notifications
         response = case.call(**sent, auth=auth, timeout=10)
         counts["cases"] += 1
         counts[f"{mode.value}{'-steered' if steered else ''}"] += 1

@@ -16,6 +16,7 @@ SERVICES = (
     "fundhub.callback_dispatcher",
     "fundhub.audit_writer",
     "fundhub.bank_simulator",
+    "fundhub.channel_simulator",
     "fundhub.cli",
 )
 CONTEXTS = (
@@ -57,6 +58,9 @@ DOMAIN = [
     "contexts/merchants/src/fundhub/merchants/ports.py",
     "contexts/channels/src/fundhub/channels/events.py",
     "contexts/channels/src/fundhub/channels/ports.py",
+    "contexts/channels/src/fundhub/channels/notification.py",
+    "contexts/channels/src/fundhub/channels/wechatpay.py",
+    "contexts/channels/src/fundhub/channels/alipay.py",
 ]
 IO = ("asyncpg", "aiokafka", "aiohttp", "httpx", "fastapi", "starlette", "uvicorn", "socket")
 
