@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import asyncpg
 from fastapi import FastAPI
 
-from fundhub.bank_simulator.depository_orders import DepositoryOrders, depository_router
+from fundhub.bank_simulator.depository_orders import DepositoryOrders, order_router
 from fundhub.bank_transfers.bank_apps import normalize_public_key, upsert_bank_app
 from fundhub.common.signing import load_private_key
 from support.env import ModuleEnv
@@ -25,7 +25,7 @@ def depository_serving(
     held = DepositoryOrders()
     app = FastAPI()
     key = load_private_key(private_pem or env.bank.private_pem)
-    app.include_router(depository_router(held, env.app_id, key))
+    app.include_router(order_router(held, env.app_id, key))
     server = ThreadedServer(app)
     try:
         yield held, server.url

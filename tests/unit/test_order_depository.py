@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from fundhub.bank_simulator.depository_orders import DepositoryOrders, depository_router
+from fundhub.bank_simulator.depository_orders import DepositoryOrders, order_router
 from fundhub.channels.events import Channel
 from fundhub.common.consumer import PoisonMessage
 from fundhub.common.envelope import Envelope
@@ -54,7 +54,7 @@ def registration(order_id: str = "ORD202611300000000001", **changes: Any) -> Ord
 def bank() -> tuple[TestClient, DepositoryOrders]:
     held = DepositoryOrders()
     app = FastAPI()
-    app.include_router(depository_router(held, APP_ID, load_private_key(PRIVATE)))
+    app.include_router(order_router(held, APP_ID, load_private_key(PRIVATE)))
     return TestClient(app), held
 
 

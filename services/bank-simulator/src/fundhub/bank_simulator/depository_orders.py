@@ -117,7 +117,7 @@ def signed_answer(biz: dict[str, str], app_id: str, key: RSAPrivateKey) -> dict[
     return params
 
 
-def depository_router(held: DepositoryOrders, app_id: str, key: RSAPrivateKey) -> APIRouter:
+def order_router(held: DepositoryOrders, app_id: str, key: RSAPrivateKey) -> APIRouter:
     router = APIRouter(tags=["bank: depository"])
 
     def answer(status_code: int, biz: dict[str, str]) -> Response:

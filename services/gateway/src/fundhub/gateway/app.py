@@ -28,10 +28,13 @@ from fundhub.gateway.audit_api import audit_router
 from fundhub.gateway.auth import Authenticator
 from fundhub.gateway.bank_callbacks import BankNotificationIntake, bank_router
 from fundhub.gateway.channel_callbacks import ChannelNotificationIntake, channel_router
+from fundhub.gateway.merchants import merchants_router
 from fundhub.gateway.orders import orders_router
 from fundhub.gateway.payouts import payouts_router
 from fundhub.gateway.rate_limits import RateLimiter
 from fundhub.gateway.schemas import finish_document
+from fundhub.merchants.admission import MerchantAdmission
+from fundhub.orders import unsettled
 from fundhub.orders.admission import OrderDesk, Timing
 from fundhub.orders.channel_choice import from_channels
 from fundhub.orders.depository_http import HttpDepository
@@ -76,6 +79,10 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.payouts = PayoutStore(
             pool, names, settings.payout_result_deadline_s, settings.payout_poll_base_s
         )
+        # A merchant with unsettled orders does not close (orders.unsettled.count).
+        app.state.merchants = MerchantAdmission(
+            pool, names, settings.merchant_poll_base_s, unsettled_orders=[unsettled]
+        )
         # Orders are created while the platform waits: this process calls the depository and
         # the channels' payment APIs (the merchants' signing keys opened here, not only the
         # channels' public ones).
@@ -118,7 +125,8 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title="fundhub gateway",
         version="0.1.0",
-        summary="Signed API for balances, payouts and orders, and the bank's signed notifications",
+        summary="Signed API for balances, payouts, sub-merchants and orders, and the bank's and "
+        "the channels' signed notifications",
         lifespan=lifespan,
         # A path with a trailing slash is not found, never redirected: Starlette would build
         # the Location from the request's Host header, a redirect the caller chose.
@@ -142,6 +150,7 @@ def create_app(settings: Settings) -> FastAPI:
         channel_router(),
         accounts_router(),
         payouts_router(CallbackAddresses(settings.callback_allow_cidrs)),
+        merchants_router(CallbackAddresses(settings.callback_allow_cidrs)),
         orders_router(CallbackAddresses(settings.callback_allow_cidrs)),
         audit_router(),
     ):

@@ -1,4 +1,5 @@
 """``fundhub-payment-worker``: accept payouts, send them to the bank, follow each to its end;
+and drive merchants' requests to the depository (reviews, micro-deposits, closes) the same way;
 take each order refund's money, send it to the channel, follow it to its end."""
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from fundhub.common.kafka import KafkaPublisher, ensure_topics
 from fundhub.common.migrations import verify
 from fundhub.common.outbox import PAYOUTS_CHANNEL, OutboxRelay
 from fundhub.common.topics import topics
+from fundhub.merchants import consumers as merchant_consumers
+from fundhub.merchants import poller as merchant_poller
+from fundhub.merchants.depository_http import HttpDepository
+from fundhub.merchants.submitter import Submitter as MerchantSubmitter
 from fundhub.orders import refunds
 from fundhub.orders.channel_choice import from_channels
 from fundhub.orders.consumer import refund_command_handler
@@ -61,6 +66,25 @@ async def run(settings: Settings) -> None:
         linger_ms=CONSUMER_LINGER_MS,
     )
     poller = Poller(settings, pool, submitter)
+    # The depository is the same bank: the same session (its TLS), the same notify URL.
+    depository = HttpDepository(session, settings.bank_base_url, timeout_s=settings.bank_timeout_s)
+    merchants = MerchantSubmitter(pool, names, depository, settings.bank_callback_url())
+    merchant_commands = BatchConsumer(
+        settings,
+        pool,
+        publisher,
+        names.group(merchant_consumers.COMMANDS_CONSUMER),
+        names.merchant_commands,
+        merchant_consumers.command_handler(settings, merchants),
+    )
+    merchant_results = BatchConsumer(
+        settings,
+        pool,
+        publisher,
+        names.group(merchant_consumers.RESULTS_CONSUMER),
+        names.bank_merchant_results,
+        merchant_consumers.result_handler(settings, names),
+    )
     closing = contextlib.AsyncExitStack()
     channel_payments = await closing.enter_async_context(open_channel_payments(settings, pool))
     channels = from_channels(
@@ -80,7 +104,13 @@ async def run(settings: Settings) -> None:
         pool, refund_sender, settings.refund_poll_base_s, settings.refund_poll_max_s
     )
     relay = OutboxRelay(pool, publisher, PAYOUTS_CHANNEL)
-    consumers = (command_consumer, result_consumer, refund_consumer)
+    consumers = (
+        command_consumer,
+        result_consumer,
+        merchant_commands,
+        merchant_results,
+        refund_consumer,
+    )
 
     async def kafka_ready() -> bool:
         return all([await consumer.kafka_ready() for consumer in consumers])
@@ -91,6 +121,9 @@ async def run(settings: Settings) -> None:
             "commands": command_consumer.run(),
             "results": result_consumer.run(),
             "poller": poller.run(),
+            "merchant-commands": merchant_commands.run(),
+            "merchant-results": merchant_results.run(),
+            "merchant-poller": merchant_poller.Poller(settings, pool, merchants).run(),
             "order-refunds": refund_consumer.run(),
             "refund-poller": refund_poller.run(),
             "outbox-relay": relay.run(),
@@ -100,6 +133,7 @@ async def run(settings: Settings) -> None:
         settings.payment_worker_port,
         close=[
             submitter.close,
+            merchants.close,
             refund_sender.close,
             closing.aclose,
             session.close,
