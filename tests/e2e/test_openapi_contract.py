@@ -366,7 +366,7 @@ async def contract(stack: Stack) -> AsyncIterator[Contract]:
         merchant_ids=merchant_ids,
         merchant_nos=merchant_nos,
         verifying=verifying,
-        order_nos=["seed-awaiting", "seed-paid", "never-ordered"],
+        order_nos=["seed-paid", "seed-awaiting", "never-ordered"],
         seed_orders=seed_orders,
         inactive_merchant=(await add_merchant(env.pool, full[0], state="REJECTED")).merchant_id,
         channels=channels,
@@ -538,9 +538,9 @@ def _steer(case: Any, data: st.DataObject, contract: Contract) -> None:
     if path.endswith("/verify"):
         case.body = {"amount": draw(st.integers(1, 50), label="amount")}
     if "orderNo" in case.path_parameters:
-        # Refunds mostly of the paid order, so that some are admitted (or read again).
-        order_nos = contract.order_nos + (["seed-paid"] * 3 if path.endswith("/refunds") else [])
-        case.path_parameters["orderNo"] = draw(st.sampled_from(order_nos), label="orderNo")
+        # The paid order first: Hypothesis favours a list's first items, and refunds of it can
+        # be admitted (or read again).
+        case.path_parameters["orderNo"] = draw(st.sampled_from(contract.order_nos), label="orderNo")
     if (method, path) == ("POST", "/v1/orders"):
         case.body = draw(_order_bodies(contract), label="order")
     if (method, path) == ("POST", "/v1/orders/{orderNo}/refunds"):

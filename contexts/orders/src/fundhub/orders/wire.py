@@ -47,10 +47,7 @@ def order_body(order: Row, parts: Sequence[Row], refunds: Sequence[Row]) -> dict
         },
         "refundedAmount": refunded,
         "refunds": [refund_item(r, parts) for r in refunds],
-        "settlement": {
-            "state": "SETTLED" if order["settled_at"] else "UNSETTLED",
-            "settledAt": _time(order["settled_at"]),
-        },
+        "settlement": {"state": _settlement_state(order), "settledAt": _time(order["settled_at"])},
         "createdAt": iso_utc(order["created_at"]),
     }
     if order["notify_url"]:
@@ -109,6 +106,12 @@ def refund_body(order: Row, refund: Row, parts: Sequence[Row]) -> dict[str, Any]
 
 def refund_http_status(state: RefundState) -> int:
     return 202 if state is RefundState.PROCESSING else 200
+
+
+def _settlement_state(order: Row) -> str:
+    if order["settled_at"] is not None:
+        return "SETTLED"
+    return "SETTLING" if order["settling_id"] is not None else "UNSETTLED"
 
 
 def _time(moment: datetime | None) -> str | None:

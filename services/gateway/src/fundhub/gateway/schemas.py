@@ -365,7 +365,10 @@ class OrderRefund(_Wire):
 
 
 class OrderSettlement(_Wire):
-    state: Literal["UNSETTLED", "SETTLED"]
+    state: Annotated[
+        Literal["UNSETTLED", "SETTLING", "SETTLED"],
+        Field(description="SETTLING while the depository moves the shares (refunds wait)"),
+    ]
     settled_at: datetime | None
 
 
