@@ -303,3 +303,24 @@ async def test_unsettled_orders_are_counted_for_a_merchants_close(world: World) 
     )
     assert refused.order["state"] == "FAILED"
     assert await unsettled() == 0
+
+
+async def test_refunds_wait_while_the_orders_settlement_is_under_way(world: World) -> None:
+    view, _ = await world.desk.create(KEY, order("SO-settling", [(world.a, 400)], 100))
+    await notify_paid(world, view)
+    order_id = view.order["order_id"]
+    await world.env.pool.execute(
+        "UPDATE orders SET settling_id = 'STL202611300000000001' WHERE order_id = $1", order_id
+    )
+    refund = parse_refund_request(b'{"refundNo":"W1","amount":100}')
+    with pytest.raises(FundhubError) as waiting:
+        await world.desk.refund(KEY, "SO-settling", refund, "t")
+    assert waiting.value.error is ErrorCode.SETTLEMENT_IN_PROGRESS
+    read = await world.desk.read(KEY, "SO-settling")
+    assert read is not None and body_of(read)["settlement"]["state"] == "SETTLING"
+    # Settled: the refund is admitted, and will take from available.
+    await world.env.pool.execute(
+        "UPDATE orders SET settled_at = now() WHERE order_id = $1", order_id
+    )
+    admitted, created = await world.desk.refund(KEY, "SO-settling", refund, "t")
+    assert created and admitted.refund["state"] == "PROCESSING"
