@@ -10,8 +10,6 @@ another key order or whitespace is the same request, and any change to a field i
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 import re
 from datetime import date
 from typing import Annotated, Any, NoReturn
@@ -21,13 +19,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic.alias_generators import to_camel
 
 from fundhub.channels.events import Channel
+from fundhub.common.json_body import InvalidBody, canonical_json, has_control, parse_object, shown
 from fundhub.common.money import MoneyError, normalize_currency
 from fundhub.orders.splits import MAX_RECEIVERS, check_split
 from fundhub.webhooks.destinations import CallbackAddresses, InvalidHost, normalise_host
 
 MAX_AMOUNT = 10**16 - 1  # at most 16 digits of fen
-MAX_OBJECT_KEYS = 256  # in any object of the body, refused while it is parsed
-MAX_DEPTH = 8
 # The channels take renminbi only (WeChat Pay's amount.currency, Alipay's trade currency).
 ORDER_CURRENCY = "CNY"
 # An order's and a refund's id towards the platform: its idempotency key.
@@ -39,7 +36,6 @@ REFUND_ID_PREFIX = "RFD"
 _SEQUENCE_DIGITS = 10
 _NO = r"^[A-Za-z0-9._:-]+$"
 _MERCHANT_ID = r"^[A-Za-z0-9._:-]+$"
-_FIELD_SHOWN = 64
 
 _TEXT = "characters, not blank, without control characters"
 _MESSAGES: dict[str, str] = {
@@ -63,27 +59,18 @@ NOTIFY_NOT_ALLOWED = (
 PUBLIC_ONLY = CallbackAddresses()
 
 
-class InvalidOrder(ValueError):
+class InvalidOrder(InvalidBody):
     """A refused request. ``str(exc)`` is the wire ``msg``: ``"<field>: <message>"``."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-
-def _has_control(value: str) -> bool:
-    return any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in value)
 
 
 def _plain_text(value: str) -> str:
-    if not value.strip() or _has_control(value):
+    if not value.strip() or has_control(value):
         raise ValueError("blank or control characters")
     return value
 
 
 def _free_text(value: str) -> str:
-    if _has_control(value):
+    if has_control(value):
         raise ValueError("control characters")
     return value
 
@@ -103,7 +90,7 @@ def _currency(value: str) -> str:
 def _url_shape(value: str) -> str:
     """An http(s) URL with a host that is a name or an address, no credentials (they would end
     up in logs); where it may point is ``webhooks.destinations``' rule, checked after."""
-    if not value.isascii() or any(ch.isspace() or _has_control(ch) for ch in value):
+    if not value.isascii() or any(ch.isspace() or has_control(ch) for ch in value):
         raise ValueError("not a plain ASCII URL")
     parts = urlsplit(value)
     host = parts.hostname
@@ -188,12 +175,6 @@ class RefundRequest(_Wire):
     platform_fee: Fee | None = None
 
 
-def canonical_json(value: Any) -> bytes:
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
-
-
 def parse_order_request(raw: bytes, callbacks: CallbackAddresses | None = None) -> OrderRequest:
     """Parse a raw ``POST /v1/orders`` body: InvalidOrder naming the first bad field, or
     ``splits.SplitMismatch`` when the amounts do not add up. ``callbacks``: where a notifyUrl
@@ -233,101 +214,41 @@ def parse_refund_request(raw: bytes) -> RefundRequest:
     return refund
 
 
-# --- strict JSON -------------------------------------------------------------------------------
-
-
-class _Refused(ValueError):
-    pass
-
-
-def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """Two values for one key would make "the same body" ambiguous; an object of more keys
-    than any request needs is refused before anything walks it."""
-    if len(pairs) > MAX_OBJECT_KEYS:
-        raise _Refused(f"an object of more than {MAX_OBJECT_KEYS} keys")
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _Refused(f"duplicate key {_shown(key)}")
-        result[key] = value
-    return result
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise _Refused("number out of range")
-    return value
-
-
-def _constant(name: str) -> NoReturn:
-    raise _Refused(f"{name} is not JSON")
+# --- parsing internals -----------------------------------------------------------------------
 
 
 def _document(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object, read strictly (``common.json_body``)."""
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidOrder("body", "not UTF-8") from None
-    try:
-        document = json.loads(
-            text, object_pairs_hook=_object, parse_float=_finite, parse_constant=_constant
-        )
-    except _Refused as exc:
-        raise InvalidOrder("body", str(exc)) from None
-    except (ValueError, RecursionError):
-        raise InvalidOrder("body", "not valid JSON") from None
-    if not isinstance(document, dict):
-        raise InvalidOrder("body", "not a JSON object")
-    _check_strings(document, "", 0)
-    return document
-
-
-def _check_strings(value: Any, path: str, depth: int) -> None:
-    """Refuse what PostgreSQL cannot store (NUL, lone surrogates) and deep nesting."""
-    if depth > MAX_DEPTH:
-        raise InvalidOrder(path or "body", f"nested deeper than {MAX_DEPTH} levels")
-    if isinstance(value, str):
-        if "\x00" in value or any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
-            raise InvalidOrder(path or "body", "contains NUL or invalid Unicode")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            here = f"{path}.{_shown(key)}" if path else _shown(key)
-            _check_strings(key, here, depth)
-            _check_strings(item, here, depth + 1)
-    elif isinstance(value, list):
-        for item in value:
-            _check_strings(item, path, depth + 1)
+        return parse_object(raw)
+    except InvalidBody as exc:
+        raise InvalidOrder(exc.field, exc.message) from None
 
 
 def _raise_first(exc: ValidationError) -> NoReturn:
     error = exc.errors(include_url=False, include_input=False)[0]
-    loc = [_shown(str(part)) for part in error["loc"]]
+    loc = [shown(str(part)) for part in error["loc"]]
     kind = error["type"]
-    # splits.3.amount -> splits[3].amount in the message; splits.amount for the text's lookup.
-    shown, generic = _field(loc)
+    # splits.3.amount -> splits[3].amount in the message; splits.amount for the text's lookup
+    # (common.json_body.first_error names list items by their index alone).
+    field, generic = _field(loc)
     if kind == "missing":
-        raise InvalidOrder(shown, "required") from None
+        raise InvalidOrder(field, "required") from None
     if kind == "extra_forbidden":
-        raise InvalidOrder(shown, "not allowed") from None
-    raise InvalidOrder(shown, _MESSAGES.get(generic, "invalid")) from None
+        raise InvalidOrder(field, "not allowed") from None
+    raise InvalidOrder(field, _MESSAGES.get(generic, "invalid")) from None
 
 
 def _field(loc: list[str]) -> tuple[str, str]:
-    shown: list[str] = []
+    named: list[str] = []
     generic: list[str] = []
     for part in loc:
-        if part.isdigit() and shown:
-            shown[-1] += f"[{part}]"
+        if part.isdigit() and named:
+            named[-1] += f"[{part}]"
         else:
-            shown.append(part)
+            named.append(part)
             generic.append(part)
-    return ".".join(shown) or "body", ".".join(generic) or "body"
-
-
-def _shown(name: str) -> str:
-    printable = "".join(ch if ch.isprintable() else "?" for ch in name)
-    return printable[:_FIELD_SHOWN] + ("…" if len(printable) > _FIELD_SHOWN else "")
+    return ".".join(named) or "body", ".".join(generic) or "body"
 
 
 def new_order_id(day: date, sequence: int) -> str:
