@@ -1,4 +1,6 @@
-"""The broker stopped and restarted under load: `success` only when durable, nothing lost."""
+"""The broker stopped and restarted under load: `success` only when durable, nothing lost.
+
+The broker is the run's own (``owned_env``), never the one the session shares."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import time
 from dataclasses import dataclass
 
 import pytest
+from support.env import ModuleEnv
 from support.ledger import assert_ledger_invariants
 
 from e2e.conftest import Stack, wait_until
@@ -15,6 +18,11 @@ from fundhub.bank_simulator.notifications import TransferSpec, build_many
 from fundhub.cli.devstack import Infra
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def env(owned_env: ModuleEnv) -> ModuleEnv:
+    return owned_env
 
 
 @dataclass
@@ -26,13 +34,10 @@ class Answer:
 
 
 async def test_broker_restart_never_acknowledges_what_is_not_durable(
-    stack: Stack, infra_handle: Infra
+    stack: Stack, owned_infra_handle: Infra
 ) -> None:
-    node = infra_handle.kafka
-    if node is None:
-        pytest.skip(
-            "Kafka is external to this run (FUNDHUB_KAFKA_BOOTSTRAP): it cannot be restarted here"
-        )
+    node = owned_infra_handle.kafka
+    assert node is not None
     rng = random.Random(11)
     specs = [
         TransferSpec(
