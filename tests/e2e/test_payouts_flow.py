@@ -15,7 +15,7 @@ import subprocess
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -25,6 +25,7 @@ from aiohttp import web
 from support.api import signed_headers
 from support.env import BIN, ModuleEnv
 from support.ledger import assert_ledger_invariants, balances
+from support.payout_load import PAYOUTS_PATH, payout_body
 from support.processes import Service, free_port, gateway, notify_ingest
 from support.processes import _die_with_parent as die_with_parent
 from support.receivers import ALLOW_LOCAL_RECEIVERS
@@ -39,7 +40,6 @@ from fundhub.common.signing import generate_rsa_keypair, webhook_signature
 from fundhub.ledger.rules import system_account
 
 CLEARING = system_account("bank-payout-clearing", "CNY")
-PAYOUTS_PATH = "/v1/payouts"
 # The client callbacks are asserted delivered when the dispatcher exists, else as outbox events.
 HAS_DISPATCHER = importlib.util.find_spec("fundhub.callback_dispatcher.main") is not None
 QUIET = {
@@ -63,6 +63,7 @@ class PayoutStack:
     key_id: str
     secret: str
     receiver: CallbackReceiver
+    services: list[Service] = field(default_factory=list)  # every process of the stack
 
     async def fund(self, accounts: dict[str, int]) -> None:
         """Credit each account's available balance through a signed transfer notification."""
@@ -81,24 +82,11 @@ class PayoutStack:
         await wait_until(credited, timeout_s=20)
 
     async def create_payout(self, payer: str, amount: int, **extra: Any) -> dict[str, Any]:
-        body = json.dumps(
-            {
-                "requestId": f"req-{uuid.uuid4().hex}",
-                "supplierId": "SUP001",
-                "payerAccountId": payer,
-                "amount": amount,
-                "currency": "CNY",
-                "payee": {
-                    "accountName": "Supplier One",
-                    "accountNo": "6222000011112222",
-                    "bankName": "Ping An Bank",
-                },
-                **extra,
-            }
-        ).encode()
-        headers = signed_headers(self.key_id, self.secret, "POST", PAYOUTS_PATH, None, body)
-        headers["Content-Type"] = "application/json"
+        body = payout_body(f"req-{uuid.uuid4().hex}", payer, amount, **extra)
         for _ in range(5):  # the gateway answers 503 only when a dependency is away: retry
+            # Signed anew: a 503 may come after the request's nonce was taken.
+            headers = signed_headers(self.key_id, self.secret, "POST", PAYOUTS_PATH, None, body)
+            headers["Content-Type"] = "application/json"
             response = await self.http.post(PAYOUTS_PATH, content=body, headers=headers)
             if response.status_code != 503:
                 break
@@ -240,7 +228,9 @@ async def payouts(env: ModuleEnv) -> AsyncIterator[PayoutStack]:
             aiohttp.ClientSession() as session,
         ):
             sender = BankSender(session, callback_url(gw.url), retries=3, retry_interval_s=0.5)
-            yield PayoutStack(env, gw, worker, sim, http, sender, key_id, secret, receiver)
+            yield PayoutStack(
+                env, gw, worker, sim, http, sender, key_id, secret, receiver, services
+            )
     finally:
         for service in reversed(services):
             service.stop()
