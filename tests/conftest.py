@@ -39,17 +39,25 @@ def infra(infra_handle: Infra) -> Settings:
     )
 
 
+@asynccontextmanager
+async def _admin(base_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection for one step: none is held across a test (a test may restart the server)."""
+    conn = await asyncpg.connect(base_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
 async def _template(base_url: str) -> AsyncIterator[str]:
     """A migrated database on the server of ``base_url``; each module's is a copy of it."""
     name = f"fundhub_tpl_{RUN_ID}"
-    admin = await asyncpg.connect(base_url)
-    try:
+    async with _admin(base_url) as admin:
         await admin.execute(f'CREATE DATABASE "{name}"')
-        await migrations.migrate(database_url(base_url, name))
-        yield name
+    await migrations.migrate(database_url(base_url, name))
+    yield name
+    async with _admin(base_url) as admin:
         await drop_database(admin, name)
-    finally:
-        await admin.close()
 
 
 @asynccontextmanager
@@ -58,8 +66,8 @@ async def _module_env(
 ) -> AsyncIterator[ModuleEnv]:
     suffix = uuid.uuid4().hex[:8]
     name = f"fundhub_t_{suffix}"
-    admin = await asyncpg.connect(infra.database_url)
-    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    async with _admin(infra.database_url) as admin:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     settings = infra.model_copy(
         update={
             "env": "test",
@@ -76,8 +84,8 @@ async def _module_env(
         yield ModuleEnv(settings=settings, pool=pool, bank=new_bank_keys(), tmp=tmp)
     finally:
         await pool.close()
-        await drop_database(admin, name)
-        await admin.close()
+        async with _admin(infra.database_url) as admin:
+            await drop_database(admin, name)
         await delete_topics(settings)
 
 

@@ -4,14 +4,62 @@ callback delivered once per final state, and the money where the final states sa
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
+from dataclasses import dataclass, field
 
+import httpx
 from support.ledger import assert_ledger_invariants, balances
 
 from e2e.conftest import wait_until
 from e2e.test_payouts_flow import CLEARING, PayoutStack, clearing_total, payout_rows
 
 FINAL = ("SUCCESS", "FAILED", "RETURNED")
+
+
+@dataclass(frozen=True)
+class BankAnswer:
+    record_id: str
+    sent_at: float
+    answered_at: float
+    status: int  # 0: no answer
+    text: str
+
+    @property
+    def success(self) -> bool:
+        return self.status == 200 and self.text == "success"
+
+
+@dataclass
+class RetryingBank:
+    """The bank delivering transfer notifications one after another, each sent again (after
+    the others) until it is answered ``success``; every answer is kept."""
+
+    http: httpx.AsyncClient
+    answers: list[BankAnswer] = field(default_factory=list)
+
+    async def deliver(self, notifications: list[tuple[str, dict[str, str]]]) -> None:
+        queue = list(notifications)
+        while queue:
+            record_id, params = queue.pop(0)
+            sent = time.monotonic()
+            try:
+                response = await self.http.post("/callbacks/bank", json=params)
+                status, text = response.status_code, response.text
+            except httpx.HTTPError:
+                status, text = 0, ""
+            answer = BankAnswer(record_id, sent, time.monotonic(), status, text)
+            self.answers.append(answer)
+            if not answer.success:
+                queue.append((record_id, params))
+            await asyncio.sleep(0.01 if answer.success else 0.2)
+
+    def acknowledged(self) -> set[str]:
+        return {a.record_id for a in self.answers if a.success}
+
+    def between(self, start: float, end: float) -> list[BankAnswer]:
+        """The answers to notifications sent and answered within ``[start, end]``."""
+        return [a for a in self.answers if a.sent_at >= start and a.answered_at <= end]
 
 
 def assert_all_alive(stack: PayoutStack) -> None:

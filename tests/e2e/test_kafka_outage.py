@@ -12,7 +12,6 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import pytest
 from support.env import ModuleEnv
@@ -20,7 +19,7 @@ from support.ledger import assert_ledger_invariants
 from support.payout_load import PayoutLoad
 
 from e2e.conftest import wait_until
-from e2e.outages import assert_all_alive, assert_settled_once
+from e2e.outages import RetryingBank, assert_all_alive, assert_settled_once
 from e2e.test_payouts_flow import QUIET, PayoutStack, clearing_total, payouts  # noqa: F401
 from fundhub.bank_simulator.notifications import TransferSpec, build_many
 from fundhub.cli.devstack import Infra, KafkaNode
@@ -48,14 +47,6 @@ async def broker(owned_infra_handle: Infra) -> AsyncIterator[KafkaNode]:
     await asyncio.to_thread(node.start)
 
 
-@dataclass
-class Answer:
-    record_id: str
-    sent_at: float
-    answered_at: float
-    success: bool
-
-
 async def test_broker_restart_never_acknowledges_what_is_not_durable(
     payouts: PayoutStack,  # noqa: F811
     broker: KafkaNode,
@@ -70,31 +61,13 @@ async def test_broker_restart_never_acknowledges_what_is_not_durable(
         for i in range(400)
     ]
     notifications = build_many(specs, payouts.env.app_id, payouts.env.bank.private_pem)
-    answers: list[Answer] = []
-    pending = list(zip(specs, notifications, strict=True))
-
-    async def bank() -> None:
-        """Deliver each notification, retrying failures as the bank does (faster here)."""
-        queue = list(pending)
-        while queue:
-            spec, params = queue.pop(0)
-            sent = time.monotonic()
-            try:
-                response = await payouts.http.post("/callbacks/bank", json=params)
-                ok = response.status_code == 200 and response.text == "success"
-            except Exception:
-                ok = False
-            answers.append(Answer(spec.record_id, sent, time.monotonic(), ok))
-            if not ok:
-                queue.append((spec, params))
-                await asyncio.sleep(0.2)
-            else:
-                await asyncio.sleep(0.01)
-
-    banks = [asyncio.create_task(bank()) for _ in range(1)]
+    bank = RetryingBank(payouts.http)
+    delivering = asyncio.create_task(
+        bank.deliver([(s.record_id, p) for s, p in zip(specs, notifications, strict=True)])
+    )
 
     async def flowing() -> bool:
-        return sum(1 for a in answers if a.success) >= 60
+        return len(bank.acknowledged()) >= 60
 
     await wait_until(flowing, timeout_s=60)
     await asyncio.to_thread(broker.stop)
@@ -102,14 +75,14 @@ async def test_broker_restart_never_acknowledges_what_is_not_durable(
     await asyncio.sleep(OUTAGE_S)  # notifications keep arriving while the broker is gone
     restart_at = time.monotonic()
     await asyncio.to_thread(broker.start)
-    await asyncio.gather(*banks)
+    await delivering
 
-    during = [a for a in answers if a.sent_at > stopped_at and a.answered_at < restart_at]
+    during = bank.between(stopped_at, restart_at)
     assert during, "no notification arrived while the broker was down"
     assert not any(a.success for a in during), "answered success while Kafka was down"
+    assert {a.status for a in during} == {503}, {a.status for a in during}
 
-    acknowledged = {a.record_id for a in answers if a.success}
-    assert acknowledged == {s.record_id for s in specs}
+    assert bank.acknowledged() == {s.record_id for s in specs}
     pool = payouts.env.pool
 
     async def all_in_ledger() -> bool:
