@@ -56,6 +56,30 @@ async def test_a_crashed_service_is_restarted_and_the_others_keep_running(
     assert all(c.proc.returncode is not None for c in supervisor._children)
 
 
+async def test_a_restarted_service_keeps_its_place_in_the_stop_order(tmp_path: Path) -> None:
+    """Stopped newest first, as started: a service started again is not thereby the newest
+    (notify-ingest restarted must still stop after the gateway that feeds it)."""
+    out = io.StringIO()
+    supervisor = Supervisor(
+        [
+            ServiceSpec("first", [sys.executable, "-c", crash_twice(tmp_path / "runs")]),
+            ServiceSpec("second", [sys.executable, "-c", STEADY]),
+        ],
+        out=out,
+        grace_s=2.0,
+        restart_base_s=0.05,
+    )
+    run = asyncio.create_task(supervisor.run())
+    deadline = time.monotonic() + 30
+    while "up at last" not in out.getvalue():
+        assert not run.done() and time.monotonic() < deadline, out.getvalue()
+        await asyncio.sleep(0.05)
+    supervisor.request_stop()
+    assert await asyncio.wait_for(run, 20) == 0
+    stops = [line.split()[0] for line in out.getvalue().splitlines() if "| stopped" in line]
+    assert stops == ["second", "first"], out.getvalue()
+
+
 def test_restart_delay_doubles_up_to_the_cap() -> None:
     supervisor = Supervisor([], restart_base_s=0.5, restart_max_s=4.0)
     assert [supervisor.restart_delay(n) for n in range(1, 7)] == [0.5, 1, 2, 4, 4, 4]
