@@ -26,7 +26,7 @@ from support.api import signed_headers
 from support.env import BIN, ModuleEnv
 from support.ledger import assert_ledger_invariants, balances
 from support.payout_load import PAYOUTS_PATH, payout_body
-from support.processes import Service, free_port, gateway, notify_ingest
+from support.processes import Service, callback_dispatcher, free_port, gateway, notify_ingest
 from support.processes import _die_with_parent as die_with_parent
 from support.receivers import ALLOW_LOCAL_RECEIVERS
 
@@ -196,18 +196,8 @@ async def payouts(env: ModuleEnv) -> AsyncIterator[PayoutStack]:
     worker = payment_worker(env, sim.url, gw.url)
     services = [gw, ingest, sim, worker]
     if HAS_DISPATCHER:
-        port = free_port()
         services.append(
-            Service(
-                env,
-                "callback-dispatcher",
-                "fundhub-callback-dispatcher",
-                port,
-                FUNDHUB_CALLBACK_DISPATCHER_PORT=str(port),
-                FUNDHUB_CALLBACK_BACKOFF_BASE_S="0.2",
-                FUNDHUB_CALLBACK_BACKOFF_MAX_S="1",
-                **ALLOW_LOCAL_RECEIVERS,
-            )
+            callback_dispatcher(env, backoff_base_s=0.2, backoff_max_s=1, **ALLOW_LOCAL_RECEIVERS)
         )
     receiver = CallbackReceiver()
     await receiver.start()
@@ -352,24 +342,7 @@ async def test_a_thousand_payouts_through_faults_and_two_crashes(payouts: Payout
     assert "payout_report_alert" not in worker_log  # no report contradicted another
     assert states["FAILED"] > 0 and states["RETURNED"] > 0 and states["SUCCESS"] > 0, states
 
-    # Money: clearing holds exactly the paid (not returned) amounts; payers lost exactly those.
-    paid = sum(r["amount"] for r in rows.values() if r["state"] == "SUCCESS")
-    assert await clearing_total(pool) - before_clearing == paid
-    per_payer = await pool.fetch(
-        "SELECT p.account_id, sum(p.amount) AS net FROM postings p "
-        "JOIN journal_entries e USING (entry_id) "
-        "WHERE e.ref_type = 'payout' AND e.ref_id = ANY($1::text[]) "
-        "AND p.account_id <> $2 GROUP BY p.account_id",
-        pay_ids,
-        CLEARING,
-    )
-    expected = Counter[str]()
-    for r in rows.values():
-        if r["state"] == "SUCCESS":
-            expected[r["payer_account_id"]] -= r["amount"]
-    assert {r["account_id"]: r["net"] for r in per_payer if r["net"]} == {
-        a: n for a, n in expected.items() if n
-    }
+    await assert_paid_exactly(pool, rows, before_clearing)
     for account, (_, frozen) in (await balances(pool)).items():
         if account in payers:
             assert frozen == 0, account
@@ -401,6 +374,29 @@ async def test_a_thousand_payouts_through_faults_and_two_crashes(payouts: Payout
         pay_ids,
     )
     assert undelivered == 0
+
+
+async def assert_paid_exactly(
+    pool: Any, rows: dict[str, dict[str, Any]], clearing_before: int
+) -> None:
+    """Money, for the payouts ``rows`` (their final states): clearing holds exactly the paid (not
+    returned) amounts since ``clearing_before``; each payer lost exactly its paid ones."""
+    paid = [r for r in rows.values() if r["state"] == "SUCCESS"]
+    assert await clearing_total(pool) - clearing_before == sum(r["amount"] for r in paid)
+    per_payer = await pool.fetch(
+        "SELECT p.account_id, sum(p.amount) AS net FROM postings p "
+        "JOIN journal_entries e USING (entry_id) "
+        "WHERE e.ref_type = 'payout' AND e.ref_id = ANY($1::text[]) "
+        "AND p.account_id <> $2 GROUP BY p.account_id",
+        list(rows),
+        CLEARING,
+    )
+    expected = Counter[str]()
+    for r in paid:
+        expected[r["payer_account_id"]] -= r["amount"]
+    assert {r["account_id"]: r["net"] for r in per_payer if r["net"]} == {
+        a: n for a, n in expected.items() if n
+    }
 
 
 async def clearing_total(pool: Any) -> int:

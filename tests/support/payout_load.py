@@ -43,6 +43,9 @@ def payout_body(request_id: str, payer: str, amount: int, **extra: Any) -> bytes
 
 @dataclass(frozen=True)
 class Try:
+    """One request: sent (its headers on the wire, not queued for a connection here) and
+    answered, in monotonic seconds."""
+
     request_id: str
     sent_at: float
     answered_at: float
@@ -58,16 +61,19 @@ class Try:
 class PayoutLoad:
     """A new payout every ``interval_s`` until ``stop()``, each sent until accepted on its own
     (so one waiting out an outage holds up none of the others); the payer and amount of each
-    come round from ``payers`` and ``amounts``."""
+    come round from ``payers`` and ``amounts``. Its own connections to ``gateway_url``, as many
+    as there are payouts waiting (up to ``connections``, below the gateway's cap per address):
+    a try's time is the gateway's, not a wait for a free connection here."""
 
-    http: httpx.AsyncClient
+    gateway_url: str
     key_id: str
     secret: str
     payers: list[str]
     callback_url: str | None = None
-    interval_s: float = 0.05
+    interval_s: float = 0.1
     retry_pause_s: float = 0.25  # doubling with each try of a payout, up to retry_max_s
-    retry_max_s: float = 2.0
+    retry_max_s: float = 4.0
+    connections: int = 200
     amounts: tuple[int, ...] = (1_000, 2_500, 7_000, 12_345)
     tries: list[Try] = field(default_factory=list)
     accepted: dict[str, str] = field(default_factory=dict)  # requestId -> payId
@@ -76,8 +82,13 @@ class PayoutLoad:
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _arrivals: asyncio.Task[None] | None = None
     _payouts: list[asyncio.Task[None]] = field(default_factory=list)
+    _http: httpx.AsyncClient | None = None
 
     def start(self) -> None:
+        limits = httpx.Limits(
+            max_connections=self.connections, max_keepalive_connections=self.connections
+        )
+        self._http = httpx.AsyncClient(base_url=self.gateway_url, timeout=30, limits=limits)
         self._arrivals = asyncio.create_task(self._arrive())
 
     async def stop(self) -> None:
@@ -86,6 +97,8 @@ class PayoutLoad:
         if self._arrivals is not None:
             await self._arrivals
         await asyncio.gather(*self._payouts)
+        if self._http is not None:
+            await self._http.aclose()
 
     async def _arrive(self) -> None:
         n = 0
@@ -100,19 +113,27 @@ class PayoutLoad:
             await asyncio.sleep(self.interval_s)
 
     async def _until_accepted(self, request_id: str, body: bytes) -> None:
+        assert self._http is not None
         pause = self.retry_pause_s
         while True:
             headers = signed_headers(self.key_id, self.secret, "POST", PAYOUTS_PATH, None, body)
             headers["Content-Type"] = "application/json"
-            sent = time.monotonic()
+            sent = [time.monotonic()]
+
+            async def trace(event: str, info: object, sent: list[float] = sent) -> None:
+                if event == "http11.send_request_headers.started":
+                    sent[0] = time.monotonic()  # on the wire: the gateway's time starts
+
             try:
-                response = await self.http.post(PAYOUTS_PATH, content=body, headers=headers)
+                response = await self._http.post(
+                    PAYOUTS_PATH, content=body, headers=headers, extensions={"trace": trace}
+                )
             except httpx.HTTPError:
-                self.tries.append(Try(request_id, sent, time.monotonic(), 0, None))
+                self.tries.append(Try(request_id, sent[0], time.monotonic(), 0, None))
             else:
                 answer: dict[str, Any] = response.json()
                 status, code = response.status_code, answer.get("errorCode")
-                self.tries.append(Try(request_id, sent, time.monotonic(), status, code))
+                self.tries.append(Try(request_id, sent[0], time.monotonic(), status, code))
                 if status in (200, 202):
                     self.accepted[request_id] = answer["payId"]
                     return
