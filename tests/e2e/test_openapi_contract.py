@@ -27,6 +27,7 @@ import httpx
 import pytest
 import requests
 import schemathesis
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from requests.auth import AuthBase
@@ -40,19 +41,28 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 from support.api import signed_get, signed_headers
+from support.channels import MerchantKeys, cli_add_args
 from support.ledger import balances
+from support.merchants import account, materials, registration
 
 from e2e.conftest import Stack, wait_until
 from fundhub.bank_simulator.notifications import TransferSpec, build_notification
+from fundhub.channel_simulator import notices
+from fundhub.common.clock import utcnow
 from fundhub.common.config import Settings
 from fundhub.common.sealing import generate_master_key
+from fundhub.common.signing import generate_rsa_keypair, load_private_key
 from fundhub.gateway.app import create_app
+from fundhub.merchants.ids import new_binding_id
 
 ACCOUNT = "6222000666001"
 OTHER = "6222000666002"
 UNKNOWN_ACCOUNT = "6222000666999"
 UNKNOWN_PAY_ID = "PAY202501010000999999"
-ALL_SCOPES = "balance:read,payouts:read,payouts:write,admin,audit:read"
+ALL_SCOPES = (
+    "balance:read,payouts:read,payouts:write,admin,audit:read,merchants:read,merchants:write"
+)
+UNKNOWN_MERCHANT = "mch_" + "0" * 26
 PAYEE = {"accountName": "Acme Ltd", "accountNo": "6217000010001234567", "bankName": "ICBC"}
 
 MAX_EXAMPLES = int(os.environ.get("CONTRACT_MAX_EXAMPLES", "40"))  # per operation
@@ -112,6 +122,29 @@ class Signer(AuthBase):
         return request
 
 
+class WechatPaySigner(AuthBase):
+    """Signs a notification as WeChat Pay does, over the body as it goes on the wire."""
+
+    def __init__(self, key: RSAPrivateKey, serial: str) -> None:
+        self.key, self.serial = key, serial
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        body = request.body or b""
+        raw = body.encode() if isinstance(body, str) else bytes(body)
+        request.headers.update(notices.sign_wechatpay(raw, self.key, self.serial, utcnow()).headers)
+        return request
+
+
+@dataclass
+class ChannelKeys:
+    """The channel apps the contract registers (TEST keys): the merchant's side, and the keys
+    the channels sign with."""
+
+    merchant: MerchantKeys
+    wechatpay_signer: WechatPaySigner
+    alipay_key: RSAPrivateKey
+
+
 @dataclass
 class Contract:
     document: dict[str, Any]
@@ -124,6 +157,10 @@ class Contract:
     request_ids: list[str]
     seed_payouts: list[dict[str, Any]]
     cursor: str
+    merchant_ids: list[str]
+    merchant_nos: list[str]
+    verifying: list[str]
+    channels: ChannelKeys
     session: requests.Session = field(default_factory=requests.Session)
     ran: dict[str, Counter[str]] = field(default_factory=dict)
 
@@ -223,10 +260,25 @@ async def contract(stack: Stack) -> AsyncIterator[Contract]:
             " VALUES ($1, 500, NULL, 12), ($1, NULL, 'timeout', 10000)",
             delivery_id,
         )
+    merchant_ids, merchant_nos, verifying = await _merchants(stack, full)
     page = await signed_get(
         stack.http, *full, f"/v1/accounts/{ACCOUNT}/transactions", [("limit", "1")]
     )
     assert page.status_code == 200 and page.json()["nextCursor"], page.text
+
+    merchant, platform, alipay = MerchantKeys(), generate_rsa_keypair(), generate_rsa_keypair()
+    serial = "CONTRACT0SERIAL"
+    sim_keys = {
+        "wechatpay": {"platformSerial": serial, "platformPublicKey": platform[1]},
+        "alipay": {"alipayPublicKey": alipay[1]},
+    }
+    for args in cli_add_args(env.tmp, merchant, sim_keys):
+        env.cli(*args)
+    channels = ChannelKeys(
+        merchant,
+        WechatPaySigner(load_private_key(platform[0]), serial),
+        load_private_key(alipay[0]),
+    )
 
     served: httpx.Response = await stack.http.get("/openapi.json")
     assert served.status_code == 200
@@ -242,9 +294,81 @@ async def contract(stack: Stack) -> AsyncIterator[Contract]:
         request_ids=[*(body["requestId"] for body in seeds), "never-sent"],
         seed_payouts=seeds,
         cursor=page.json()["nextCursor"],
+        merchant_ids=merchant_ids,
+        merchant_nos=merchant_nos,
+        verifying=verifying,
+        channels=channels,
     )
     yield result
     result.session.close()
+
+
+async def _register(stack: Stack, key: tuple[str, str], body: dict[str, Any]) -> str:
+    raw = json.dumps(body, ensure_ascii=False).encode()
+    headers = signed_headers(*key, "POST", "/v1/merchants", body=raw)
+    response = await stack.http.post("/v1/merchants", content=raw, headers=headers)
+    assert response.status_code == 202, response.text
+    merchant_id: str = response.json()["merchantId"]
+    return merchant_id
+
+
+async def _merchants(stack: Stack, full: tuple[str, str]) -> tuple[list[str], list[str], list[str]]:
+    """Merchants in each state the answers can show (what payment-worker would have written,
+    as it is not running): one still in review, one ACTIVE with a second version under review
+    and a verified settlement account, one REJECTED, one of another tenant, and an unknown id;
+    and, for the verification alone, one ACTIVE awaiting a micro-deposit's amount."""
+    pool = stack.env.pool
+    other = stack.env.create_api_key("merchants:read,merchants:write", "*")
+    numbers = ["C-PENDING", "C-ACTIVE", "C-REJECTED", "C-VERIFY"]
+    pending, active, rejected, verify = [
+        await _register(stack, full, registration(n, notifyUrl="https://erp.example/m"))
+        for n in numbers
+    ]
+    foreign = await _register(stack, other, registration("C-FOREIGN"))
+    second = {**materials("Acme Trading Ltd"), "licence": None, "type": "INDIVIDUAL"}
+    in_use, awaiting, waiting = new_binding_id(), new_binding_id(), new_binding_id()
+    await pool.execute(
+        "INSERT INTO merchant_settlement_accounts (binding_id, merchant_id, account_no,"
+        " account_name, bank_name, fingerprint, state, verified_at) VALUES"
+        " ($2, $1, '6222000011112222', 'Acme', 'PAB', 'f', 'VERIFIED', now()),"
+        " ($3, $1, '6222000011113333', 'Acme', 'PAB', 'g', 'AWAITING_CONFIRMATION', NULL),"
+        " ($5, $4, '6222000011115555', 'Acme', 'PAB', 'h', 'AWAITING_CONFIRMATION', NULL)",
+        active,
+        in_use,
+        awaiting,
+        verify,
+        waiting,
+    )
+    await pool.execute(
+        "INSERT INTO merchant_versions (merchant_id, version, state, materials, fingerprint)"
+        " VALUES ($1, 2, 'PENDING_REVIEW', $2, 'f2')",
+        active,
+        second,
+    )
+    await pool.execute(
+        "UPDATE merchant_versions SET state = 'APPROVED', reviewed_at = now()"
+        " WHERE merchant_id = $1 AND version = 1",
+        active,
+    )
+    await pool.execute(
+        "UPDATE merchants SET state = 'ACTIVE', approved_version = 1, latest_version = 2,"
+        " version_pending = true, member_no = 'M1', settlement_binding = $2"
+        " WHERE merchant_id = $1",
+        active,
+        in_use,
+    )
+    await pool.execute(
+        "UPDATE merchants SET state = 'ACTIVE', approved_version = 1, version_pending = false"
+        " WHERE merchant_id = $1",
+        verify,
+    )
+    await pool.execute(
+        "UPDATE merchants SET state = 'REJECTED', version_pending = false,"
+        " reason = 'refused by the review' WHERE merchant_id = $1",
+        rejected,
+    )
+    merchant_ids = [pending, active, rejected, foreign, UNKNOWN_MERCHANT]
+    return merchant_ids, [*numbers, "C-NEVER"], [verify, foreign, UNKNOWN_MERCHANT]
 
 
 def _payout_bodies(seeds: list[dict[str, Any]]) -> st.SearchStrategy[dict[str, Any]]:
@@ -287,10 +411,54 @@ def _steer(case: Any, data: st.DataObject, contract: Contract) -> None:
         case.query = {**(case.query or {}), "cursor": contract.cursor}
     if (method, path) == ("POST", "/v1/payouts"):
         case.body = draw(_payout_bodies(contract.seed_payouts), label="payout")
+    if "merchantId" in case.path_parameters:
+        # Each route's merchant that can succeed, drawn more often than the others (the
+        # one awaiting a micro-deposit is closed last: the close runs after the verification).
+        pending, active, rejected, *others = contract.merchant_ids
+        verify, *strangers = contract.verifying
+        choices = {
+            "/materials": [pending, rejected] * 3 + [active, *others],
+            "/settlement-account": [active] * 5 + [pending, rejected, *others],
+            "/verify": [verify] * 5 + strangers,
+            "/close": [verify] * 5 + strangers,
+        }.get(path[path.rfind("/") :], contract.merchant_ids)
+        case.path_parameters["merchantId"] = draw(st.sampled_from(choices), label="merchantId")
+    if (method, path) == ("GET", "/v1/merchants"):
+        merchant_no = draw(st.sampled_from(contract.merchant_nos), label="merchantNo")
+        case.query = {**(case.query or {}), "merchantNo": merchant_no}
+    if (method, path) == ("POST", "/v1/merchants"):
+        merchant_no = draw(st.sampled_from([*contract.merchant_nos, "C-NEW"]), label="merchantNo")
+        case.body = registration(merchant_no, notifyUrl="https://erp.example/m")
+    if path.endswith("/materials"):
+        case.body = materials(draw(st.sampled_from(["Acme Trading", "Acme 2"]), label="name"))
+    if path.endswith("/settlement-account"):
+        case.body = account(draw(st.sampled_from(["6222000011112222", "6222000011114444"])))
+    if path.endswith("/verify"):
+        case.body = {"amount": draw(st.integers(1, 50), label="amount")}
     if (method, path) == ("POST", "/callbacks/bank"):
         record = draw(st.sampled_from(["steered-1", "steered-2"]), label="record")
         spec = TransferSpec(record_id=record, in_acct_no=ACCOUNT, trans_amount=1)
         case.body = build_notification(spec, contract.app_id, contract.bank_private_pem)
+    merchant = contract.channels.merchant
+    order = draw(st.sampled_from(["steered-1", "steered-2"]), label="order")
+    if (method, path) == ("POST", "/callbacks/wechatpay"):
+        resource = notices.transaction_resource(
+            appid=merchant.appid, mchid=merchant.mchid, out_trade_no=order,
+            transaction_id="4200000000000000000000000001", total_fen=1, success_time=utcnow(),
+        )  # fmt: skip
+        body = notices.wechatpay_body(
+            notices.notification_id(), "TRANSACTION.SUCCESS", resource,
+            merchant.apiv3_key.encode(), utcnow(),
+        )  # fmt: skip
+        case.body = json.loads(body)  # signed as sent, by WechatPaySigner
+    if (method, path) == ("POST", "/callbacks/alipay"):
+        fields = notices.alipay_fields(
+            app_id=merchant.alipay_app_id, seller_id=merchant.seller_id, out_trade_no=order,
+            trade_no="2026000000000000000000000001", trade_status="TRADE_SUCCESS", total_fen=1,
+            subject="contract", gmt_create=utcnow(), gmt_payment=utcnow(),
+        )  # fmt: skip
+        signed = notices.sign_alipay(fields, contract.channels.alipay_key, utcnow())
+        case.body = dict(parse_qsl(signed.decode()))
 
 
 @pytest.fixture(scope="module")
@@ -340,6 +508,8 @@ def test_every_answer_is_one_the_document_declares(
         caller = data.draw(st.sampled_from(CALLERS), label="caller")
         sent = {"base_url": contract.url, "session": contract.session}
         auth = contract.signers[caller]
+        if steered and path == "/callbacks/wechatpay":
+            auth = contract.channels.wechatpay_signer  # WeChat Pay signs its own notifications
         response = case.call(**sent, auth=auth, timeout=10)
         counts["cases"] += 1
         counts[f"{mode.value}{'-steered' if steered else ''}"] += 1
