@@ -34,7 +34,16 @@ from fundhub.bank_simulator.notifications import TransferSpec, build_many
 
 pytestmark = pytest.mark.slow
 
-SERVICES = ("notify-ingest", "callback-dispatcher", "audit-writer", "payment-worker", "gateway")
+# The ports of the services `fundhub up` starts outside dev mode (it prints where each listens).
+PORTS = {
+    "FUNDHUB_GATEWAY_PORT",
+    "FUNDHUB_GATEWAY_OPS_PORT",
+    "FUNDHUB_NOTIFY_INGEST_PORT",
+    "FUNDHUB_CALLBACK_DISPATCHER_PORT",
+    "FUNDHUB_AUDIT_WRITER_PORT",
+    "FUNDHUB_PAYMENT_WORKER_PORT",
+    "FUNDHUB_BANK_SIMULATOR_PORT",
+}
 # SIGTERM to `fundhub up`: each service is sent SIGTERM in turn and stops in a second or two
 # (a service that would not is killed after the supervisor's 10 s grace).
 STOP_BOUND_S = 30.0
@@ -50,11 +59,10 @@ def alive(pid: int) -> bool:
 
 @dataclass
 class Up:
-    """A running ``fundhub up``, its output in ``log``, and the ports it was given."""
+    """A running ``fundhub up`` and its output in ``log``."""
 
     proc: subprocess.Popen[bytes]
     log: Path
-    ports: dict[str, int]
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -71,22 +79,20 @@ class Up:
             if (m := re.fullmatch(r"started \(pid (\d+)\)", line))
         ]
 
-    def url(self, service: str) -> str:
-        return f"http://127.0.0.1:{self.ports[service]}"
+    def services(self) -> dict[str, str]:
+        """What it says it runs, in the order it started them: name -> base URL."""
+        return {
+            m.group(1): m.group(2)
+            for line in self.output().splitlines()
+            if (m := re.match(r"^fundhub \|   (\S+)\s+(http://\S+)", line))
+        }
 
 
 @pytest.fixture
 def up(env: ModuleEnv) -> Iterator[Up]:
-    ports = {name: free_port() for name in SERVICES}
     log = env.tmp / "fundhub-up.log"
     environ = env.environ(
-        FUNDHUB_GATEWAY_PORT=str(ports["gateway"]),
-        FUNDHUB_GATEWAY_OPS_PORT=str(free_port()),
-        FUNDHUB_NOTIFY_INGEST_PORT=str(ports["notify-ingest"]),
-        FUNDHUB_CALLBACK_DISPATCHER_PORT=str(ports["callback-dispatcher"]),
-        FUNDHUB_AUDIT_WRITER_PORT=str(ports["audit-writer"]),
-        FUNDHUB_PAYMENT_WORKER_PORT=str(ports["payment-worker"]),
-        FUNDHUB_BANK_SIMULATOR_PORT=str(free_port()),
+        **{name: str(free_port()) for name in PORTS},
         FUNDHUB_BANK_BASE_URL=f"http://127.0.0.1:{free_port()}",  # no payouts here
     )
     with log.open("wb") as out:
@@ -100,7 +106,7 @@ def up(env: ModuleEnv) -> Iterator[Up]:
             start_new_session=True,
             preexec_fn=die_with_parent,
         )
-    running = Up(proc, log, ports)
+    running = Up(proc, log)
     try:
         yield running
     finally:
@@ -111,7 +117,7 @@ def up(env: ModuleEnv) -> Iterator[Up]:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        for name in SERVICES:  # nothing left behind, whatever the test did
+        for name in running.services():  # nothing left behind, whatever the test did
             for pid in running.pids(name):
                 if alive(pid):
                     os.kill(pid, signal.SIGKILL)
@@ -130,13 +136,21 @@ async def test_a_killed_service_is_restarted_with_backoff_and_sigterm_stops_all(
     env.register_bank_app()
     async with httpx.AsyncClient() as client:
 
+        async def announced() -> bool:
+            assert up.proc.poll() is None, up.output()
+            return "Ctrl-C stops everything." in up.output()
+
+        await wait_until(announced, timeout_s=60, interval_s=0.2)
+        urls = up.services()
+        assert {"gateway", "notify-ingest", "payment-worker", "callback-dispatcher"} <= set(urls)
+
         async def all_ready() -> bool:
             assert up.proc.poll() is None, up.output()
-            return all([await ready(client, up.url(name)) for name in SERVICES])
+            return all([await ready(client, url) for url in urls.values()])
 
         await wait_until(all_ready, timeout_s=90, interval_s=0.5)
         assert "already running" in up.output() or "external" in up.output()
-        first = {name: up.pids(name) for name in SERVICES}
+        first = {name: up.pids(name) for name in urls}
         assert all(len(p) == 1 for p in first.values()), first
 
         # The gateway answers all along: a prober that notes every failure.
@@ -146,7 +160,7 @@ async def test_a_killed_service_is_restarted_with_backoff_and_sigterm_stops_all(
         async def probe() -> None:
             while probing:
                 try:
-                    response = await client.get(f"{up.url('gateway')}/readyz", timeout=2)
+                    response = await client.get(f"{urls['gateway']}/readyz", timeout=2)
                     if response.status_code != 200:
                         failures.append(f"{response.status_code} {response.text[:200]}")
                 except httpx.HTTPError as exc:
@@ -166,7 +180,7 @@ async def test_a_killed_service_is_restarted_with_backoff_and_sigterm_stops_all(
                 )
             ]
             (params,) = build_many(specs, env.app_id, env.bank.private_pem)
-            taken = await client.post(f"{up.url('gateway')}/callbacks/bank", json=params)
+            taken = await client.post(f"{urls['gateway']}/callbacks/bank", json=params)
             assert taken.text == "success", taken.text
 
             async def restarted(times: int = 2) -> bool:
@@ -176,7 +190,7 @@ async def test_a_killed_service_is_restarted_with_backoff_and_sigterm_stops_all(
             second_start = time.monotonic()
             assert "exited with code -9; restarting in 0.5s" in up.lines("notify-ingest")
             assert up.pids("notify-ingest")[1] != ingest and not alive(ingest)
-            await wait_until(lambda: ready(client, up.url("notify-ingest")), timeout_s=60)
+            await wait_until(lambda: ready(client, urls["notify-ingest"]), timeout_s=60)
 
             async def applied() -> bool:
                 return await records_with_prefix(env.pool, "up-crash-") == 1
@@ -190,20 +204,20 @@ async def test_a_killed_service_is_restarted_with_backoff_and_sigterm_stops_all(
             assert "exited with code -9; restarting in 1.0s" in up.lines("notify-ingest")
             assert time.monotonic() - killed_again_at >= 1.0
             assert second_start - killed_at < 10
-            await wait_until(lambda: ready(client, up.url("notify-ingest")), timeout_s=60)
+            await wait_until(lambda: ready(client, urls["notify-ingest"]), timeout_s=60)
         finally:
             probing = False
             await prober
         assert failures == [], failures[:5]
         # The others never stopped: the same processes, still running, none started again.
-        for name in SERVICES:
+        for name in urls:
             if name != "notify-ingest":
                 assert up.pids(name) == first[name], (name, up.lines(name)[-5:])
                 assert alive(first[name][0]), name
         assert up.proc.poll() is None, "fundhub up itself must go on"
 
     # SIGTERM to `fundhub up`: every service stopped, within the bound, and it exits 0.
-    everyone = [pid for name in SERVICES for pid in up.pids(name)]
+    everyone = [pid for name in urls for pid in up.pids(name)]
     stopping = time.monotonic()
     up.proc.send_signal(signal.SIGTERM)
     code = await asyncio.to_thread(up.proc.wait, STOP_BOUND_S)
@@ -216,6 +230,6 @@ async def test_a_killed_service_is_restarted_with_backoff_and_sigterm_stops_all(
         for line in up.output().splitlines()
         if re.search(r"\| stopped \(code", line)
     ]
-    assert stopped == list(reversed(SERVICES)), stopped
-    print(f"fundhub up stopped {len(SERVICES)} services in {took:.1f}s")
+    assert stopped == list(reversed(urls)), stopped
+    print(f"fundhub up stopped {len(urls)} services in {took:.1f}s")
     assert took < STOP_BOUND_S
