@@ -119,8 +119,11 @@ class OrderDesk:
     async def create(self, key_id: str, request: OrderRequest) -> tuple[OrderView, bool]:
         """The order the request names (new, or the one its orderNo made before), completed as
         far as the depository and the channel allow; and whether this request created it."""
+        # Looked up before the transaction: the app store may take a connection from the same
+        # pool, and with every connection held by a transaction waiting for one, none would end.
+        app = await self._channels.app(request.channel)
         async with self._pool.acquire() as conn, conn.transaction():
-            row, created = await self._record(conn, key_id, request)
+            row, created = await self._record(conn, key_id, request, app)
         if OrderState(row["state"]) is OrderState.CREATED:
             await self._complete(row, self._adapter(request.channel))
         view = await self.read(key_id, request.order_no)
@@ -134,17 +137,16 @@ class OrderDesk:
             raise _unavailable(f"channel: {channel.value} takes no orders here now; retry later")
         return adapter
 
-    async def _app(self, channel: Channel) -> ChannelApp:
+    def _taking(self, channel: Channel, app: ChannelApp | None) -> ChannelApp:
         """The app that takes the channel's new orders, or 503 (nothing is written): none is
         active, or it cannot call the channel's API (no merchant key registered)."""
         self._adapter(channel)
-        app = await self._channels.app(channel)
         if app is None:
             raise _unavailable(f"channel: {channel.value} takes no orders here now; retry later")
         return app
 
     async def _record(
-        self, conn: Connection, key_id: str, request: OrderRequest
+        self, conn: Connection, key_id: str, request: OrderRequest, app: ChannelApp | None
     ) -> tuple[OrderRow, bool]:
         """The order's row: the one its orderNo made before, or a new one (nothing is written
         when a receiver may not trade or the channel takes no orders)."""
@@ -153,7 +155,7 @@ class OrderDesk:
         if existing is not None:
             return _same_request(existing, fingerprint, request.order_no), False
         parts = await _parts(conn, key_id, request)
-        app = await self._app(request.channel)
+        app = self._taking(request.channel, app)
         currency = request.currency
         fee = parts[-1].account_id
         await ledger_store.ensure_accounts(
