@@ -123,9 +123,14 @@ class OrderDesk:
         # pool, and with every connection held by a transaction waiting for one, none would end.
         app = await self._channels.app(request.channel)
         async with self._pool.acquire() as conn, conn.transaction():
-            row, created = await self._record(conn, key_id, request, app)
+            row, created, parts = await self._record(conn, key_id, request, app)
         if OrderState(row["state"]) is OrderState.CREATED:
-            await self._complete(row, self._adapter(request.channel))
+            completed = await self._complete(row, self._adapter(request.channel), parts)
+            # Just completed and still awaiting its payer: no refund can exist yet, so the row
+            # the completion returned and the parts this request wrote are the whole order.
+            awaiting = completed is not None and completed["state"] == OrderState.AWAITING_PAYMENT
+            if completed is not None and parts is not None and awaiting:
+                return OrderView(completed, parts, []), created
         view = await self.read(key_id, request.order_no)
         assert view is not None
         return view, created
@@ -147,13 +152,14 @@ class OrderDesk:
 
     async def _record(
         self, conn: Connection, key_id: str, request: OrderRequest, app: ChannelApp | None
-    ) -> tuple[OrderRow, bool]:
+    ) -> tuple[OrderRow, bool, list[OrderRow] | None]:
         """The order's row: the one its orderNo made before, or a new one (nothing is written
-        when a receiver may not trade or the channel takes no orders)."""
+        when a receiver may not trade or the channel takes no orders); whether it is new, and
+        then its parts' rows as written."""
         fingerprint = request.fingerprint()
         existing = await store.order_by_no(conn, key_id, request.order_no)
         if existing is not None:
-            return _same_request(existing, fingerprint, request.order_no), False
+            return _same_request(existing, fingerprint, request.order_no), False, None
         parts = await _parts(conn, key_id, request)
         app = self._taking(request.channel, app)
         currency = request.currency
@@ -184,18 +190,24 @@ class OrderDesk:
         )
         if row is not None:
             log.info("order_created", order_id=row["order_id"], order_no=request.order_no)
-            return row, True
+            return row, True, store.part_rows(row["order_id"], parts)
         raced = await store.order_by_no(conn, key_id, request.order_no)
         if raced is None:  # the concurrent insert rolled back after all: a retry will do
             raise _unavailable("the order raced a failed copy of itself; send it again")
-        return _same_request(raced, fingerprint, request.order_no), False
+        return _same_request(raced, fingerprint, request.order_no), False, None
 
-    async def _complete(self, row: OrderRow, adapter: ChannelPayments) -> None:
-        """Register with the depository, then create the channel's payment; each step once."""
+    async def _complete(
+        self, row: OrderRow, adapter: ChannelPayments, parts: list[OrderRow] | None
+    ) -> OrderRow | None:
+        """Register with the depository, then create the channel's payment; each step once.
+        The order's row as the payment's parameters were noted, or None when it failed.
+        ``parts``: the order's, when the caller has them."""
         order_id = row["order_id"]
+        registered_ref: str | None = None
         if row["depository_ref"] is None:
-            async with self._pool.acquire() as conn:
-                parts = (await store.parts_of(conn, [order_id]))[order_id]
+            if parts is None:
+                async with self._pool.acquire() as conn:
+                    parts = (await store.parts_of(conn, [order_id]))[order_id]
             try:
                 registered = await self._depository.register(_registration(row, parts))
             except DepositoryUnavailable as exc:
@@ -206,9 +218,8 @@ class OrderDesk:
             except DepositoryRefused as exc:
                 log.info("order_depository_refused", order_id=order_id, reason=exc.reason)
                 await self._fail(order_id, ErrorCode.DEPOSITORY_REFUSED, exc.reason)
-                return
-            async with self._pool.acquire() as conn:
-                await store.note_registered(conn, order_id, registered.depository_ref)
+                return None
+            registered_ref = registered.depository_ref
         payment = PaymentOrder(
             channel=Channel(row["channel"]),
             app_id=row["app_id"],
@@ -225,15 +236,22 @@ class OrderDesk:
         except (ChannelUnavailable, TimeoutError) as exc:
             CHANNEL_CALLS.labels(label, "create", "unavailable").inc()
             log.warning("order_channel_unavailable", order_id=order_id, error=repr(exc))
+            await self._note_registered(order_id, registered_ref)  # the retry skips it
             raise _unavailable(f"{label} is out of reach; send the same order again") from exc
         except ChannelRefused as exc:
             CHANNEL_CALLS.labels(label, "create", "refused").inc()
             log.info("order_channel_refused", order_id=order_id, code=exc.code)
+            await self._note_registered(order_id, registered_ref)
             await self._fail(order_id, ErrorCode.CHANNEL_REFUSED, f"{exc.code}: {exc.message}")
-            return
+            return None
         CHANNEL_CALLS.labels(label, "create", "created").inc()
         async with self._pool.acquire() as conn:
-            await store.note_payment(conn, order_id, dict(params.params))
+            return await store.note_payment(conn, order_id, dict(params.params), registered_ref)
+
+    async def _note_registered(self, order_id: str, depository_ref: str | None) -> None:
+        if depository_ref is not None:
+            async with self._pool.acquire() as conn:
+                await store.note_registered(conn, order_id, depository_ref)
 
     async def _fail(self, order_id: str, error: ErrorCode, message: str) -> None:
         async with self._pool.acquire() as conn:

@@ -170,6 +170,20 @@ _INSERT_PARTS = BatchInsert(
 )
 
 
+def part_rows(order_id: str, parts: Sequence[Part]) -> list[OrderRow]:
+    """The parts as ``parts_of`` reads them back."""
+    return [
+        {
+            "order_id": order_id,
+            "position": p.position,
+            "merchant_id": p.merchant_id,
+            "account_id": p.account_id,
+            "amount": p.amount,
+        }
+        for p in parts
+    ]
+
+
 async def insert_order(
     conn: Connection, values: Sequence[Any], parts: Sequence[Part]
 ) -> OrderRow | None:
@@ -195,16 +209,24 @@ async def note_registered(conn: Connection, order_id: str, depository_ref: str) 
     )
 
 
-async def note_payment(conn: Connection, order_id: str, params: dict[str, str]) -> None:
+async def note_payment(
+    conn: Connection, order_id: str, params: dict[str, str], depository_ref: str | None = None
+) -> OrderRow | None:
     """The channel's payment exists: its params (the first ones stay), and the order awaits
-    the payer unless a notification moved it on meanwhile."""
-    await conn.execute(
+    the payer unless a notification moved it on meanwhile; with ``depository_ref``, the
+    depository's registration too (as ``note_registered``). The order's row as it now is."""
+    record = await conn.fetchrow(
         "UPDATE orders SET payment_params = coalesce(payment_params, $2::jsonb),"
         " state = CASE WHEN state = 'CREATED' THEN 'AWAITING_PAYMENT' ELSE state END,"
-        " updated_at = now() WHERE order_id = $1",
+        " depository_ref = coalesce(depository_ref, $3),"
+        " registered_at = CASE WHEN $3::text IS NULL THEN registered_at"
+        " ELSE coalesce(registered_at, now()) END,"
+        f" updated_at = now() WHERE order_id = $1 RETURNING {ORDER_COLUMNS}",
         order_id,
         params,
+        depository_ref,
     )
+    return _order(record) if record is not None else None
 
 
 async def fail_order(conn: Connection, order_id: str, code: str, message: str) -> None:
