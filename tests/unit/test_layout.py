@@ -50,6 +50,10 @@ DOMAIN = [
     "contexts/audit/src/fundhub/audit/chain.py",
     "contexts/channels/src/fundhub/channels/events.py",
     "contexts/channels/src/fundhub/channels/ports.py",
+    "contexts/settlement/src/fundhub/settlement/cutoff.py",
+    "contexts/settlement/src/fundhub/settlement/amounts.py",
+    "contexts/settlement/src/fundhub/settlement/states.py",
+    "contexts/settlement/src/fundhub/settlement/depository.py",
 ]
 IO = ("asyncpg", "aiokafka", "aiohttp", "httpx", "fastapi", "starlette", "uvicorn", "socket")
 

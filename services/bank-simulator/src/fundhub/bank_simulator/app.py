@@ -12,6 +12,7 @@ import structlog
 from fastapi import FastAPI, HTTPException, status
 
 from fundhub.bank_simulator.config import SimulatorConfig
+from fundhub.bank_simulator.depository_splits import SplitDesk, SplitNotifier, split_router
 from fundhub.bank_simulator.metrics import PrometheusObserver
 from fundhub.bank_simulator.notifications import private_key
 from fundhub.bank_simulator.payout_api import payout_router
@@ -34,6 +35,10 @@ def create_app(config: SimulatorConfig, payouts: PayoutBehaviour | None = None) 
     notifier = PayoutNotifier(
         bank, config.app_id, key, **config.delivery(), observer=PrometheusObserver()
     )
+    splits = SplitDesk()
+    split_notifier = SplitNotifier(
+        splits, config.app_id, key, **config.delivery(), observer=PrometheusObserver()
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -42,6 +47,7 @@ def create_app(config: SimulatorConfig, payouts: PayoutBehaviour | None = None) 
                 config.gateway_url, **config.delivery(), observer=PrometheusObserver()
             ) as sender,
             notifier.running(),
+            split_notifier.running(),
         ):
             senders.append(sender)
             stream: asyncio.Task[None] | None = None
@@ -81,6 +87,7 @@ def create_app(config: SimulatorConfig, payouts: PayoutBehaviour | None = None) 
     )
     app.include_router(health_router({"sender": sender_ready, "payouts": payouts_ready}))
     app.include_router(payout_router(bank, notifier))
+    app.include_router(split_router(splits, split_notifier))
 
     def current_sender() -> BankSender:
         if not senders:
