@@ -48,6 +48,15 @@ def test_a_receiver_named_twice_is_added_up() -> None:
     assert [(a.merchant_id, a.amount) for a in amounts] == [("A", 270), ("B", 50)]
 
 
+def test_the_platform_fee_is_a_part_like_the_others() -> None:
+    fee = ReceiverShare(None, "acct-platform-fee", 500, 100)
+    amounts = settlement_amounts([share("A", 9500, 1900), fee])
+    assert amounts == (
+        ReceiverAmount("A", "acct-A", 7600),
+        ReceiverAmount(None, "acct-platform-fee", 400),
+    )
+
+
 @pytest.mark.parametrize(
     "shares",
     [
@@ -55,7 +64,7 @@ def test_a_receiver_named_twice_is_added_up() -> None:
         [share("A", -1)],
         [ReceiverShare("A", "acct", 100, True)],  # a bool is no amount
         [ReceiverShare("A", "acct", 1.0, 0)],  # type: ignore[arg-type]  # no float on money
-        [ReceiverShare("A", "x", 100), ReceiverShare("A", "y", 100)],  # one merchant, 2 accounts
+        [ReceiverShare("A", "x", 100), ReceiverShare("B", "x", 100)],  # two owners, one account
         [],
     ],
 )

@@ -80,7 +80,7 @@ def test_failed_refuses_with_the_banks_reason_and_moves_nothing() -> None:
     )
     assert moved.entry is None and moved.settlement is not None
     assert moved.settlement.state is SettlementState.REFUSED
-    assert moved.settlement.error_code == SPLIT_REFUSED == "E035_SPLIT_REFUSED"
+    assert moved.settlement.error_code == SPLIT_REFUSED == "E043_SPLIT_REFUSED"
     assert moved.settlement.message == "receiver SPLITFAIL Ltd: not eligible"
 
 

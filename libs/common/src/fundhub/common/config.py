@@ -77,6 +77,14 @@ class Settings(BaseSettings):
     payout_poll_base_s: float = 5.0
     payout_poll_max_s: float = 300.0
 
+    # Settlement (fundhub.settlement): orders paid on day D settle at this cut-off of D+1,
+    # HH:MM in GMT+8; the scheduler looks this often, and asks the depository about an
+    # instruction it has not reported on after a backoff from base to max.
+    settlement_cutoff: str = Field(default="02:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    settlement_interval_s: float = 1.0
+    settlement_poll_base_s: float = 5.0
+    settlement_poll_max_s: float = 300.0
+
     bank_timestamp_tolerance_s: int = 600
     api_timestamp_tolerance_s: int = 300
     kafka_publish_timeout_s: float = 5.0

@@ -25,19 +25,24 @@ class ErrorCode(Enum):
     RETURNED = (200, "E014_RETURNED", "the bank returned a paid payout")
     BANK_REJECTED = (200, "E015_BANK_REJECTED", "the bank refused the transfer")
     PAYEE_INVALID = (200, "E016_PAYEE_INVALID", "the bank refused the payee account")
-    # Settlement and withdrawals: refusals of a request the state of the order or merchant
-    # does not allow (E030-E039 are settlement's).
-    ORDER_NOT_PAID = (409, "E030_ORDER_NOT_PAID", "the order is not paid")
-    ORDER_SETTLED = (409, "E031_ORDER_SETTLED", "the order is settled already")
-    ORDER_FULLY_REFUNDED = (409, "E032_ORDER_FULLY_REFUNDED", "the order is fully refunded")
+    # Orders' refusals that settlement and withdrawals give too (defined by fundhub.orders).
+    MERCHANT_NOT_ACTIVE = (422, "E032_MERCHANT_NOT_ACTIVE", "a receiver is not an ACTIVE merchant")
+    ORDER_NOT_PAID = (409, "E034_ORDER_NOT_PAID", "the order is not paid: nothing to refund")
+    # Settlement and withdrawals (E040-E049): refusals the order's or merchant's state makes.
+    ORDER_SETTLED = (409, "E040_ORDER_SETTLED", "the order is settled already")
+    ORDER_FULLY_REFUNDED = (409, "E041_ORDER_FULLY_REFUNDED", "the order is fully refunded")
     NO_VERIFIED_ACCOUNT = (
         409,
-        "E033_NO_VERIFIED_ACCOUNT",
+        "E042_NO_VERIFIED_ACCOUNT",
         "the merchant has no verified settlement account",
     )
-    MERCHANT_NOT_ACTIVE = (409, "E034_MERCHANT_NOT_ACTIVE", "the merchant is not ACTIVE")
+    SETTLEMENT_IN_PROGRESS = (
+        409,
+        "E044_SETTLEMENT_IN_PROGRESS",
+        "the order's settlement is in progress; retry once it is final",
+    )
     # A settlement the depository refused: its state's errorCode, not a refusal of a request.
-    SPLIT_REFUSED = (200, "E035_SPLIT_REFUSED", "the depository refused the split")
+    SPLIT_REFUSED = (200, "E043_SPLIT_REFUSED", "the depository refused the split")
     UNAVAILABLE = (503, "E013_UNAVAILABLE", "a dependency is unavailable; retry")
     INTERNAL = (500, "E500_INTERNAL", "internal error")
 

@@ -160,10 +160,12 @@ class SplitDesk:
     behaviour: SplitBehaviour = field(default_factory=SplitBehaviour)
     splits: dict[str, Split] = field(default_factory=dict)
     refused_requests: int = 0
+    registrations: int = 0  # well-formed registration requests, repeats included
 
     def register(self, wire: dict[str, Any], now: datetime) -> tuple[Split, bool]:
         """The instruction under its id, and whether it is new; SplitConflict when the id
         names another instruction (409)."""
+        self.registrations += 1
         known = self.splits.get(wire["split_request_id"])
         if known is not None:
             if known.wire != wire:
@@ -183,7 +185,11 @@ class SplitDesk:
         counts = {s.value: 0 for s in SplitStatus}
         for split in self.splits.values():
             counts[split.status.value] += 1
-        return {**counts, "refusedRequests": self.refused_requests}
+        return {
+            **counts,
+            "refusedRequests": self.refused_requests,
+            "registrations": self.registrations,
+        }
 
 
 class SplitNotifier:

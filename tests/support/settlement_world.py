@@ -1,0 +1,323 @@
+"""The orders and merchants settlement stands on, written straight into a test database.
+
+The orders and merchants contexts own these tables; until their migrations are on this branch
+``ensure_tables`` creates them as those contexts define them (``CREATE ... IF NOT EXISTS``, so
+once the real migrations run it changes nothing). The helpers post money the way those contexts
+do (a paid order: the channel's clearing -> each part's pending; a refund before settlement:
+pending -> frozen), through the ledger's own rules and store, so every invariant holds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from fundhub.common import db
+from fundhub.common.clock import utcnow
+from fundhub.ledger import store as ledger_store
+from fundhub.ledger.rules import (
+    Bucket,
+    JournalEntry,
+    apply_entry,
+    move,
+    new_entry_id,
+    system_account,
+)
+
+CLEARING = system_account("wechatpay-clearing", "CNY")
+PLATFORM_FEE_ACCOUNT = "platform-fee-CNY"
+
+TABLES = """
+CREATE TABLE IF NOT EXISTS orders (
+    order_id        text PRIMARY KEY,
+    key_id          text NOT NULL,
+    order_no        text NOT NULL,
+    fingerprint     text NOT NULL,
+    amount          bigint NOT NULL CHECK (amount > 0),
+    currency        char(3) NOT NULL,
+    channel         text NOT NULL CHECK (channel IN ('WECHATPAY', 'ALIPAY')),
+    app_id          text NOT NULL,
+    description     text NOT NULL,
+    platform_fee    bigint NOT NULL CHECK (platform_fee >= 0),
+    notify_url      text,
+    state           text NOT NULL DEFAULT 'CREATED'
+                    CHECK (state IN ('CREATED', 'AWAITING_PAYMENT', 'PAID', 'CLOSED', 'FAILED')),
+    error_code      text,
+    message         text,
+    depository_ref  text,
+    registered_at   timestamptz,
+    payment_params  jsonb,
+    transaction_id  text,
+    paid_at         timestamptz,
+    settled_at      timestamptz,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (key_id, order_no)
+);
+CREATE TABLE IF NOT EXISTS order_parts (
+    order_id    text NOT NULL REFERENCES orders (order_id),
+    position    smallint NOT NULL CHECK (position >= 0),
+    merchant_id text,
+    account_id  text NOT NULL,
+    amount      bigint NOT NULL CHECK (amount >= 0),
+    PRIMARY KEY (order_id, position)
+);
+CREATE TABLE IF NOT EXISTS order_refunds (
+    refund_id         text PRIMARY KEY,
+    order_id          text NOT NULL REFERENCES orders (order_id),
+    refund_no         text NOT NULL,
+    fingerprint       text NOT NULL,
+    amount            bigint NOT NULL CHECK (amount > 0),
+    allocation        bigint[] NOT NULL,
+    reason            text,
+    state             text NOT NULL DEFAULT 'PROCESSING'
+                      CHECK (state IN ('PROCESSING', 'SUCCESS', 'CLOSED', 'FAILED')),
+    error_code        text,
+    message           text,
+    held              boolean NOT NULL DEFAULT false,
+    source_bucket     text CHECK (source_bucket IN ('pending', 'available')),
+    channel_refund_id text,
+    submitted_at      timestamptz,
+    next_poll_at      timestamptz,
+    poll_attempts     integer NOT NULL DEFAULT 0,
+    deadline_at       timestamptz,
+    alerted_at        timestamptz,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    updated_at        timestamptz NOT NULL DEFAULT now(),
+    finished_at       timestamptz,
+    UNIQUE (order_id, refund_no)
+);
+CREATE INDEX IF NOT EXISTS orders_to_settle ON orders (paid_at)
+    WHERE state = 'PAID' AND settled_at IS NULL;
+
+ALTER TABLE merchants ADD COLUMN IF NOT EXISTS fingerprint text;
+ALTER TABLE merchants ADD COLUMN IF NOT EXISTS notify_url text;
+ALTER TABLE merchants ADD COLUMN IF NOT EXISTS approved_version integer;
+ALTER TABLE merchants ADD COLUMN IF NOT EXISTS settlement_binding text;
+CREATE TABLE IF NOT EXISTS merchant_versions (
+    merchant_id text NOT NULL REFERENCES merchants (merchant_id),
+    version     integer NOT NULL CHECK (version > 0),
+    state       text NOT NULL,
+    materials   jsonb NOT NULL,
+    fingerprint text NOT NULL,
+    reason      text,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    reviewed_at timestamptz,
+    PRIMARY KEY (merchant_id, version)
+);
+CREATE TABLE IF NOT EXISTS merchant_settlement_accounts (
+    binding_id      text PRIMARY KEY,
+    merchant_id     text NOT NULL REFERENCES merchants (merchant_id),
+    account_no      text NOT NULL,
+    account_name    text NOT NULL,
+    bank_name       text NOT NULL,
+    fingerprint     text NOT NULL,
+    state           text NOT NULL,
+    failed_attempts integer NOT NULL DEFAULT 0,
+    reason          text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    verified_at     timestamptz
+);
+"""
+
+
+async def ensure_tables(pool: asyncpg.Pool) -> None:
+    await pool.execute(TABLES)
+
+
+def _short() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+@dataclass(frozen=True)
+class Merchant:
+    merchant_id: str
+    account_id: str
+    name: str
+
+
+async def merchant(
+    pool: asyncpg.Pool,
+    key_id: str,
+    name: str,
+    *,
+    state: str = "ACTIVE",
+    verified: bool = True,
+    notify_url: str | None = None,
+    account_no: str = "6222000011112222",
+) -> Merchant:
+    """An ACTIVE merchant with its ledger account and, unless ``verified`` is False, a
+    verified settlement account."""
+    tail = _short()
+    merchant_id, account_id = f"mch_{tail}", f"mac_{tail}"
+    async with pool.acquire() as conn, conn.transaction():
+        await ledger_store.ensure_accounts(conn, [(account_id, "CNY", name)], [])
+        await conn.execute(
+            "INSERT INTO merchants (merchant_id, owner_key_id, merchant_no, state, account_id,"
+            " notify_url, approved_version) VALUES ($1, $2, $3, $4, $5, $6, 1)",
+            merchant_id,
+            key_id,
+            f"M-{tail}",
+            state,
+            account_id,
+            notify_url,
+        )
+        await conn.execute(
+            "INSERT INTO merchant_versions (merchant_id, version, state, materials, fingerprint)"
+            " VALUES ($1, 1, 'APPROVED', $2::jsonb, 'f')",
+            merchant_id,
+            {"name": name, "type": "ENTERPRISE"},
+        )
+        if verified:
+            binding = f"msa_{tail}"
+            await conn.execute(
+                "INSERT INTO merchant_settlement_accounts (binding_id, merchant_id, account_no,"
+                " account_name, bank_name, fingerprint, state, verified_at)"
+                " VALUES ($1, $2, $3, $4, 'Ping An Bank', 'f', 'VERIFIED', now())",
+                binding,
+                merchant_id,
+                account_no,
+                name,
+            )
+            await conn.execute(
+                "UPDATE merchants SET settlement_binding = $2 WHERE merchant_id = $1",
+                merchant_id,
+                binding,
+            )
+    return Merchant(merchant_id, account_id, name)
+
+
+async def _post(conn: asyncpg.Connection, entry: JournalEntry, accounts: Sequence[str]) -> None:
+    await ledger_store.ensure_accounts(conn, [(a, "CNY", None) for a in accounts], [CLEARING])
+    locked = await ledger_store.lock_balances(conn, accounts)
+    updated = apply_entry(locked, entry)
+    await db.write_together(
+        conn,
+        [
+            *ledger_store.entry_writes([entry], [None]),
+            *ledger_store.balance_writes(updated.values()),
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class PaidOrder:
+    order_id: str
+    order_no: str
+    parts: tuple[tuple[str | None, str, int], ...]  # (merchant_id, account_id, amount)
+
+
+async def paid_order(
+    pool: asyncpg.Pool,
+    key_id: str,
+    receivers: Sequence[tuple[Merchant, int]],
+    platform_fee: int = 0,
+    *,
+    paid_at: datetime | None = None,
+    notify_url: str | None = None,
+    order_no: str | None = None,
+) -> PaidOrder:
+    """A PAID order: its row, its parts (receivers, then the fee), and the payment posted as
+    orders posts it (the channel's clearing -> each part's pending)."""
+    order_id = f"ORD{_short()}"
+    order_no = order_no or f"order-{_short()}"
+    parts: list[tuple[str | None, str, int]] = [
+        (m.merchant_id, m.account_id, n) for m, n in receivers
+    ]
+    if platform_fee:
+        parts.append((None, PLATFORM_FEE_ACCOUNT, platform_fee))
+    amount = sum(n for _, _, n in parts)
+    postings = [
+        p
+        for _, account, n in parts
+        for p in move(CLEARING, Bucket.AVAILABLE, account, Bucket.PENDING, "CNY", n)
+    ]
+    entry = JournalEntry(new_entry_id(), "order", "order", order_id, tuple(postings))
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO orders (order_id, key_id, order_no, fingerprint, amount, currency,"
+            " channel, app_id, description, platform_fee, notify_url, state, transaction_id,"
+            " paid_at) VALUES ($1, $2, $3, 'f', $4, 'CNY', 'WECHATPAY', 'wx-app', 'goods', $5,"
+            " $6, 'PAID', $7, $8)",
+            order_id,
+            key_id,
+            order_no,
+            amount,
+            platform_fee,
+            notify_url,
+            f"T{_short()}",
+            paid_at or utcnow(),
+        )
+        await conn.executemany(
+            "INSERT INTO order_parts (order_id, position, merchant_id, account_id, amount)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            [(order_id, i, m, a, n) for i, (m, a, n) in enumerate(parts)],
+        )
+        await _post(conn, entry, [a for _, a, _ in parts])
+    return PaidOrder(order_id, order_no, tuple(parts))
+
+
+async def refund_before_settlement(
+    pool: asyncpg.Pool, order: PaidOrder, allocation: Sequence[int], *, state: str = "SUCCESS"
+) -> str:
+    """A refund held from the parts' pending (and, when SUCCESS, gone to the channel), as
+    orders does it before the order settles."""
+    refund_id = f"RFD{_short()}"
+    postings = [
+        p
+        for (_, account, _), n in zip(order.parts, allocation, strict=True)
+        for p in move(account, Bucket.PENDING, account, Bucket.FROZEN, "CNY", n)
+    ]
+    if state == "SUCCESS":
+        postings += [
+            p
+            for (_, account, _), n in zip(order.parts, allocation, strict=True)
+            for p in move(account, Bucket.FROZEN, CLEARING, Bucket.AVAILABLE, "CNY", n)
+        ]
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO order_refunds (refund_id, order_id, refund_no, fingerprint, amount,"
+            " allocation, state, held, source_bucket) VALUES ($1, $2, $3, 'f', $4, $5, $6,"
+            " true, 'pending')",
+            refund_id,
+            order.order_id,
+            f"refund-{_short()}",
+            sum(allocation),
+            list(allocation),
+            state,
+        )
+        if postings:
+            entry = JournalEntry(
+                new_entry_id(), "order", "order-refund", refund_id, tuple(postings)
+            )
+            await _post(conn, entry, [a for _, a, _ in order.parts])
+    return refund_id
+
+
+async def pending_refund(pool: asyncpg.Pool, order: PaidOrder, amount: int) -> str:
+    """A refund admitted and not held yet: it has not chosen its bucket."""
+    refund_id = f"RFD{_short()}"
+    await pool.execute(
+        "INSERT INTO order_refunds (refund_id, order_id, refund_no, fingerprint, amount,"
+        " allocation) VALUES ($1, $2, $3, 'f', $4, $5)",
+        refund_id,
+        order.order_id,
+        f"refund-{_short()}",
+        amount,
+        [amount] + [0] * (len(order.parts) - 1),
+    )
+    return refund_id
+
+
+async def buckets(pool: asyncpg.Pool, account_id: str) -> tuple[int, int, int]:
+    """(available, frozen, pending) of one account."""
+    row = await pool.fetchrow(
+        "SELECT available, frozen, pending FROM account_balances WHERE account_id = $1",
+        account_id,
+    )
+    return (0, 0, 0) if row is None else (row["available"], row["frozen"], row["pending"])
