@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
 from datetime import datetime, time
+from typing import Any
 
 import structlog
 
@@ -121,14 +123,8 @@ class Scheduler:
             await listener.add_listener(store.CHANNEL, self._on_notify)
             while True:
                 self._wake.clear()
-                try:
-                    busy = await self.schedule_due(utcnow()) >= BATCH
-                    busy = await self.drive_due() >= BATCH or busy
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # the database or the bank away: next tick
-                    log.error("settlement_scheduler_failed", error=str(exc))
-                    busy = False
+                busy = await self._step("schedule", self.schedule_due(utcnow()))
+                busy = await self._step("drive", self.drive_due()) or busy
                 if not busy:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(
@@ -137,6 +133,17 @@ class Scheduler:
         finally:
             await listener.remove_listener(store.CHANNEL, self._on_notify)
             await self._pool.release(listener)
+
+    async def _step(self, what: str, work: Coroutine[Any, Any, int]) -> bool:
+        """One part of a tick; True when it had a full batch (more is waiting). A failure
+        (the database or the bank away) is logged and waits for the next tick."""
+        try:
+            return await work >= BATCH
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("settlement_scheduler_failed", step=what, error=str(exc))
+            return False
 
     def _on_notify(self, *_: object) -> None:
         self._wake.set()

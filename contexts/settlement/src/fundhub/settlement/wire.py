@@ -47,6 +47,11 @@ def masked_account_no(account_no: str) -> str:
     return "****" + account_no[-4:]
 
 
+def masked_name(name: str) -> str:
+    """Only the first character, as every answer shows a person's or an account's name."""
+    return name[:1] + "**"
+
+
 def withdrawal_body(row: Row) -> dict[str, Any]:
     """A withdrawal is its payout (``payouts.wire``), named for the merchant: its requestId is
     the platform's, its payee the verified settlement account (masked)."""
@@ -63,7 +68,7 @@ def withdrawal_body(row: Row) -> dict[str, Any]:
         "amount": payout["amount"],
         "currency": payout["currency"],
         "payee": {
-            "accountName": row["payee"]["accountName"],
+            "accountName": masked_name(str(row["payee"]["accountName"])),
             "accountNo": masked_account_no(str(row["payee"]["accountNo"])),
             "bankName": row["payee"]["bankName"],
         },

@@ -41,6 +41,11 @@ class ErrorCode(Enum):
         "E044_SETTLEMENT_IN_PROGRESS",
         "the order's settlement is in progress; retry once it is final",
     )
+    REFUND_IN_PROGRESS = (
+        409,
+        "E045_REFUND_IN_PROGRESS",
+        "a refund of the order is being taken; retry in a moment",
+    )
     # A settlement the depository refused: its state's errorCode, not a refusal of a request.
     SPLIT_REFUSED = (200, "E043_SPLIT_REFUSED", "the depository refused the split")
     UNAVAILABLE = (503, "E013_UNAVAILABLE", "a dependency is unavailable; retry")

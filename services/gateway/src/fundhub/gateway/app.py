@@ -28,6 +28,7 @@ from fundhub.gateway.bank_callbacks import BankNotificationIntake, bank_router
 from fundhub.gateway.payouts import payouts_router
 from fundhub.gateway.rate_limits import RateLimiter
 from fundhub.gateway.schemas import finish_document
+from fundhub.gateway.settlement import settlement_router
 from fundhub.payouts.admission import PayoutStore
 from fundhub.web.health import health_router
 from fundhub.webhooks.destinations import CallbackAddresses
@@ -106,6 +107,7 @@ def create_app(settings: Settings) -> FastAPI:
         bank_router(),
         accounts_router(),
         payouts_router(CallbackAddresses(settings.callback_allow_cidrs)),
+        settlement_router(settings),
         audit_router(),
     ):
         # The routes themselves, not an included router: the pipeline (edge.Edge) reads each

@@ -68,9 +68,10 @@ _SIGNATURE_HEADER = {
 
 
 def answers(
-    successes: Mapping[int, tuple[type[BaseModel], str]], *refusals: int
+    successes: Mapping[int, tuple[type[BaseModel], str]], *refusals: int | tuple[int, str]
 ) -> dict[int | str, dict[str, Any]]:
-    """A route's ``responses=``: its successes (always signed) and the refusals it can make."""
+    """A route's ``responses=``: its successes (always signed) and the refusals it can make
+    (a status, described as ``_REFUSALS`` says, or a status and the route's own description)."""
     documented: dict[int | str, dict[str, Any]] = {
         status: {
             "model": model,
@@ -79,10 +80,11 @@ def answers(
         }
         for status, (model, description) in successes.items()
     }
-    for status in refusals:
+    for refusal in refusals:
+        status, description = refusal if isinstance(refusal, tuple) else (refusal, None)
         documented[status] = {
             "model": Failure,
-            "description": _REFUSALS[status],
+            "description": description or _REFUSALS[status],
             "headers": {HEADER_SIGNATURE: _SIGNATURE_HEADER},
         }
     return documented
@@ -190,6 +192,61 @@ class CallbacksReplayed(_Wire):
     replayed: Annotated[int, Field(description="deliveries set to be sent again")]
 
 
+# --- settlement and withdrawals ---------------------------------------------------------------
+
+
+class SettlementPart(_Wire):
+    merchant_id: Annotated[str | None, Field(description="null for the platform fee")]
+    amount: Annotated[int, Field(gt=0, description="moved from pending to available")]
+
+
+class Settlement(_Wire):
+    """An order's settlement (``settlement.wire.settlement_body``): 202 while the depository
+    works on it, 200 once SETTLED or REFUSED."""
+
+    status_code: Literal[200, 202]
+    biz_code: Literal["PROCESSING", "SUCCESS", "FAILED"]
+    state: Literal["PENDING", "PROCESSING", "SETTLED", "REFUSED"]
+    settlement_id: Annotated[str, Field(pattern=r"^STL[0-9]{18}$")]
+    order_no: str
+    trigger: Annotated[
+        Literal["SCHEDULED", "CONFIRMED"],
+        Field(description="its T+1 cut-off came, or the platform confirmed it"),
+    ]
+    timestamp: Annotated[datetime, Field(description="when it reached its current state")]
+    amount: Annotated[int, Field(gt=0, description="the parts' sum, net of refunds")]
+    currency: str
+    parts: list[SettlementPart]
+    bank_split_id: str | SkipJsonSchema[None] = None
+    # Present only on a REFUSED settlement (E043_SPLIT_REFUSED and the bank's reason).
+    error_code: str | SkipJsonSchema[None] = None
+    msg: str | SkipJsonSchema[None] = None
+
+
+class WithdrawalPayee(_Wire):
+    account_name: Annotated[str, Field(description="masked: the first character")]
+    account_no: Annotated[str, Field(description="masked: the last four characters")]
+    bank_name: str
+
+
+class Withdrawal(_Wire):
+    """A withdrawal (``settlement.wire.withdrawal_body``): its payout, in the merchant's terms."""
+
+    status_code: Literal[200, 202]
+    biz_code: Literal["PROCESSING", "SUCCESS", "FAILED"]
+    state: Literal["PROCESSING", "SUCCESS", "FAILED", "RETURNED"]
+    merchant_id: str
+    request_id: str
+    pay_id: Annotated[str, Field(pattern=PAY_ID)]
+    timestamp: Annotated[datetime, Field(description="when it reached its current state")]
+    amount: Annotated[int, Field(gt=0)]
+    currency: str
+    payee: WithdrawalPayee
+    bank_transaction_id: str | SkipJsonSchema[None] = None
+    error_code: str | SkipJsonSchema[None] = None
+    msg: str | SkipJsonSchema[None] = None
+
+
 # --- operations (fundhub.web.health, shared with the workers, documented here) ------------------
 
 
@@ -237,12 +294,14 @@ def _operations(definitions: dict[str, Any]) -> dict[str, dict[int | str, Any]]:
 
 def finish_document(document: dict[str, Any]) -> dict[str, Any]:
     """Make FastAPI's generated document say what the gateway really answers (in place, again
-    and again alike): no 422 (this API refuses invalid values with 400 E001), and the answers of
-    the operations routes."""
+    and again alike): not FastAPI's own 422 (this API refuses invalid values with 400 E001; a
+    422 a route declares, E004, stays), and the answers of the operations routes."""
     definitions: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
     for operations in document.get("paths", {}).values():
         for operation in operations.values():
-            operation.get("responses", {}).pop("422", None)
+            responses = operation.get("responses", {})
+            if responses.get("422", {}).get("description") == "Validation Error":
+                responses.pop("422")  # FastAPI's own, never answered
     for name in ("HTTPValidationError", "ValidationError"):
         definitions.pop(name, None)
     _document_rate_limits(document)

@@ -16,6 +16,7 @@ from fundhub.payouts.bank_http import HttpBankAdapter, bank_session
 from fundhub.payouts.consumers import command_handler, result_handler
 from fundhub.payouts.poller import Poller
 from fundhub.payouts.submitter import Submitter
+from fundhub.settlement.worker import settlement_worker
 from fundhub.web.worker import run_worker, start_worker
 
 # Per batch the worker locks, writes and (for commands) calls the bank once, whatever its size:
@@ -53,9 +54,14 @@ async def run(settings: Settings) -> None:
     )
     poller = Poller(settings, pool, submitter)
     relay = OutboxRelay(pool, publisher, PAYOUTS_CHANNEL)
+    settlement = settlement_worker(settings, pool, publisher, session, names)
 
     async def kafka_ready() -> bool:
-        return await command_consumer.kafka_ready() and await result_consumer.kafka_ready()
+        return (
+            await command_consumer.kafka_ready()
+            and await result_consumer.kafka_ready()
+            and await settlement.results.kafka_ready()
+        )
 
     await run_worker(
         "payment_worker",
@@ -64,6 +70,7 @@ async def run(settings: Settings) -> None:
             "results": result_consumer.run(),
             "poller": poller.run(),
             "outbox-relay": relay.run(),
+            **settlement.tasks(),
         },
         {"kafka": kafka_ready, "postgres": partial(db.ping, pool)},
         settings.gateway_host,
