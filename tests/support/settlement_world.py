@@ -91,6 +91,7 @@ CREATE TABLE IF NOT EXISTS order_refunds (
     finished_at       timestamptz,
     UNIQUE (order_id, refund_no)
 );
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS settling_id text;
 CREATE INDEX IF NOT EXISTS orders_to_settle ON orders (paid_at)
     WHERE state = 'PAID' AND settled_at IS NULL;
 

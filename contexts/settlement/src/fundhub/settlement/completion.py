@@ -30,7 +30,9 @@ from fundhub.settlement.wire import settlement_body
 
 log = structlog.get_logger(__name__)
 
-TYPE_CALLBACK = "settlement.callback"
+# An order's callbacks (its payment, refunds and settlement) share one type: the dispatcher
+# delivers one per subject (here the settlementId) and state, to the order's notifyUrl.
+TYPE_CALLBACK = "order.callback"
 
 
 @dataclass
@@ -45,6 +47,7 @@ class Batch:
     touched_balances: set[str] = field(default_factory=set)
     changed: set[str] = field(default_factory=set)
     settled_orders: list[str] = field(default_factory=list)
+    refused_orders: list[str] = field(default_factory=list)
     events: list[tuple[str, str | None, Envelope]] = field(default_factory=list)
 
     def apply(self, settlement_id: str, transition: Transition, correlation_id: str) -> bool:
@@ -88,6 +91,8 @@ class Batch:
             log.info("settlement_moved", state=moved.state.value, **context)
             if moved.state is SettlementState.SETTLED:
                 self.settled_orders.append(row["order_id"])
+            elif moved.state is SettlementState.REFUSED:
+                self.refused_orders.append(row["order_id"])
             if moved.state.is_final:
                 self._announce(row, correlation_id)
         return changed_state
@@ -102,7 +107,7 @@ class Batch:
             type=TYPE_CALLBACK,
             correlation_id=correlation_id,
             data={
-                "settlementId": sid,
+                "subjectId": sid,
                 "state": row["state"],
                 "url": row["notify_url"],
                 "keyId": row["key_id"],
@@ -114,6 +119,7 @@ class Batch:
     async def flush(self, conn: Connection) -> None:
         """Every write in one statement (and the orders settled), in the caller's transaction."""
         await seams.mark_settled(conn, self.settled_orders, utcnow())
+        await seams.clear_settling(conn, self.refused_orders)
         await db.write_together(
             conn,
             [

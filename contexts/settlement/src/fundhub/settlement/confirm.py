@@ -17,7 +17,7 @@ from fundhub.common.db import Pool
 from fundhub.common.errors import ErrorCode, FundhubError
 from fundhub.settlement import seams, store
 from fundhub.settlement.amounts import InvalidShares, NothingToSettle, settlement_amounts
-from fundhub.settlement.scheduler import new_settlements
+from fundhub.settlement.scheduler import new_settlements, record
 from fundhub.settlement.states import SettlementState, Trigger
 from fundhub.settlement.store import SettlementRow
 
@@ -58,7 +58,7 @@ async def confirm(pool: Pool, key_id: str, order_no: str, bank_app_id: str) -> C
         rows, _ = await new_settlements(conn, [order], Trigger.CONFIRMED, bank_app_id, utcnow())
         if not rows:  # impossible shares: logged by new_settlements, a bug to look at
             raise FundhubError(ErrorCode.INTERNAL)
-        inserted = await store.insert(conn, rows)
+        inserted = await record(conn, rows)
         return Confirmed(inserted[0], created=True)
 
 

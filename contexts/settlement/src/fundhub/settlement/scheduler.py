@@ -105,6 +105,13 @@ async def new_settlements(
     return rows, empty
 
 
+async def record(conn: Connection, rows: list[SettlementRow]) -> list[SettlementRow]:
+    """The new settlements, and their orders marked settling (refunds wait), together."""
+    inserted = await store.insert(conn, rows)
+    await seams.mark_settling(conn, {r["order_id"]: r["settlement_id"] for r in inserted})
+    return inserted
+
+
 class Scheduler:
     def __init__(
         self, settings: Settings, pool: Pool, topics: Topics, depository: DepositoryPort
@@ -158,7 +165,7 @@ class Scheduler:
             rows, empty = await new_settlements(
                 conn, orders, Trigger.SCHEDULED, self._settings.bank_app_id, now
             )
-            inserted = await store.insert(conn, rows)
+            inserted = await record(conn, rows)
             await seams.mark_settled(conn, empty, now)
         SCHEDULED.labels("settlement").inc(len(inserted))
         SCHEDULED.labels("fully-refunded").inc(len(empty))
@@ -197,12 +204,12 @@ class Scheduler:
                 ALERTS.labels("id-conflict").inc()
                 log.error("depository_id_conflict", settlement_id=sid, reason=exc.reason)
                 return
-            await self.record(sid, None, exc.reason)
+            await self.apply_answer(sid, None, exc.reason)
             return
         DEPOSITORY_CALLS.labels(action, "answered").inc()
-        await self.record(sid, report, None)
+        await self.apply_answer(sid, report, None)
 
-    async def record(self, sid: str, report: SplitReport | None, refusal: str | None) -> None:
+    async def apply_answer(self, sid: str, report: SplitReport | None, refusal: str | None) -> None:
         """The bank's answer in its own short transaction, through the same state machine as
         its notifications: whichever comes second is stale."""
         async with self._pool.acquire() as conn, conn.transaction():

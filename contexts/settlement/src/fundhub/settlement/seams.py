@@ -14,7 +14,7 @@ Locks are taken in one order everywhere: orders, then settlements, then balances
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -145,6 +145,29 @@ async def claim_due_orders(
         limit,
     )
     return await _complete(conn, [dict(r) for r in rows])
+
+
+async def mark_settling(conn: Connection, settlements: Mapping[str, str]) -> None:
+    """A settlement of each order (order_id -> settlement_id) is under way: refunds wait for
+    it (``orders.settling_id`` set and ``settled_at`` not), since it moves what they would
+    take from pending."""
+    if settlements:
+        await conn.execute(
+            "UPDATE orders o SET settling_id = u.sid, updated_at = now()"
+            " FROM unnest($1::text[], $2::text[]) AS u(oid, sid) WHERE o.order_id = u.oid",
+            list(settlements),
+            list(settlements.values()),
+        )
+
+
+async def clear_settling(conn: Connection, order_ids: Sequence[str]) -> None:
+    """The depository refused: refunds may take from pending again."""
+    if order_ids:
+        await conn.execute(
+            "UPDATE orders SET settling_id = NULL, updated_at = now()"
+            " WHERE order_id = ANY($1::text[]) AND settled_at IS NULL",
+            list(order_ids),
+        )
 
 
 async def mark_settled(conn: Connection, order_ids: Sequence[str], at: datetime) -> None:

@@ -90,7 +90,8 @@ RETURNING {columns}
 
 async def insert(conn: Connection, rows: Sequence[SettlementRow]) -> list[SettlementRow]:
     """New settlements (PENDING, due now); an order that has a live or settled one already
-    keeps it (nothing inserted for it). Wakes the scheduler once the caller commits."""
+    keeps it (nothing inserted for it). Wakes the scheduler once the caller commits. The
+    caller marks the orders settling (``seams.mark_settling``) in the same transaction."""
     if not rows:
         return []
     fields = (
