@@ -29,6 +29,7 @@ from fundhub.ledger.rules import (
 )
 
 CLEARING = system_account("wechatpay-clearing", "CNY")
+INFLOW = system_account("bank-inflow", "CNY")
 PLATFORM_FEE_ACCOUNT = "platform-fee-CNY"
 
 TABLES = """
@@ -194,7 +195,9 @@ async def merchant(
 
 
 async def _post(conn: asyncpg.Connection, entry: JournalEntry, accounts: Sequence[str]) -> None:
-    await ledger_store.ensure_accounts(conn, [(a, "CNY", None) for a in accounts], [CLEARING])
+    await ledger_store.ensure_accounts(
+        conn, [(a, "CNY", None) for a in accounts], [CLEARING, INFLOW]
+    )
     locked = await ledger_store.lock_balances(conn, accounts)
     updated = apply_entry(locked, entry)
     await db.write_together(
@@ -313,6 +316,14 @@ async def pending_refund(pool: asyncpg.Pool, order: PaidOrder, amount: int) -> s
         [amount] + [0] * (len(order.parts) - 1),
     )
     return refund_id
+
+
+async def credit_available(pool: asyncpg.Pool, account_id: str, amount: int) -> None:
+    """Money in an account's available, as a settlement leaves it (from the bank's inflow)."""
+    postings = move(INFLOW, Bucket.AVAILABLE, account_id, Bucket.AVAILABLE, "CNY", amount)
+    entry = JournalEntry(new_entry_id(), "test", "test", account_id, postings)
+    async with pool.acquire() as conn, conn.transaction():
+        await _post(conn, entry, [account_id])
 
 
 async def buckets(pool: asyncpg.Pool, account_id: str) -> tuple[int, int, int]:
