@@ -304,16 +304,19 @@ async def test_gives_up_past_the_age_limit(
     assert len(receiver.on("/down")) == len(attempts)  # nothing after giving up
 
 
-async def test_poison_and_unknown_payout_are_dead_lettered(
+async def test_poison_and_unknown_types_are_dead_lettered(
     env: ModuleEnv, receiver: Receiver, dispatcher: Service
 ) -> None:
+    # A delivery's subject is any id now (payouts, orders, settlements): what can never become
+    # a delivery is a message of a type the dispatcher does not know, or no envelope at all.
     missing = {
         "pay_id": "P-does-not-exist",
         "key_id": KEY_ID,
         "state": "SUCCESS",
         "callback_url": f"{receiver.url}/ok",
     }
-    envelope = callback_envelope(missing, body={"payId": missing["pay_id"]})
+    known = callback_envelope(missing, body={"payId": missing["pay_id"]})
+    envelope = known.model_copy(update={"type": "nonsense.callback"})
     name = topics(env.settings).client_callbacks
     await publish(
         env,
