@@ -27,6 +27,7 @@ import httpx
 import pytest
 import requests
 import schemathesis
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from requests.auth import AuthBase
@@ -40,13 +41,18 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 from support.api import signed_get, signed_headers
+from support.channels import MerchantKeys, cli_add_args
 from support.ledger import balances
-from support.settlement_world import credit_available, ensure_tables, merchant, paid_order
+from support.settlement_world import credit_available, ensure_tables, paid_order
+from support.settlement_world import merchant as settlement_merchant
 
 from e2e.conftest import Stack, wait_until
 from fundhub.bank_simulator.notifications import TransferSpec, build_notification
+from fundhub.channel_simulator import notices
+from fundhub.common.clock import utcnow
 from fundhub.common.config import Settings
 from fundhub.common.sealing import generate_master_key
+from fundhub.common.signing import generate_rsa_keypair, load_private_key
 from fundhub.gateway.app import create_app
 
 ACCOUNT = "6222000666001"
@@ -116,6 +122,29 @@ class Signer(AuthBase):
         return request
 
 
+class WechatPaySigner(AuthBase):
+    """Signs a notification as WeChat Pay does, over the body as it goes on the wire."""
+
+    def __init__(self, key: RSAPrivateKey, serial: str) -> None:
+        self.key, self.serial = key, serial
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        body = request.body or b""
+        raw = body.encode() if isinstance(body, str) else bytes(body)
+        request.headers.update(notices.sign_wechatpay(raw, self.key, self.serial, utcnow()).headers)
+        return request
+
+
+@dataclass
+class ChannelKeys:
+    """The channel apps the contract registers (TEST keys): the merchant's side, and the keys
+    the channels sign with."""
+
+    merchant: MerchantKeys
+    wechatpay_signer: WechatPaySigner
+    alipay_key: RSAPrivateKey
+
+
 @dataclass
 class Contract:
     document: dict[str, Any]
@@ -131,6 +160,7 @@ class Contract:
     order_nos: list[str]
     withdrawing: list[str]  # merchantIds: one of ours, funded and verified; an unknown one
     withdrawal_ids: list[str]
+    channels: ChannelKeys
     session: requests.Session = field(default_factory=requests.Session)
     ran: dict[str, Counter[str]] = field(default_factory=dict)
 
@@ -236,6 +266,19 @@ async def contract(stack: Stack) -> AsyncIterator[Contract]:
     assert page.status_code == 200 and page.json()["nextCursor"], page.text
 
     order_nos, withdrawing, withdrawal_ids = await _settlement_data(stack, full)
+    merchant, platform, alipay = MerchantKeys(), generate_rsa_keypair(), generate_rsa_keypair()
+    serial = "CONTRACT0SERIAL"
+    sim_keys = {
+        "wechatpay": {"platformSerial": serial, "platformPublicKey": platform[1]},
+        "alipay": {"alipayPublicKey": alipay[1]},
+    }
+    for args in cli_add_args(env.tmp, merchant, sim_keys):
+        env.cli(*args)
+    channels = ChannelKeys(
+        merchant,
+        WechatPaySigner(load_private_key(platform[0]), serial),
+        load_private_key(alipay[0]),
+    )
 
     served: httpx.Response = await stack.http.get("/openapi.json")
     assert served.status_code == 200
@@ -254,6 +297,7 @@ async def contract(stack: Stack) -> AsyncIterator[Contract]:
         order_nos=order_nos,
         withdrawing=withdrawing,
         withdrawal_ids=withdrawal_ids,
+        channels=channels,
     )
     yield result
     result.session.close()
@@ -266,7 +310,7 @@ async def _settlement_data(
     and a merchant with a verified account and money to withdraw, one withdrawal made."""
     pool = stack.env.pool
     await ensure_tables(pool)
-    receiver = await merchant(pool, full[0], "Contract Co")
+    receiver = await settlement_merchant(pool, full[0], "Contract Co")
     orders = [await paid_order(pool, full[0], [(receiver, 100)]) for _ in range(3)]
     await credit_available(pool, receiver.account_id, 1_000_000)
     raw = json.dumps({"requestId": "steered-w0", "amount": 1}).encode()
@@ -339,6 +383,26 @@ def _steer(case: Any, data: st.DataObject, contract: Contract) -> None:
         record = draw(st.sampled_from(["steered-1", "steered-2"]), label="record")
         spec = TransferSpec(record_id=record, in_acct_no=ACCOUNT, trans_amount=1)
         case.body = build_notification(spec, contract.app_id, contract.bank_private_pem)
+    merchant = contract.channels.merchant
+    order = draw(st.sampled_from(["steered-1", "steered-2"]), label="order")
+    if (method, path) == ("POST", "/callbacks/wechatpay"):
+        resource = notices.transaction_resource(
+            appid=merchant.appid, mchid=merchant.mchid, out_trade_no=order,
+            transaction_id="4200000000000000000000000001", total_fen=1, success_time=utcnow(),
+        )  # fmt: skip
+        body = notices.wechatpay_body(
+            notices.notification_id(), "TRANSACTION.SUCCESS", resource,
+            merchant.apiv3_key.encode(), utcnow(),
+        )  # fmt: skip
+        case.body = json.loads(body)  # signed as sent, by WechatPaySigner
+    if (method, path) == ("POST", "/callbacks/alipay"):
+        fields = notices.alipay_fields(
+            app_id=merchant.alipay_app_id, seller_id=merchant.seller_id, out_trade_no=order,
+            trade_no="2026000000000000000000000001", trade_status="TRADE_SUCCESS", total_fen=1,
+            subject="contract", gmt_create=utcnow(), gmt_payment=utcnow(),
+        )  # fmt: skip
+        signed = notices.sign_alipay(fields, contract.channels.alipay_key, utcnow())
+        case.body = dict(parse_qsl(signed.decode()))
 
 
 @pytest.fixture(scope="module")
@@ -390,6 +454,8 @@ def test_every_answer_is_one_the_document_declares(
         caller = data.draw(st.sampled_from(CALLERS), label="caller")
         sent = {"base_url": contract.url, "session": contract.session}
         auth = contract.signers[caller]
+        if steered and path == "/callbacks/wechatpay":
+            auth = contract.channels.wechatpay_signer  # WeChat Pay signs its own notifications
         response = case.call(**sent, auth=auth, timeout=10)
         counts["cases"] += 1
         counts[f"{mode.value}{'-steered' if steered else ''}"] += 1

@@ -31,11 +31,18 @@ def free_port() -> int:
 
 class Service:
     def __init__(
-        self, env: ModuleEnv, name: str, command: str, port: int, **extra_env: str
+        self,
+        env: ModuleEnv,
+        name: str,
+        command: str,
+        port: int,
+        args: tuple[str, ...] = (),
+        **extra_env: str,
     ) -> None:
         self.env = env
         self.name = name
         self.command = command
+        self.args = args
         self.port = port
         self.extra_env = extra_env
         self.proc: subprocess.Popen[bytes] | None = None
@@ -48,7 +55,7 @@ class Service:
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [str(BIN / self.command)],
+            [str(BIN / self.command), *self.args],
             env=self.env.environ(**self.extra_env),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -108,6 +115,19 @@ def gateway(env: ModuleEnv, **extra_env: str) -> Service:
 def ops_url(service: Service) -> str:
     """The gateway's operations port (metrics, docs)."""
     return f"http://127.0.0.1:{service.extra_env['FUNDHUB_GATEWAY_OPS_PORT']}"
+
+
+def channel_simulator(env: ModuleEnv, *args: str) -> Service:
+    """The channel simulator; ``args``: its flags (``--time-factor``, ``--keys-dir``...)."""
+    port = free_port()
+    return Service(
+        env,
+        "channel-simulator",
+        "fundhub-channel-simulator",
+        port,
+        args,
+        FUNDHUB_CHANNEL_SIMULATOR_PORT=str(port),
+    )
 
 
 def notify_ingest(env: ModuleEnv) -> Service:

@@ -16,6 +16,7 @@ SERVICES = (
     "fundhub.callback_dispatcher",
     "fundhub.audit_writer",
     "fundhub.bank_simulator",
+    "fundhub.channel_simulator",
     "fundhub.cli",
 )
 CONTEXTS = (
@@ -50,6 +51,9 @@ DOMAIN = [
     "contexts/audit/src/fundhub/audit/chain.py",
     "contexts/channels/src/fundhub/channels/events.py",
     "contexts/channels/src/fundhub/channels/ports.py",
+    "contexts/channels/src/fundhub/channels/notification.py",
+    "contexts/channels/src/fundhub/channels/wechatpay.py",
+    "contexts/channels/src/fundhub/channels/alipay.py",
     "contexts/settlement/src/fundhub/settlement/cutoff.py",
     "contexts/settlement/src/fundhub/settlement/amounts.py",
     "contexts/settlement/src/fundhub/settlement/states.py",

@@ -40,6 +40,7 @@ _NUMBER_WORDS = (
     "mobile",
     "tel",
     "iban",
+    "logonid",  # Alipay's buyer_logon_id: the payer's phone number or e-mail
 )
 _NAME_WORDS = (
     "acctname",

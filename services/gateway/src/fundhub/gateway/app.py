@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fundhub.access.keys import environment_served_by
 from fundhub.access.store import ApiKeyStore
 from fundhub.bank_transfers.bank_apps import BankAppStore
+from fundhub.channels.apps import ChannelAppStore
 from fundhub.common import db
 from fundhub.common.config import Settings
 from fundhub.common.errors import ErrorCode, FundhubError
@@ -25,6 +26,7 @@ from fundhub.gateway.accounts import accounts_router
 from fundhub.gateway.audit_api import audit_router
 from fundhub.gateway.auth import Authenticator
 from fundhub.gateway.bank_callbacks import BankNotificationIntake, bank_router
+from fundhub.gateway.channel_callbacks import ChannelNotificationIntake, channel_router
 from fundhub.gateway.payouts import payouts_router
 from fundhub.gateway.rate_limits import RateLimiter
 from fundhub.gateway.schemas import finish_document
@@ -63,6 +65,9 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.authenticator = Authenticator(pool, keys, settings.api_timestamp_tolerance_s)
         app.state.bank_intake = BankNotificationIntake(
             settings, names, BankAppStore(pool), publisher
+        )
+        app.state.channel_intake = ChannelNotificationIntake(
+            names, ChannelAppStore(pool, settings.master_keys()), publisher
         )
         app.state.payouts = PayoutStore(
             pool, names, settings.payout_result_deadline_s, settings.payout_poll_base_s
@@ -105,6 +110,7 @@ def create_app(settings: Settings) -> FastAPI:
     for router in (
         health_router({"kafka": kafka_ready, "postgres": postgres_ready}, metrics=False),
         bank_router(),
+        channel_router(),
         accounts_router(),
         payouts_router(CallbackAddresses(settings.callback_allow_cidrs)),
         settlement_router(settings),
