@@ -43,6 +43,7 @@ from schemathesis.specs.openapi.checks import (
 from support.api import signed_get, signed_headers
 from support.channels import MerchantKeys, cli_add_args
 from support.ledger import balances
+from support.merchants import account, materials, registration
 from support.settlement_world import credit_available, ensure_tables, paid_order
 from support.settlement_world import merchant as settlement_merchant
 
@@ -54,6 +55,7 @@ from fundhub.common.config import Settings
 from fundhub.common.sealing import generate_master_key
 from fundhub.common.signing import generate_rsa_keypair, load_private_key
 from fundhub.gateway.app import create_app
+from fundhub.merchants.ids import new_binding_id
 
 ACCOUNT = "6222000666001"
 OTHER = "6222000666002"
@@ -63,6 +65,7 @@ ALL_SCOPES = (
     "balance:read,payouts:read,payouts:write,admin,audit:read,merchants:read,merchants:write,"
     "orders:write"
 )
+UNKNOWN_MERCHANT = "mch_" + "0" * 26
 PAYEE = {"accountName": "Acme Ltd", "accountNo": "6217000010001234567", "bankName": "ICBC"}
 
 MAX_EXAMPLES = int(os.environ.get("CONTRACT_MAX_EXAMPLES", "40"))  # per operation
@@ -157,6 +160,9 @@ class Contract:
     request_ids: list[str]
     seed_payouts: list[dict[str, Any]]
     cursor: str
+    merchant_ids: list[str]
+    merchant_nos: list[str]
+    verifying: list[str]
     order_nos: list[str]
     withdrawing: list[str]  # merchantIds: one of ours, funded and verified; an unknown one
     withdrawal_ids: list[str]
@@ -260,6 +266,7 @@ async def contract(stack: Stack) -> AsyncIterator[Contract]:
             " VALUES ($1, 500, NULL, 12), ($1, NULL, 'timeout', 10000)",
             delivery_id,
         )
+    merchant_ids, merchant_nos, verifying = await _merchants(stack, full)
     page = await signed_get(
         stack.http, *full, f"/v1/accounts/{ACCOUNT}/transactions", [("limit", "1")]
     )
@@ -294,6 +301,9 @@ async def contract(stack: Stack) -> AsyncIterator[Contract]:
         request_ids=[*(body["requestId"] for body in seeds), "never-sent"],
         seed_payouts=seeds,
         cursor=page.json()["nextCursor"],
+        merchant_ids=merchant_ids,
+        merchant_nos=merchant_nos,
+        verifying=verifying,
         order_nos=order_nos,
         withdrawing=withdrawing,
         withdrawal_ids=withdrawal_ids,
@@ -301,6 +311,74 @@ async def contract(stack: Stack) -> AsyncIterator[Contract]:
     )
     yield result
     result.session.close()
+
+
+async def _register(stack: Stack, key: tuple[str, str], body: dict[str, Any]) -> str:
+    raw = json.dumps(body, ensure_ascii=False).encode()
+    headers = signed_headers(*key, "POST", "/v1/merchants", body=raw)
+    response = await stack.http.post("/v1/merchants", content=raw, headers=headers)
+    assert response.status_code == 202, response.text
+    merchant_id: str = response.json()["merchantId"]
+    return merchant_id
+
+
+async def _merchants(stack: Stack, full: tuple[str, str]) -> tuple[list[str], list[str], list[str]]:
+    """Merchants in each state the answers can show (what payment-worker would have written,
+    as it is not running): one still in review, one ACTIVE with a second version under review
+    and a verified settlement account, one REJECTED, one of another tenant, and an unknown id;
+    and, for the verification alone, one ACTIVE awaiting a micro-deposit's amount."""
+    pool = stack.env.pool
+    other = stack.env.create_api_key("merchants:read,merchants:write", "*")
+    numbers = ["C-PENDING", "C-ACTIVE", "C-REJECTED", "C-VERIFY"]
+    pending, active, rejected, verify = [
+        await _register(stack, full, registration(n, notifyUrl="https://erp.example/m"))
+        for n in numbers
+    ]
+    foreign = await _register(stack, other, registration("C-FOREIGN"))
+    second = {**materials("Acme Trading Ltd"), "licence": None, "type": "INDIVIDUAL"}
+    in_use, awaiting, waiting = new_binding_id(), new_binding_id(), new_binding_id()
+    await pool.execute(
+        "INSERT INTO merchant_settlement_accounts (binding_id, merchant_id, account_no,"
+        " account_name, bank_name, fingerprint, state, verified_at) VALUES"
+        " ($2, $1, '6222000011112222', 'Acme', 'PAB', 'f', 'VERIFIED', now()),"
+        " ($3, $1, '6222000011113333', 'Acme', 'PAB', 'g', 'AWAITING_CONFIRMATION', NULL),"
+        " ($5, $4, '6222000011115555', 'Acme', 'PAB', 'h', 'AWAITING_CONFIRMATION', NULL)",
+        active,
+        in_use,
+        awaiting,
+        verify,
+        waiting,
+    )
+    await pool.execute(
+        "INSERT INTO merchant_versions (merchant_id, version, state, materials, fingerprint)"
+        " VALUES ($1, 2, 'PENDING_REVIEW', $2, 'f2')",
+        active,
+        second,
+    )
+    await pool.execute(
+        "UPDATE merchant_versions SET state = 'APPROVED', reviewed_at = now()"
+        " WHERE merchant_id = $1 AND version = 1",
+        active,
+    )
+    await pool.execute(
+        "UPDATE merchants SET state = 'ACTIVE', approved_version = 1, latest_version = 2,"
+        " version_pending = true, member_no = 'M1', settlement_binding = $2"
+        " WHERE merchant_id = $1",
+        active,
+        in_use,
+    )
+    await pool.execute(
+        "UPDATE merchants SET state = 'ACTIVE', approved_version = 1, version_pending = false"
+        " WHERE merchant_id = $1",
+        verify,
+    )
+    await pool.execute(
+        "UPDATE merchants SET state = 'REJECTED', version_pending = false,"
+        " reason = 'refused by the review' WHERE merchant_id = $1",
+        rejected,
+    )
+    merchant_ids = [pending, active, rejected, foreign, UNKNOWN_MERCHANT]
+    return merchant_ids, [*numbers, "C-NEVER"], [verify, foreign, UNKNOWN_MERCHANT]
 
 
 async def _settlement_data(
@@ -321,7 +399,7 @@ async def _settlement_data(
     assert response.status_code == 202, response.text
     return (
         [*(o.order_no for o in orders), "never-ordered"],
-        [receiver.merchant_id, "mch_" + "0" * 26],
+        [receiver.merchant_id, UNKNOWN_MERCHANT],
         ["steered-w0", "never-sent"],
     )
 
@@ -366,6 +444,30 @@ def _steer(case: Any, data: st.DataObject, contract: Contract) -> None:
         case.query = {**(case.query or {}), "cursor": contract.cursor}
     if (method, path) == ("POST", "/v1/payouts"):
         case.body = draw(_payout_bodies(contract.seed_payouts), label="payout")
+    if "merchantId" in case.path_parameters:
+        # Each route's merchant that can succeed, drawn more often than the others (the
+        # one awaiting a micro-deposit is closed last: the close runs after the verification).
+        pending, active, rejected, *others = contract.merchant_ids
+        verify, *strangers = contract.verifying
+        choices = {
+            "/materials": [pending, rejected] * 3 + [active, *others],
+            "/settlement-account": [active] * 5 + [pending, rejected, *others],
+            "/verify": [verify] * 5 + strangers,
+            "/close": [verify] * 5 + strangers,
+        }.get(path[path.rfind("/") :], contract.merchant_ids)
+        case.path_parameters["merchantId"] = draw(st.sampled_from(choices), label="merchantId")
+    if (method, path) == ("GET", "/v1/merchants"):
+        merchant_no = draw(st.sampled_from(contract.merchant_nos), label="merchantNo")
+        case.query = {**(case.query or {}), "merchantNo": merchant_no}
+    if (method, path) == ("POST", "/v1/merchants"):
+        merchant_no = draw(st.sampled_from([*contract.merchant_nos, "C-NEW"]), label="merchantNo")
+        case.body = registration(merchant_no, notifyUrl="https://erp.example/m")
+    if path.endswith("/materials"):
+        case.body = materials(draw(st.sampled_from(["Acme Trading", "Acme 2"]), label="name"))
+    if path.endswith("/settlement-account"):
+        case.body = account(draw(st.sampled_from(["6222000011112222", "6222000011114444"])))
+    if path.endswith("/verify"):
+        case.body = {"amount": draw(st.integers(1, 50), label="amount")}
     if "orderNo" in case.path_parameters:
         case.path_parameters["orderNo"] = draw(st.sampled_from(contract.order_nos), label="order")
     if path.startswith("/v1/merchants/{merchantId}/withdrawals"):

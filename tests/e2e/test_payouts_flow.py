@@ -11,7 +11,6 @@ import contextlib
 import importlib.util
 import json
 import random
-import subprocess
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -23,10 +22,9 @@ import httpx
 import pytest
 from aiohttp import web
 from support.api import signed_headers
-from support.env import BIN, ModuleEnv
+from support.env import ModuleEnv
 from support.ledger import assert_ledger_invariants, balances
-from support.processes import Service, free_port, gateway, notify_ingest
-from support.processes import _die_with_parent as die_with_parent
+from support.processes import Service, WithArguments, free_port, gateway, notify_ingest
 from support.receivers import ALLOW_LOCAL_RECEIVERS
 
 from e2e.conftest import wait_until
@@ -114,25 +112,6 @@ class PayoutStack:
     async def bank_stats(self) -> dict[str, Any]:
         stats: dict[str, Any] = (await self.http.get(f"{self.bank_sim.url}/bank/v1/stats")).json()
         return stats
-
-
-class WithArguments(Service):
-    """A service started with command-line arguments (the simulator takes its rates so)."""
-
-    def __init__(self, env: ModuleEnv, name: str, command: str, port: int, args: list[str]) -> None:
-        super().__init__(env, name, command, port)
-        self.args = args
-
-    def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [str(BIN / self.command), *self.args],
-            env=self.env.environ(**self.extra_env),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )
 
 
 class CallbackReceiver:

@@ -93,9 +93,9 @@ def bank(env: ModuleEnv) -> Iterator[str]:
 
 async def behave(bank: str, **changes: Any) -> dict[str, Any]:
     async with httpx.AsyncClient() as client:
-        answer = await client.post(f"{bank}/depository/v1/behaviour", json=changes)
+        answer = await client.post(f"{bank}/depository/v1/split-desk/behaviour", json=changes)
         assert answer.status_code == 200, answer.text
-        stats: dict[str, Any] = (await client.get(f"{bank}/depository/v1/stats")).json()
+        stats: dict[str, Any] = (await client.get(f"{bank}/depository/v1/split-desk/stats")).json()
         return stats
 
 

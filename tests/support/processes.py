@@ -135,3 +135,22 @@ def notify_ingest(env: ModuleEnv) -> Service:
     return Service(
         env, "notify-ingest", "fundhub-notify-ingest", port, FUNDHUB_NOTIFY_INGEST_PORT=str(port)
     )
+
+
+class WithArguments(Service):
+    """A service started with command-line arguments (the simulator takes its rates so)."""
+
+    def __init__(self, env: ModuleEnv, name: str, command: str, port: int, args: list[str]) -> None:
+        super().__init__(env, name, command, port)
+        self.args = args
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [str(BIN / self.command), *self.args],
+            env=self.env.environ(**self.extra_env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )

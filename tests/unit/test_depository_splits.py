@@ -78,7 +78,9 @@ def bank(keys: tuple[str, str]) -> Iterator[str]:
         gateway_url="http://127.0.0.1:9", private_key_pem=keys[0], retries=0, timeout_s=2.0
     )
     server = ThreadedServer(create_app(config, PayoutBehaviour(seed=1)))
-    httpx.post(f"{server.url}/depository/v1/behaviour", json={"delayS": 0.05, "notify": True})
+    httpx.post(
+        f"{server.url}/depository/v1/split-desk/behaviour", json={"delayS": 0.05, "notify": True}
+    )
     yield server.url
     server.stop()
 

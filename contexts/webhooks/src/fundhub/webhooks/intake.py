@@ -1,5 +1,10 @@
-"""The dispatcher's intake: callback messages (``payout.callback``, ``order.callback``) become
-``callback_deliveries`` rows, one per subject (a payout, an order, a refund) and state.
+"""The dispatcher's intake: callback messages become ``callback_deliveries`` rows.
+
+Each kind that arrives on ``callbacks.v1`` (``payout.callback``: a payout's final state;
+``merchant.callback``: a merchant's change, its ``state`` the event's id; ``order.callback``:
+an order's payment, refunds and settlements, each its own subject) becomes the same row:
+a subject, its state, where it goes, whose webhook secret signs it and the body; the sender does
+not tell them apart.
 
 A handler of the shared consumer loop: one transaction per polled batch (inbox ids and rows
 together), offsets committed after it; a message that can never become a row is dead-lettered,
@@ -28,11 +33,15 @@ from fundhub.webhooks.store import NewDelivery, insert_deliveries
 log = structlog.get_logger(__name__)
 
 INTAKE = Counter(
-    "fundhub_callback_dispatcher_messages_total", "Callback messages by outcome", ["outcome"]
+    "fundhub_callback_dispatcher_messages_total", "callback messages by outcome", ["outcome"]
 )
 MESSAGE_TYPE = "payout.callback"
 # Each callback type and the field naming its subject.
-SUBJECT_FIELDS = {MESSAGE_TYPE: "payId", "order.callback": "subjectId"}
+SUBJECT_FIELDS = {
+    MESSAGE_TYPE: "payId",
+    "merchant.callback": "subjectId",
+    "order.callback": "subjectId",
+}
 
 
 def decode_callback(raw: bytes | None) -> NewDelivery:

@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     payout_poll_base_s: float = 5.0
     payout_poll_max_s: float = 300.0
 
+    # Merchants: when payment-worker first asks the depository about a request it has no result
+    # for (its notification normally comes first), and the longest pause between two looks.
+    merchant_poll_base_s: float = 5.0
+    merchant_poll_max_s: float = 300.0
     # The payment channels' APIs (the channel simulator locally; in production
     # https://api.mch.weixin.qq.com and https://openapi.alipay.com/gateway.do), how long one
     # request may take, and the base URL the channels are told to notify (this gateway's, as the

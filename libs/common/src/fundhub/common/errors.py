@@ -21,6 +21,23 @@ class ErrorCode(Enum):
     IDEMPOTENCY_CONFLICT = (409, "E010_IDEMPOTENCY_CONFLICT", "requestId reused with another body")
     PAYLOAD_TOO_LARGE = (413, "E011_PAYLOAD_TOO_LARGE", "request body too large")
     RATE_LIMITED = (429, "E012_RATE_LIMITED", "too many requests; retry after Retry-After seconds")
+    # Merchants (50-59): what a merchant's state refuses, and its depository review's outcome.
+    MERCHANT_BALANCE_NOT_ZERO = (
+        409,
+        "E050_MERCHANT_BALANCE_NOT_ZERO",
+        "the merchant's account still holds money",
+    )
+    MERCHANT_HAS_UNSETTLED_ORDERS = (
+        409,
+        "E051_MERCHANT_HAS_UNSETTLED_ORDERS",
+        "the merchant has orders not settled yet",
+    )
+    MERCHANT_STATE_CONFLICT = (
+        409,
+        "E052_MERCHANT_STATE_CONFLICT",
+        "the merchant's state does not allow this now",
+    )
+    MERCHANT_REJECTED = (200, "E053_MERCHANT_REJECTED", "the depository rejected the merchant")
     # Outcomes of a payout, reported in its state (HTTP 200 on a query) rather than as refusals.
     RETURNED = (200, "E014_RETURNED", "the bank returned a paid payout")
     BANK_REJECTED = (200, "E015_BANK_REJECTED", "the bank refused the transfer")

@@ -75,6 +75,11 @@ class Topics:
         return self._t("bank.split-results.v1")
 
     @property
+    def bank_merchant_results(self) -> str:
+        """Verified ``bkfunds.member.result.notify`` results, keyed by merchantId."""
+        return self._t("bank.merchant-results.v1")
+
+    @property
     def order_commands(self) -> str:
         """Refunds and settlements for the channels and the depository, keyed by orderNo."""
         return self._t("orders.commands.v1")
@@ -92,6 +97,7 @@ class Topics:
             self.audit,
             self.channel_notifications,
             self.merchant_commands,
+            self.bank_merchant_results,
             self.order_commands,
             self.bank_split_results,
         ]

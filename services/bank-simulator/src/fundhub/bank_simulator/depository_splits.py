@@ -10,8 +10,8 @@ public parameters, as every notification it sends), retried as the bank retries.
 The documented refusal rule, so anyone can see that path: an instruction naming a receiver
 whose ``member_name`` starts with ``SPLITFAIL`` FAILS, with the reason
 ``receiver <member_id> (<member_name>): the member may not receive splits``.
-``POST /depository/v1/behaviour`` sets ``delayS`` and ``notify`` (false: the result is never
-sent, only a query finds it).
+``POST /depository/v1/split-desk/behaviour`` sets ``delayS`` and ``notify`` (false: the result
+is never sent, only a query finds it).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from fundhub.settlement.depository import (
 log = structlog.get_logger("fundhub.bank_simulator.depository_splits")
 
 SPLITFAIL_PREFIX = "SPLITFAIL"
+DESK_PATH = "/depository/v1/split-desk"
 _MAX_BODY = 64 * 1024
 _ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -326,11 +327,15 @@ def split_router(desk: SplitDesk, notifier: SplitNotifier) -> APIRouter:
             return _json({"status": NOT_FOUND}, status.HTTP_404_NOT_FOUND)
         return _json(split.answer())
 
-    @router.get("/depository/v1/behaviour", summary="The split desk's delay and notifications")
+    @router.get(
+        "/depository/v1/split-desk/behaviour", summary="The split desk's delay and notifications"
+    )
     async def behaviour() -> dict[str, Any]:
         return desk.behaviour.to_json()
 
-    @router.post("/depository/v1/behaviour", summary="Change them (fields left out keep theirs)")
+    @router.post(
+        "/depository/v1/split-desk/behaviour", summary="Change them (fields left out keep theirs)"
+    )
     async def set_behaviour(request: Request) -> Response:
         try:
             update = orjson.loads(await request.body())
@@ -339,7 +344,7 @@ def split_router(desk: SplitDesk, notifier: SplitNotifier) -> APIRouter:
             return _json({"status": REFUSED, "error": str(exc)[:300]}, 400)
         return _json(desk.behaviour.to_json())
 
-    @router.get("/depository/v1/stats", summary="Instructions by status")
+    @router.get(DESK_PATH + "/stats", summary="Instructions by status")
     async def stats() -> dict[str, int]:
         return desk.stats()
 

@@ -27,10 +27,12 @@ from fundhub.gateway.audit_api import audit_router
 from fundhub.gateway.auth import Authenticator
 from fundhub.gateway.bank_callbacks import BankNotificationIntake, bank_router
 from fundhub.gateway.channel_callbacks import ChannelNotificationIntake, channel_router
+from fundhub.gateway.merchants import merchants_router
 from fundhub.gateway.payouts import payouts_router
 from fundhub.gateway.rate_limits import RateLimiter
 from fundhub.gateway.schemas import finish_document
 from fundhub.gateway.settlement import settlement_router
+from fundhub.merchants.admission import MerchantAdmission
 from fundhub.payouts.admission import PayoutStore
 from fundhub.web.health import health_router
 from fundhub.webhooks.destinations import CallbackAddresses
@@ -72,6 +74,11 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.payouts = PayoutStore(
             pool, names, settings.payout_result_deadline_s, settings.payout_poll_base_s
         )
+        # No context implements merchants.ports.UnsettledOrders yet: the orders context adds
+        # its own to this list when its tables exist (until then no order can be unsettled).
+        app.state.merchants = MerchantAdmission(
+            pool, names, settings.merchant_poll_base_s, unsettled_orders=[]
+        )
         if limiter is not None:
             await limiter.start(pool)
         purge = asyncio.create_task(_purge_nonces(app.state.authenticator))
@@ -89,7 +96,8 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title="fundhub gateway",
         version="0.1.0",
-        summary="Signed API for balances and payouts, and the bank's signed notifications",
+        summary="Signed API for balances, payouts and sub-merchants, and the bank's signed "
+        "notifications",
         lifespan=lifespan,
         # A path with a trailing slash is not found, never redirected: Starlette would build
         # the Location from the request's Host header, a redirect the caller chose.
@@ -114,6 +122,7 @@ def create_app(settings: Settings) -> FastAPI:
         accounts_router(),
         payouts_router(CallbackAddresses(settings.callback_allow_cidrs)),
         settlement_router(settings),
+        merchants_router(CallbackAddresses(settings.callback_allow_cidrs)),
         audit_router(),
     ):
         # The routes themselves, not an included router: the pipeline (edge.Edge) reads each

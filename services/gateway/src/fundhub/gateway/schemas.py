@@ -54,7 +54,7 @@ _REFUSALS: dict[int, str] = {
     "(E005_TIMESTAMP_SKEW) or a reused X-Nonce (E006_NONCE_REPLAYED)",
     403: "Refused: the key lacks the scope (E007_SCOPE_FORBIDDEN) or the account "
     "(E008_ACCOUNT_FORBIDDEN)",
-    404: "Refused (E009_NOT_FOUND): no such account or payout",
+    404: "Refused (E009_NOT_FOUND): no such account, payout or merchant",
     409: "Refused (E010_IDEMPOTENCY_CONFLICT): the requestId was used before with another body",
     413: "Refused (E011_PAYLOAD_TOO_LARGE): the body is larger than the route takes",
     503: "Not done (E013_UNAVAILABLE): a dependency is out of reach; send the request again",
@@ -88,6 +88,26 @@ def answers(
             "headers": {HEADER_SIGNATURE: _SIGNATURE_HEADER},
         }
     return documented
+
+
+def request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """A route's ``openapi_extra`` for its JSON body, described by the model that parses it
+    (the body is read by hand, as raw bytes are what the caller signed): ``$defs`` inlined."""
+    schema = model.model_json_schema(by_alias=True)
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    content = {"application/json": {"schema": inline(schema)}}
+    return {"requestBody": {"required": True, "content": content}}
 
 
 # --- accounts ------------------------------------------------------------------------------------
@@ -243,6 +263,101 @@ class Withdrawal(_Wire):
     currency: str
     payee: WithdrawalPayee
     bank_transaction_id: str | SkipJsonSchema[None] = None
+    error_code: str | SkipJsonSchema[None] = None
+    msg: str | SkipJsonSchema[None] = None
+
+
+# --- merchants ------------------------------------------------------------------------------------
+
+
+class MaskedPerson(_Wire):
+    name: Annotated[str, Field(description="masked: the first character")]
+    id_type: Literal["RESIDENT_ID", "PASSPORT", "TRAVEL_PERMIT"]
+    id_number: Annotated[str, Field(description="masked: the last four characters")]
+
+
+class MaskedLicence(_Wire):
+    licence_no: Annotated[str, Field(description="masked: the last four characters")]
+    valid_until: str | SkipJsonSchema[None] = None
+
+
+class MaskedContact(_Wire):
+    name: Annotated[str, Field(description="masked: the first character")]
+    phone: Annotated[str, Field(description="masked: the last four digits")]
+    email: Annotated[
+        str | SkipJsonSchema[None], Field(description="masked: first character and domain")
+    ] = None
+
+
+class MerchantMaterials(_Wire):
+    """One version of the material (``merchants.wire.masked_materials``), personal data masked."""
+
+    name: str
+    type: Literal["INDIVIDUAL", "ENTERPRISE"]
+    legal_person: MaskedPerson
+    licence: MaskedLicence | SkipJsonSchema[None] = None  # an enterprise's only
+    contact: MaskedContact
+
+
+class MaterialVersion(_Wire):
+    version: Annotated[int, Field(ge=1)]
+    state: Literal["PENDING_REVIEW", "APPROVED", "REJECTED"]
+    reason: Annotated[str | None, Field(description="the depository's, when REJECTED")]
+    submitted_at: datetime
+    reviewed_at: datetime | None
+    materials: MerchantMaterials
+
+
+class MerchantSettlementAccount(_Wire):
+    binding_id: str
+    account_no: Annotated[str, Field(description="masked: the last four characters")]
+    account_name: Annotated[str, Field(description="masked: the first character")]
+    bank_name: str
+    state: Literal[
+        "VERIFYING",
+        "AWAITING_CONFIRMATION",
+        "CONFIRMING",
+        "VERIFIED",
+        "REPLACED",
+        "FAILED",
+        "SUPERSEDED",
+    ]
+    in_use: Annotated[bool, Field(description="the account withdrawals go to")]
+    attempts_left: Annotated[int, Field(ge=0, le=5, description="wrong amounts still allowed")]
+    reason: str | None
+    created_at: datetime
+    verified_at: datetime | None
+
+
+class Merchant(_Wire):
+    """A sub-merchant (``merchants.wire.merchant_body``): 202 PROCESSING while the depository
+    (or the merchant, for a micro-deposit) is to act, else 200; REJECTED reads bizCode FAILED
+    with errorCode E053_MERCHANT_REJECTED and the depository's reason in msg."""
+
+    status_code: Literal[200, 202]
+    biz_code: Literal["PROCESSING", "SUCCESS", "FAILED"]
+    state: Literal["PENDING_REVIEW", "ACTIVE", "REJECTED", "CLOSING", "CLOSED"]
+    timestamp: Annotated[datetime, Field(description="when the merchant last changed")]
+    merchant_id: str
+    merchant_no: str
+    account_id: Annotated[str, Field(description="its ledger account: GET /v1/accounts/{id}")]
+    currency: str
+    notify_url: str | None
+    member_no: Annotated[str | None, Field(description="the depository's number for it")]
+    version_in_force: Annotated[int | None, Field(description="the approved version it trades on")]
+    materials: Annotated[
+        MerchantMaterials | None, Field(description="the version in force, else the latest")
+    ]
+    version_count: int
+    versions: Annotated[list[MaterialVersion], Field(description="newest first (the last 50)")]
+    settlement_account: Annotated[
+        MerchantSettlementAccount | None, Field(description="the verified account in use")
+    ]
+    settlement_accounts: Annotated[
+        list[MerchantSettlementAccount], Field(description="newest first (the last 10)")
+    ]
+    reason: Annotated[str | None, Field(description="the depository's last reason")]
+    created_at: datetime
     error_code: str | SkipJsonSchema[None] = None
     msg: str | SkipJsonSchema[None] = None
 

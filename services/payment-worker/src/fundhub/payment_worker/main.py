@@ -1,4 +1,5 @@
-"""``fundhub-payment-worker``: accept payouts, send them to the bank, follow each to its end."""
+"""``fundhub-payment-worker``: accept payouts, send them to the bank, follow each to its end;
+and drive merchants' requests to the depository (reviews, micro-deposits, closes) the same way."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ from fundhub.common.kafka import KafkaPublisher, ensure_topics
 from fundhub.common.migrations import verify
 from fundhub.common.outbox import PAYOUTS_CHANNEL, OutboxRelay
 from fundhub.common.topics import topics
+from fundhub.merchants import consumers as merchant_consumers
+from fundhub.merchants import poller as merchant_poller
+from fundhub.merchants.depository_http import HttpDepository
+from fundhub.merchants.submitter import Submitter as MerchantSubmitter
 from fundhub.payouts import commands, results
 from fundhub.payouts.bank_http import HttpBankAdapter, bank_session
 from fundhub.payouts.consumers import command_handler, result_handler
@@ -53,15 +58,37 @@ async def run(settings: Settings) -> None:
         linger_ms=CONSUMER_LINGER_MS,
     )
     poller = Poller(settings, pool, submitter)
+    # The depository is the same bank: the same session (its TLS), the same notify URL.
+    depository = HttpDepository(session, settings.bank_base_url, timeout_s=settings.bank_timeout_s)
+    merchants = MerchantSubmitter(pool, names, depository, settings.bank_callback_url())
+    merchant_commands = BatchConsumer(
+        settings,
+        pool,
+        publisher,
+        names.group(merchant_consumers.COMMANDS_CONSUMER),
+        names.merchant_commands,
+        merchant_consumers.command_handler(settings, merchants),
+    )
+    merchant_results = BatchConsumer(
+        settings,
+        pool,
+        publisher,
+        names.group(merchant_consumers.RESULTS_CONSUMER),
+        names.bank_merchant_results,
+        merchant_consumers.result_handler(settings, names),
+    )
     relay = OutboxRelay(pool, publisher, PAYOUTS_CHANNEL)
     settlement = settlement_worker(settings, pool, publisher, session, names)
+    consumers = (
+        command_consumer,
+        result_consumer,
+        merchant_commands,
+        merchant_results,
+        settlement.results,
+    )
 
     async def kafka_ready() -> bool:
-        return (
-            await command_consumer.kafka_ready()
-            and await result_consumer.kafka_ready()
-            and await settlement.results.kafka_ready()
-        )
+        return all([await consumer.kafka_ready() for consumer in consumers])
 
     await run_worker(
         "payment_worker",
@@ -69,13 +96,16 @@ async def run(settings: Settings) -> None:
             "commands": command_consumer.run(),
             "results": result_consumer.run(),
             "poller": poller.run(),
+            "merchant-commands": merchant_commands.run(),
+            "merchant-results": merchant_results.run(),
+            "merchant-poller": merchant_poller.Poller(settings, pool, merchants).run(),
             "outbox-relay": relay.run(),
             **settlement.tasks(),
         },
         {"kafka": kafka_ready, "postgres": partial(db.ping, pool)},
         settings.gateway_host,
         settings.payment_worker_port,
-        close=[submitter.close, session.close, publisher.stop, pool.close],
+        close=[submitter.close, merchants.close, session.close, publisher.stop, pool.close],
     )
 
 

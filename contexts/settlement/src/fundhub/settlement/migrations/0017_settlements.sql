@@ -33,6 +33,3 @@ CREATE INDEX settlements_order ON settlements (order_id, created_at);
 CREATE INDEX settlements_due ON settlements (next_attempt_at)
     WHERE state IN ('PENDING', 'PROCESSING');
 
--- Client callbacks name any subject now (a settlement's is its settlementId): the payouts-only
--- foreign key goes, as the merchants' and orders' migrations do too (IF EXISTS: once is enough).
-ALTER TABLE callback_deliveries DROP CONSTRAINT IF EXISTS callback_deliveries_pay_id_fkey;

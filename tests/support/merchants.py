@@ -1,0 +1,50 @@
+"""Merchant bodies for tests: valid identity and licence numbers written out here (their check
+characters computed by hand from GB 11643 and GB 32100, not by the code under test)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+# Resident identity numbers (居民身份证) with a correct check character.
+RESIDENT_IDS = ("110101199003074573", "310115198511223011", "440300197712310024")
+# A well-known published sample, check character X.
+RESIDENT_ID_X = "11010519491231002X"
+# Unified social credit codes (统一社会信用代码) with a correct check character.
+LICENCES = ("91350100M000100Y43", "91110000600037341L", "91310000MA1FL0000N")
+
+
+def materials(name: str = "Acme Trading", **changes: Any) -> dict[str, Any]:
+    """An ENTERPRISE's material; a change to None removes the field."""
+    body: dict[str, Any] = {
+        "name": name,
+        "type": "ENTERPRISE",
+        "legalPerson": {"name": "张三", "idType": "RESIDENT_ID", "idNumber": RESIDENT_IDS[0]},
+        "licence": {"licenceNo": LICENCES[0], "validUntil": "2035-12-31"},
+        "contact": {"name": "李四", "phone": "13800138000", "email": "ops@acme.example"},
+    }
+    for key, value in changes.items():
+        if value is None:
+            body.pop(key, None)
+        else:
+            body[key] = value
+    return body
+
+
+def registration(merchant_no: str, name: str = "Acme Trading", **changes: Any) -> dict[str, Any]:
+    return {"merchantNo": merchant_no, **materials(name, **changes)}
+
+
+def individual(merchant_no: str, name: str = "Wang Wu's shop") -> dict[str, Any]:
+    body = registration(merchant_no, name, licence=None)
+    body["type"] = "INDIVIDUAL"
+    body["legalPerson"] = {"name": "王五", "idType": "RESIDENT_ID", "idNumber": RESIDENT_IDS[1]}
+    return body
+
+
+def account(account_no: str = "6222020200112233445", name: str = "Acme Trading") -> dict[str, Any]:
+    return {"accountNo": account_no, "accountName": name, "bankName": "Ping An Bank"}
+
+
+def raw(document: Any) -> bytes:
+    return json.dumps(document, ensure_ascii=False).encode()
