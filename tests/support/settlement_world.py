@@ -1,8 +1,9 @@
 """The orders and merchants settlement stands on, written straight into a test database.
 
-The orders and merchants contexts own these tables; until their migrations are on this branch
-``ensure_tables`` creates them as those contexts define them (``CREATE ... IF NOT EXISTS``, so
-once the real migrations run it changes nothing). The helpers post money the way those contexts
+The orders context owns its tables; until its migration is on this branch ``ensure_tables``
+creates them as that context defines them (``CREATE ... IF NOT EXISTS``, so once the real
+migration runs it changes nothing). Merchants are written as the merchants context writes an
+approved one with a verified settlement account. The helpers post money the way those contexts
 do (a paid order: the channel's clearing -> each part's pending; a refund before settlement:
 pending -> frozen), through the ledger's own rules and store, so every invariant holds.
 """
@@ -96,35 +97,6 @@ ALTER TABLE orders ADD COLUMN IF NOT EXISTS settling_id text;
 CREATE INDEX IF NOT EXISTS orders_to_settle ON orders (paid_at)
     WHERE state = 'PAID' AND settled_at IS NULL;
 
-ALTER TABLE merchants ADD COLUMN IF NOT EXISTS fingerprint text;
-ALTER TABLE merchants ADD COLUMN IF NOT EXISTS notify_url text;
-ALTER TABLE merchants ADD COLUMN IF NOT EXISTS approved_version integer;
-ALTER TABLE merchants ADD COLUMN IF NOT EXISTS settlement_binding text;
-CREATE TABLE IF NOT EXISTS merchant_versions (
-    merchant_id text NOT NULL REFERENCES merchants (merchant_id),
-    version     integer NOT NULL CHECK (version > 0),
-    state       text NOT NULL,
-    materials   jsonb NOT NULL,
-    fingerprint text NOT NULL,
-    reason      text,
-    created_at  timestamptz NOT NULL DEFAULT now(),
-    reviewed_at timestamptz,
-    PRIMARY KEY (merchant_id, version)
-);
-CREATE TABLE IF NOT EXISTS merchant_settlement_accounts (
-    binding_id      text PRIMARY KEY,
-    merchant_id     text NOT NULL REFERENCES merchants (merchant_id),
-    account_no      text NOT NULL,
-    account_name    text NOT NULL,
-    bank_name       text NOT NULL,
-    fingerprint     text NOT NULL,
-    state           text NOT NULL,
-    failed_attempts integer NOT NULL DEFAULT 0,
-    reason          text,
-    created_at      timestamptz NOT NULL DEFAULT now(),
-    updated_at      timestamptz NOT NULL DEFAULT now(),
-    verified_at     timestamptz
-);
 """
 
 

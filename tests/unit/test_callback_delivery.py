@@ -89,4 +89,4 @@ def test_payout_and_merchant_callbacks_become_the_same_kind_of_delivery() -> Non
             _envelope("merchant.callback", subjectId="mch_1", url="u", keyId="k", body={})
         )
     with pytest.raises(PoisonMessage, match="unexpected message type"):
-        decode_callback(_envelope("order.callback", body={}))
+        decode_callback(_envelope("nonsense.callback", body={}))

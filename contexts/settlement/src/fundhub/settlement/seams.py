@@ -7,7 +7,7 @@ what the settlement moves, less what refunds took from ``pending`` before it (th
 held from ``pending`` and not given back: PROCESSING or SUCCESS). A refund admitted but not
 held yet has not chosen its bucket: an order with one is not settled until it is held.
 Merchants: the name the depository knows a receiver by (its approved material), and, for a
-withdrawal, its standing and verified settlement account.
+withdrawal, its standing and its verified settlement account (``merchants.lookup``).
 
 Locks are taken in one order everywhere: orders, then settlements, then balances.
 """
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from fundhub.common.db import Connection
+from fundhub.merchants import lookup
 from fundhub.settlement.amounts import ReceiverShare
 
 PAID = "PAID"
@@ -213,17 +214,13 @@ class WithdrawingMerchant:
 async def withdrawing_merchant(
     conn: Connection, owner_key_id: str, merchant_id: str
 ) -> WithdrawingMerchant | None:
-    """The owner's merchant (another tenant's reads as missing), its available balance and its
-    verified settlement account."""
+    """The owner's merchant (another tenant's reads as missing), its available balance, and
+    its verified settlement account (``merchants.lookup.settlement_account``)."""
     row = await conn.fetchrow(
         """
         SELECT m.merchant_id, m.merchant_no, m.state, m.account_id, m.currency, m.notify_url,
-               coalesce(b.available, 0) AS available,
-               a.account_no, a.account_name, a.bank_name
-        FROM merchants m
-        LEFT JOIN account_balances b ON b.account_id = m.account_id
-        LEFT JOIN merchant_settlement_accounts a
-               ON a.binding_id = m.settlement_binding AND a.state = 'VERIFIED'
+               coalesce(b.available, 0) AS available
+        FROM merchants m LEFT JOIN account_balances b ON b.account_id = m.account_id
         WHERE m.owner_key_id = $1 AND m.merchant_id = $2
         """,
         owner_key_id,
@@ -231,6 +228,7 @@ async def withdrawing_merchant(
     )
     if row is None:
         return None
+    account = await lookup.settlement_account(conn, owner_key_id, merchant_id)
     return WithdrawingMerchant(
         merchant_id=row["merchant_id"],
         merchant_no=row["merchant_no"],
@@ -239,7 +237,7 @@ async def withdrawing_merchant(
         currency=str(row["currency"]).strip(),
         notify_url=row["notify_url"],
         available=row["available"],
-        payee_account_no=row["account_no"],
-        payee_account_name=row["account_name"],
-        payee_bank_name=row["bank_name"],
+        payee_account_no=account.account_no if account else None,
+        payee_account_name=account.account_name if account else None,
+        payee_bank_name=account.bank_name if account else None,
     )
