@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 from support.env import ModuleEnv, insert_callback_key
-from support.processes import Service, free_port
+from support.processes import Service, callback_dispatcher, free_port, running
 from support.receivers import ALLOW_LOCAL_RECEIVERS, serving
 
 from fundhub.client import HEADER_SIGNATURE, HEADER_TIMESTAMP, verify_callback
@@ -99,24 +99,11 @@ async def webhook_secret(env: ModuleEnv) -> str:
 
 @pytest.fixture(scope="module")
 async def dispatcher(env: ModuleEnv, webhook_secret: str) -> AsyncIterator[Service]:
-    port = free_port()
-    service = Service(
-        env,
-        "callback-dispatcher",
-        "fundhub-callback-dispatcher",
-        port,
-        FUNDHUB_CALLBACK_DISPATCHER_PORT=str(port),
-        FUNDHUB_CALLBACK_TIMEOUT_S=str(TIMEOUT_S),
-        FUNDHUB_CALLBACK_BACKOFF_BASE_S=str(BASE_S),
-        FUNDHUB_CALLBACK_BACKOFF_MAX_S="4",
-        **ALLOW_LOCAL_RECEIVERS,
+    service = callback_dispatcher(
+        env, backoff_base_s=BASE_S, backoff_max_s=4, timeout_s=TIMEOUT_S, **ALLOW_LOCAL_RECEIVERS
     )
-    service.start()
-    try:
-        await service.wait_ready()
+    async with running(service):
         yield service
-    finally:
-        service.stop()
 
 
 async def final_payout(env: ModuleEnv, url: str, state: str = "SUCCESS") -> dict[str, Any]:

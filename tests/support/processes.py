@@ -9,6 +9,8 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -154,3 +156,38 @@ class WithArguments(Service):
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
+
+
+def callback_dispatcher(
+    env: ModuleEnv,
+    *,
+    backoff_base_s: float,
+    backoff_max_s: float,
+    timeout_s: float | None = None,
+    **extra_env: str,
+) -> Service:
+    """The dispatcher with a quick retry schedule (and, given, a shorter timeout per POST)."""
+    port = free_port()
+    timeout = {} if timeout_s is None else {"FUNDHUB_CALLBACK_TIMEOUT_S": str(timeout_s)}
+    return Service(
+        env,
+        "callback-dispatcher",
+        "fundhub-callback-dispatcher",
+        port,
+        FUNDHUB_CALLBACK_DISPATCHER_PORT=str(port),
+        FUNDHUB_CALLBACK_BACKOFF_BASE_S=str(backoff_base_s),
+        FUNDHUB_CALLBACK_BACKOFF_MAX_S=str(backoff_max_s),
+        **timeout,
+        **extra_env,
+    )
+
+
+@asynccontextmanager
+async def running(service: Service) -> AsyncIterator[Service]:
+    """The service started and ready; stopped on the way out."""
+    service.start()
+    try:
+        await service.wait_ready()
+        yield service
+    finally:
+        service.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
@@ -175,6 +176,25 @@ async def test_an_observer_that_fails_turns_the_answer_into_its_refusal() -> Non
     status, headers, body = await call(edge, "/hot", [b"hi"])
     assert status == 503 and orjson.loads(body)["errorCode"] == "E013_UNAVAILABLE"
     assert headers[b"x-correlation-id"] == b"corr-123"
+
+
+async def test_a_database_restarting_under_a_request_is_unavailable_not_a_bug() -> None:
+    """What a request meets while PostgreSQL restarts: its statement ended by the shutdown
+    (57P01), a crash (57P02), the server starting or stopping (57P03), its connection gone.
+    Each is a 503 the caller may retry, never the E500 of a bug."""
+    restart_errors: list[BaseException] = [
+        asyncpg.AdminShutdownError("terminating connection due to administrator command"),
+        asyncpg.CrashShutdownError("terminating connection because of crash of another server"),
+        asyncpg.CannotConnectNowError("the database system is shutting down"),
+        asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+    ]
+    for error in restart_errors:
+
+        async def meets(exchange: Exchange, error: BaseException = error) -> None:
+            raise error
+
+        status, _, body = await call(Edge(app().app, observers=[meets]), "/hot", [b"hi"])
+        assert (status, orjson.loads(body)["errorCode"]) == (503, "E013_UNAVAILABLE"), error
 
 
 def test_the_gateway_routes_are_all_seen_and_the_hot_ones_skip_the_framework() -> None:
