@@ -22,7 +22,7 @@ from aiohttp import web
 from support.api import signed_get, signed_headers
 from support.env import ModuleEnv
 from support.ledger import assert_ledger_invariants
-from support.processes import Service, free_port, gateway
+from support.processes import callback_dispatcher, free_port, gateway
 from support.receivers import ALLOW_LOCAL_RECEIVERS
 from support.settlement_world import (
     Merchant,
@@ -116,12 +116,6 @@ class Stack:
         return body["available"], body["frozen"], body["pending"]
 
 
-def _service(env: ModuleEnv, name: str, command: str, **extra: str) -> Service:
-    port = free_port()
-    variable = f"FUNDHUB_{name.upper().replace('-', '_')}_PORT"
-    return Service(env, name, command, port, **{variable: str(port)}, **extra)
-
-
 @pytest.fixture(scope="module")
 async def stack(env: ModuleEnv) -> AsyncIterator[Stack]:
     await ensure_tables(env.pool)
@@ -134,13 +128,8 @@ async def stack(env: ModuleEnv) -> AsyncIterator[Stack]:
         FUNDHUB_SETTLEMENT_POLL_BASE_S="1",
         FUNDHUB_SETTLEMENT_POLL_MAX_S="2",
     )
-    dispatcher = _service(
-        env,
-        "callback-dispatcher",
-        "fundhub-callback-dispatcher",
-        FUNDHUB_CALLBACK_BACKOFF_BASE_S="0.2",
-        FUNDHUB_CALLBACK_BACKOFF_MAX_S="1",
-        **ALLOW_LOCAL_RECEIVERS,
+    dispatcher = callback_dispatcher(
+        env, backoff_base_s=0.2, backoff_max_s=1.0, **ALLOW_LOCAL_RECEIVERS
     )
     services = [gw, sim, worker, dispatcher]
     callbacks = Callbacks()
