@@ -28,7 +28,6 @@ from support.settlement_world import (
     Merchant,
     buckets,
     credit_available,
-    ensure_tables,
     merchant,
     paid_order,
     pending_refund,
@@ -118,7 +117,6 @@ class Stack:
 
 @pytest.fixture(scope="module")
 async def stack(env: ModuleEnv) -> AsyncIterator[Stack]:
-    await ensure_tables(env.pool)
     env.register_bank_app()
     gw = gateway(env, **ALLOW_LOCAL_RECEIVERS)
     sim = bank_simulator(env, gw.url)

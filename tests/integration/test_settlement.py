@@ -24,7 +24,6 @@ from support.settlement_world import (
     PLATFORM_FEE_ACCOUNT,
     Merchant,
     buckets,
-    ensure_tables,
     merchant,
     paid_order,
     pending_refund,
@@ -112,7 +111,6 @@ def settings_for(env: ModuleEnv, results: Results, **changes: Any) -> Settings:
 
 @pytest.fixture
 async def scheduler(env: ModuleEnv, bank: str, results: Results) -> AsyncIterator[Scheduler]:
-    await ensure_tables(env.pool)
     async with aiohttp.ClientSession() as session:
         depository = HttpDepository(session, bank, timeout_s=2.0, retries=1, backoff_s=0.01)
         yield Scheduler(settings_for(env, results), env.pool, topics(env.settings), depository)
@@ -152,7 +150,6 @@ async def settlement_of(env: ModuleEnv, order_id: str) -> dict[str, Any]:
 
 
 async def receivers(env: ModuleEnv, *names: str) -> list[Merchant]:
-    await ensure_tables(env.pool)
     return [await merchant(env.pool, KEY, name) for name in names]
 
 

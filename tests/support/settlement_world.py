@@ -1,9 +1,7 @@
 """The orders and merchants settlement stands on, written straight into a test database.
 
-The orders context owns its tables; until its migration is on this branch ``ensure_tables``
-creates them as that context defines them (``CREATE ... IF NOT EXISTS``, so once the real
-migration runs it changes nothing). Merchants are written as the merchants context writes an
-approved one with a verified settlement account. The helpers post money the way those contexts
+Merchants are written as the merchants context writes an approved one with a verified
+settlement account; orders as the orders context writes a paid one. The helpers post money the way those contexts
 do (a paid order: the channel's clearing -> each part's pending; a refund before settlement:
 pending -> frozen), through the ledger's own rules and store, so every invariant holds.
 """
@@ -32,77 +30,6 @@ from fundhub.ledger.rules import (
 CLEARING = system_account("wechatpay-clearing", "CNY")
 INFLOW = system_account("bank-inflow", "CNY")
 PLATFORM_FEE_ACCOUNT = "platform-fee-CNY"
-
-TABLES = """
-CREATE TABLE IF NOT EXISTS orders (
-    order_id        text PRIMARY KEY,
-    key_id          text NOT NULL,
-    order_no        text NOT NULL,
-    fingerprint     text NOT NULL,
-    amount          bigint NOT NULL CHECK (amount > 0),
-    currency        char(3) NOT NULL,
-    channel         text NOT NULL CHECK (channel IN ('WECHATPAY', 'ALIPAY')),
-    app_id          text NOT NULL,
-    description     text NOT NULL,
-    platform_fee    bigint NOT NULL CHECK (platform_fee >= 0),
-    notify_url      text,
-    state           text NOT NULL DEFAULT 'CREATED'
-                    CHECK (state IN ('CREATED', 'AWAITING_PAYMENT', 'PAID', 'CLOSED', 'FAILED')),
-    error_code      text,
-    message         text,
-    depository_ref  text,
-    registered_at   timestamptz,
-    payment_params  jsonb,
-    transaction_id  text,
-    paid_at         timestamptz,
-    settled_at      timestamptz,
-    created_at      timestamptz NOT NULL DEFAULT now(),
-    updated_at      timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (key_id, order_no)
-);
-CREATE TABLE IF NOT EXISTS order_parts (
-    order_id    text NOT NULL REFERENCES orders (order_id),
-    position    smallint NOT NULL CHECK (position >= 0),
-    merchant_id text,
-    account_id  text NOT NULL,
-    amount      bigint NOT NULL CHECK (amount >= 0),
-    PRIMARY KEY (order_id, position)
-);
-CREATE TABLE IF NOT EXISTS order_refunds (
-    refund_id         text PRIMARY KEY,
-    order_id          text NOT NULL REFERENCES orders (order_id),
-    refund_no         text NOT NULL,
-    fingerprint       text NOT NULL,
-    amount            bigint NOT NULL CHECK (amount > 0),
-    allocation        bigint[] NOT NULL,
-    reason            text,
-    state             text NOT NULL DEFAULT 'PROCESSING'
-                      CHECK (state IN ('PROCESSING', 'SUCCESS', 'CLOSED', 'FAILED')),
-    error_code        text,
-    message           text,
-    held              boolean NOT NULL DEFAULT false,
-    source_bucket     text CHECK (source_bucket IN ('pending', 'available')),
-    channel_refund_id text,
-    submitted_at      timestamptz,
-    next_poll_at      timestamptz,
-    poll_attempts     integer NOT NULL DEFAULT 0,
-    deadline_at       timestamptz,
-    alerted_at        timestamptz,
-    created_at        timestamptz NOT NULL DEFAULT now(),
-    updated_at        timestamptz NOT NULL DEFAULT now(),
-    finished_at       timestamptz,
-    UNIQUE (order_id, refund_no)
-);
-ALTER TABLE orders ADD COLUMN IF NOT EXISTS settling_id text;
-CREATE INDEX IF NOT EXISTS orders_to_settle ON orders (paid_at)
-    WHERE state = 'PAID' AND settled_at IS NULL;
-
-"""
-
-
-async def ensure_tables(pool: asyncpg.Pool) -> None:
-    await pool.execute(TABLES)
-
 
 def _short() -> str:
     return uuid.uuid4().hex[:16]

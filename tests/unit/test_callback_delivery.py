@@ -88,5 +88,12 @@ def test_payout_and_merchant_callbacks_become_the_same_kind_of_delivery() -> Non
         decode_callback(
             _envelope("merchant.callback", subjectId="mch_1", url="u", keyId="k", body={})
         )
+    order = decode_callback(
+        _envelope(
+            "order.callback", subjectId="RFD1", state="SUCCESS", url="https://a.example/",
+            keyId="k", body={"refundId": "RFD1"},
+        )
+    )  # fmt: skip
+    assert (order.pay_id, order.state) == ("RFD1", "SUCCESS")
     with pytest.raises(PoisonMessage, match="unexpected message type"):
         decode_callback(_envelope("nonsense.callback", body={}))

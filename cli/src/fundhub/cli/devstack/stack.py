@@ -59,12 +59,15 @@ MASTER_KEY = "FUNDHUB_MASTER_KEY"
 BANK_SIM_KEY = "FUNDHUB_BANK_SIM_PRIVATE_KEY_FILE"
 CHANNEL_SIM_KEYS = "FUNDHUB_CHANNEL_SIM_KEYS_DIR"
 # Who gets which secret: the master key unseals API and webhook secrets, so only the gateway
-# (API secrets) and the callback dispatcher (webhook secrets) get it; the simulator's signing
-# key is the bank's, for the simulator alone. An empty value also hides one the operator's
-# shell would otherwise pass down (the supervisor starts children with its own environment).
+# (API secrets; and the channels' merchant keys, to create orders' payments), the callback
+# dispatcher (webhook secrets) and payment-worker (the merchant keys, to refund through the
+# channels) get it; the simulator's signing key is the bank's, for the simulator alone. An
+# empty value also hides one the operator's shell would otherwise pass down (the supervisor
+# starts children with its own environment).
 _NEEDS = {
     "gateway": {MASTER_KEY},
     "callback-dispatcher": {MASTER_KEY},
+    "payment-worker": {MASTER_KEY},
     "bank-simulator": {BANK_SIM_KEY},
     "channel-simulator": {CHANNEL_SIM_KEYS},
 }

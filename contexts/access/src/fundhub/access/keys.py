@@ -25,6 +25,7 @@ SCOPE_AUDIT_READ = "audit:read"
 SCOPE_MERCHANTS_WRITE = "merchants:write"
 SCOPE_MERCHANTS_READ = "merchants:read"
 SCOPE_ORDERS_WRITE = "orders:write"
+SCOPE_ORDERS_READ = "orders:read"
 # The one list of scopes a key may be given (README.md, "Operator command line").
 SCOPES: frozenset[str] = frozenset(
     {
@@ -36,6 +37,7 @@ SCOPES: frozenset[str] = frozenset(
         SCOPE_MERCHANTS_WRITE,
         SCOPE_MERCHANTS_READ,
         SCOPE_ORDERS_WRITE,
+        SCOPE_ORDERS_READ,
     }
 )
 ALL_ACCOUNTS = "*"

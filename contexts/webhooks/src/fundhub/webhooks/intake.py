@@ -1,10 +1,10 @@
 """The dispatcher's intake: callback messages become ``callback_deliveries`` rows.
 
 Each kind that arrives on ``callbacks.v1`` (``payout.callback``: a payout's final state;
-``merchant.callback``: a merchant's change, its ``state`` the event's id; ``order.callback``:
-an order's payment, refunds and settlements, each its own subject) becomes the same row:
-a subject, its state, where it goes, whose webhook secret signs it and the body; the sender does
-not tell them apart.
+``merchant.callback``: a merchant's change, its ``state`` the event's id; ``order.callback``: an
+order's payment, refund or settlement reaching a final state) becomes the same row: a subject,
+its state, where it goes, whose webhook secret signs it and the body; the sender does not tell
+them apart.
 
 A handler of the shared consumer loop: one transaction per polled batch (inbox ids and rows
 together), offsets committed after it; a message that can never become a row is dead-lettered,

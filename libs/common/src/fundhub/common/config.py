@@ -101,6 +101,13 @@ class Settings(BaseSettings):
     settlement_interval_s: float = 1.0
     settlement_poll_base_s: float = 5.0
     settlement_poll_max_s: float = 300.0
+    # Orders (fundhub.orders): how long the gateway waits for the depository (each of 2 tries)
+    # while it creates an order, and how payment-worker follows a refund the channel did not
+    # report on (backoff between looks; an alert past the deadline).
+    depository_timeout_s: float = 3.0
+    refund_poll_base_s: float = 5.0
+    refund_poll_max_s: float = 300.0
+    refund_result_deadline_s: int = 86400
 
     bank_timestamp_tolerance_s: int = 600
     api_timestamp_tolerance_s: int = 300

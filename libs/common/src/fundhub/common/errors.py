@@ -42,10 +42,15 @@ class ErrorCode(Enum):
     RETURNED = (200, "E014_RETURNED", "the bank returned a paid payout")
     BANK_REJECTED = (200, "E015_BANK_REJECTED", "the bank refused the transfer")
     PAYEE_INVALID = (200, "E016_PAYEE_INVALID", "the bank refused the payee account")
-    # Orders' refusals that settlement and withdrawals give too (defined by fundhub.orders).
+    # Orders and their refunds (fundhub.orders): refusals, then outcomes shown in their state.
+    SPLIT_MISMATCH = (400, "E031_SPLIT_MISMATCH", "splits and platformFee do not add up to amount")
     MERCHANT_NOT_ACTIVE = (422, "E032_MERCHANT_NOT_ACTIVE", "a receiver is not an ACTIVE merchant")
+    REFUND_EXCEEDS_PAID = (422, "E033_REFUND_EXCEEDS_PAID", "more than is left to refund")
     ORDER_NOT_PAID = (409, "E034_ORDER_NOT_PAID", "the order is not paid: nothing to refund")
-    # Settlement and withdrawals (E040-E049): refusals the order's or merchant's state makes.
+    CHANNEL_REFUSED = (200, "E035_CHANNEL_REFUSED", "the payment channel refused")
+    DEPOSITORY_REFUSED = (200, "E036_DEPOSITORY_REFUSED", "the depository refused the order")
+    # Settlement and withdrawals (E040-E049): refusals the order's or merchant's state makes
+    # (E044 is also a refund's while the order's settlement is under way).
     ORDER_SETTLED = (409, "E040_ORDER_SETTLED", "the order is settled already")
     ORDER_FULLY_REFUNDED = (409, "E041_ORDER_FULLY_REFUNDED", "the order is fully refunded")
     NO_VERIFIED_ACCOUNT = (

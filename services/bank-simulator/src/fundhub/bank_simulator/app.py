@@ -14,6 +14,7 @@ from fastapi import FastAPI, HTTPException, status
 from fundhub.bank_simulator.config import SimulatorConfig
 from fundhub.bank_simulator.depository_api import MemberNotifier, depository_router
 from fundhub.bank_simulator.depository_members import DepositoryBehaviour, MemberBook
+from fundhub.bank_simulator.depository_orders import DepositoryOrders, order_router
 from fundhub.bank_simulator.depository_splits import SplitDesk, SplitNotifier, split_router
 from fundhub.bank_simulator.metrics import PrometheusObserver
 from fundhub.bank_simulator.notifications import private_key
@@ -97,7 +98,8 @@ def create_app(
         title="fundhub bank simulator",
         summary="Plays the bank: signed bkfunds.acct.transfer.notify with its retries, "
         "the payout API with its delays, failures, timeouts and callbacks, and the "
-        "depository's member API with its reviews, micro-deposits and signed results.",
+        "depository's member API with its reviews, micro-deposits and signed results, and its "
+        "order registration.",
         lifespan=lifespan,
     )
     app.include_router(
@@ -107,6 +109,7 @@ def create_app(
     )
     app.include_router(payout_router(bank, notifier))
     app.include_router(depository_router(members, member_notifier))
+    app.include_router(order_router(DepositoryOrders(), config.app_id, key))
     app.include_router(split_router(splits, split_notifier))
 
     def current_sender() -> BankSender:

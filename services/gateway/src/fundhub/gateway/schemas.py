@@ -49,15 +49,21 @@ class Failure(_Wire):
 
 
 _REFUSALS: dict[int, str] = {
-    400: "Refused (E001): a parameter or the body is invalid; msg names it",
+    400: "Refused (E001): a parameter or the body is invalid; msg names it. "
+    "(E031_SPLIT_MISMATCH): an order's or a refund's amounts do not add up",
     401: "Refused: a missing or bad signature (E002), X-Timestamp out of the window "
     "(E005_TIMESTAMP_SKEW) or a reused X-Nonce (E006_NONCE_REPLAYED)",
     403: "Refused: the key lacks the scope (E007_SCOPE_FORBIDDEN) or the account "
     "(E008_ACCOUNT_FORBIDDEN)",
-    404: "Refused (E009_NOT_FOUND): no such account, payout or merchant",
-    409: "Refused (E010_IDEMPOTENCY_CONFLICT): the requestId was used before with another body",
+    404: "Refused (E009_NOT_FOUND): no such account, payout, merchant or order",
+    409: "Refused (E010_IDEMPOTENCY_CONFLICT): the requestId (orderNo, refundNo) was used "
+    "before with another body; for a refund also E034_ORDER_NOT_PAID (the order is not paid) "
+    "and E044_SETTLEMENT_IN_PROGRESS (its settlement is under way: again once it is final)",
     413: "Refused (E011_PAYLOAD_TOO_LARGE): the body is larger than the route takes",
-    503: "Not done (E013_UNAVAILABLE): a dependency is out of reach; send the request again",
+    422: "Refused: a receiver is not an ACTIVE merchant of the key (E032_MERCHANT_NOT_ACTIVE), "
+    "or a refund is more than is left to refund (E033_REFUND_EXCEEDS_PAID)",
+    503: "Not done (E013_UNAVAILABLE): a dependency is out of reach (for an order: the "
+    "depository or the channel too); send the request again",
 }
 
 _SIGNATURE_HEADER = {
@@ -360,6 +366,103 @@ class Merchant(_Wire):
     created_at: datetime
     error_code: str | SkipJsonSchema[None] = None
     msg: str | SkipJsonSchema[None] = None
+
+
+# --- orders --------------------------------------------------------------------------------------
+
+
+class OrderSplit(_Wire):
+    merchant_id: str
+    amount: Annotated[int, Field(gt=0)]
+    account_id: Annotated[str, Field(description="the merchant's ledger account")]
+
+
+class OrderPayment(_Wire):
+    app_id: Annotated[str, Field(description="the channel app that takes the payment")]
+    params: Annotated[
+        dict[str, str],
+        Field(
+            description="what the checkout needs (WeChat Pay's code_url or prepay_id, "
+            "Alipay's qr_code); empty until the channel created the payment"
+        ),
+    ]
+    transaction_id: Annotated[str | None, Field(description="the channel's, once paid")]
+    paid_at: datetime | None
+
+
+class RefundShare(_Wire):
+    merchant_id: str
+    amount: Annotated[int, Field(ge=0)]
+
+
+_REFUND_STATE = Literal["PROCESSING", "SUCCESS", "CLOSED", "FAILED"]
+
+
+class OrderRefund(_Wire):
+    """A refund as its order lists it (``orders.wire.refund_item``)."""
+
+    refund_no: str
+    refund_id: Annotated[str, Field(description="ours, the channel's out_refund_no")]
+    state: _REFUND_STATE
+    amount: Annotated[int, Field(gt=0)]
+    splits: Annotated[list[RefundShare], Field(description="each receiver's part")]
+    platform_fee: Annotated[int, Field(ge=0, description="the platform fee's part")]
+    taken_from: Annotated[
+        Literal["pending", "available"] | None,
+        Field(description="the bucket its money was taken from; null until taken"),
+    ]
+    channel_refund_id: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    reason: str | SkipJsonSchema[None] = None
+    error_code: str | SkipJsonSchema[None] = None
+    msg: str | SkipJsonSchema[None] = None
+
+
+class OrderSettlement(_Wire):
+    state: Annotated[
+        Literal["UNSETTLED", "SETTLING", "SETTLED"],
+        Field(description="SETTLING while the depository moves the shares (refunds wait)"),
+    ]
+    settled_at: datetime | None
+
+
+class Order(_Wire):
+    """An order (``orders.wire.order_body``)."""
+
+    status_code: Literal[200]
+    biz_code: Annotated[
+        Literal["PROCESSING", "SUCCESS", "FAILED"],
+        Field(description="PROCESSING until paid; FAILED when refused or closed unpaid"),
+    ]
+    timestamp: Annotated[datetime, Field(description="when it reached its current state")]
+    order_no: str
+    order_id: Annotated[str, Field(description="ours, the channel's out_trade_no")]
+    state: Literal["CREATED", "AWAITING_PAYMENT", "PAID", "CLOSED", "FAILED"]
+    amount: Annotated[int, Field(gt=0)]
+    currency: str
+    channel: Literal["WECHATPAY", "ALIPAY"]
+    description: str
+    splits: list[OrderSplit]
+    platform_fee: Annotated[int, Field(ge=0)]
+    payment: OrderPayment
+    refunded_amount: Annotated[int, Field(ge=0, description="what SUCCESS refunds returned")]
+    refunds: Annotated[list[OrderRefund], Field(description="oldest first")]
+    settlement: OrderSettlement
+    created_at: datetime
+    notify_url: str | SkipJsonSchema[None] = None
+    error_code: str | SkipJsonSchema[None] = None
+    msg: str | SkipJsonSchema[None] = None
+
+
+class Refund(OrderRefund):
+    """A refund (``orders.wire.refund_body``): HTTP 202 while PROCESSING, 200 once final."""
+
+    status_code: Literal[200, 202]
+    biz_code: Literal["PROCESSING", "SUCCESS", "FAILED"]
+    timestamp: datetime
+    order_no: str
+    order_id: str
 
 
 # --- operations (fundhub.web.health, shared with the workers, documented here) ------------------
