@@ -31,6 +31,7 @@ CLEARING = system_account("wechatpay-clearing", "CNY")
 INFLOW = system_account("bank-inflow", "CNY")
 PLATFORM_FEE_ACCOUNT = "platform-fee-CNY"
 
+
 def _short() -> str:
     return uuid.uuid4().hex[:16]
 

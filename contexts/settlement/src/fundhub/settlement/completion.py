@@ -22,6 +22,7 @@ from fundhub.common.envelope import Envelope, deterministic_id
 from fundhub.common.topics import Topics
 from fundhub.ledger import store as ledger_store
 from fundhub.ledger.rules import Balance, InsufficientFunds, JournalEntry, apply_entry
+from fundhub.orders import settlement_marks
 from fundhub.settlement import seams, store
 from fundhub.settlement.metrics import ALERTS, TRANSITIONS
 from fundhub.settlement.states import SettlementState, Transition
@@ -118,8 +119,8 @@ class Batch:
 
     async def flush(self, conn: Connection) -> None:
         """Every write in one statement (and the orders settled), in the caller's transaction."""
-        await seams.mark_settled(conn, self.settled_orders, utcnow())
-        await seams.clear_settling(conn, self.refused_orders)
+        await settlement_marks.mark_settled(conn, self.settled_orders, utcnow())
+        await settlement_marks.clear_settling(conn, self.refused_orders)
         await db.write_together(
             conn,
             [

@@ -24,6 +24,7 @@ from fundhub.common.config import Settings
 from fundhub.common.db import Connection, Pool
 from fundhub.common.topics import Topics
 from fundhub.ledger.rules import new_entry_id
+from fundhub.orders import settlement_marks
 from fundhub.settlement import seams, states, store
 from fundhub.settlement.amounts import (
     InvalidShares,
@@ -108,7 +109,9 @@ async def new_settlements(
 async def record(conn: Connection, rows: list[SettlementRow]) -> list[SettlementRow]:
     """The new settlements, and their orders marked settling (refunds wait), together."""
     inserted = await store.insert(conn, rows)
-    await seams.mark_settling(conn, {r["order_id"]: r["settlement_id"] for r in inserted})
+    await settlement_marks.mark_settling(
+        conn, {r["order_id"]: r["settlement_id"] for r in inserted}
+    )
     return inserted
 
 
@@ -166,7 +169,7 @@ class Scheduler:
                 conn, orders, Trigger.SCHEDULED, self._settings.bank_app_id, now
             )
             inserted = await record(conn, rows)
-            await seams.mark_settled(conn, empty, now)
+            await settlement_marks.mark_settled(conn, empty, now)
         SCHEDULED.labels("settlement").inc(len(inserted))
         SCHEDULED.labels("fully-refunded").inc(len(empty))
         if inserted or empty:

@@ -9,16 +9,17 @@ held yet has not chosen its bucket: an order with one is not settled until it is
 Merchants: the name the depository knows a receiver by (its approved material), and, for a
 withdrawal, its standing and its verified settlement account (``merchants.lookup``).
 
-Locks are taken in one order everywhere: orders, then settlements, then balances.
+Locks are taken in one order everywhere: orders, then settlements, then balances. The writes
+(settling, settled) are the orders context's own functions (``orders.settlement_marks``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from fundhub.common.db import Connection
+from fundhub.common.db import Connection, Row
 from fundhub.merchants import lookup
 from fundhub.settlement.amounts import ReceiverShare
 
@@ -68,7 +69,7 @@ GROUP BY order_id
 """
 
 
-async def _complete(conn: Connection, rows: Sequence[dict[str, object]]) -> list[SettleableOrder]:
+async def _complete(conn: Connection, rows: Sequence[Row]) -> list[SettleableOrder]:
     ids = [str(r["order_id"]) for r in rows]
     shares: dict[str, list[ReceiverShare]] = {i: [] for i in ids}
     for part in await conn.fetch(_SHARES, ids):
@@ -83,9 +84,9 @@ async def _complete(conn: Connection, rows: Sequence[dict[str, object]]) -> list
             order_no=str(r["order_no"]),
             state=str(r["state"]),
             currency=str(r["currency"]).strip(),
-            notify_url=r["notify_url"],  # type: ignore[arg-type]
-            paid_at=r["paid_at"],  # type: ignore[arg-type]
-            settled_at=r["settled_at"],  # type: ignore[arg-type]
+            notify_url=r["notify_url"],
+            paid_at=r["paid_at"],
+            settled_at=r["settled_at"],
             shares=tuple(shares[str(r["order_id"])]),
             refunds_unheld=int(unheld.get(r["order_id"], 0)),
         )
@@ -102,7 +103,7 @@ async def lock_order(conn: Connection, key_id: str, order_no: str) -> Settleable
     )
     if row is None:
         return None
-    return (await _complete(conn, [dict(row)]))[0]
+    return (await _complete(conn, [row]))[0]
 
 
 async def lock_orders(conn: Connection, order_ids: Iterable[str]) -> dict[str, SettleableOrder]:
@@ -112,7 +113,7 @@ async def lock_orders(conn: Connection, order_ids: Iterable[str]) -> dict[str, S
         "ORDER BY o.order_id FOR UPDATE",
         sorted(set(order_ids)),
     )
-    return {o.order_id: o for o in await _complete(conn, [dict(r) for r in rows])}
+    return {o.order_id: o for o in await _complete(conn, rows)}
 
 
 async def lock_order_rows(conn: Connection, order_ids: Iterable[str]) -> None:
@@ -145,41 +146,7 @@ async def claim_due_orders(
         paid_before,
         limit,
     )
-    return await _complete(conn, [dict(r) for r in rows])
-
-
-async def mark_settling(conn: Connection, settlements: Mapping[str, str]) -> None:
-    """A settlement of each order (order_id -> settlement_id) is under way: refunds wait for
-    it (``orders.settling_id`` set and ``settled_at`` not), since it moves what they would
-    take from pending."""
-    if settlements:
-        await conn.execute(
-            "UPDATE orders o SET settling_id = u.sid, updated_at = now()"
-            " FROM unnest($1::text[], $2::text[]) AS u(oid, sid) WHERE o.order_id = u.oid",
-            list(settlements),
-            list(settlements.values()),
-        )
-
-
-async def clear_settling(conn: Connection, order_ids: Sequence[str]) -> None:
-    """The depository refused: refunds may take from pending again."""
-    if order_ids:
-        await conn.execute(
-            "UPDATE orders SET settling_id = NULL, updated_at = now()"
-            " WHERE order_id = ANY($1::text[]) AND settled_at IS NULL",
-            list(order_ids),
-        )
-
-
-async def mark_settled(conn: Connection, order_ids: Sequence[str], at: datetime) -> None:
-    """The orders' shares are in ``available`` now: refunds take from there."""
-    if order_ids:
-        await conn.execute(
-            "UPDATE orders SET settled_at = $2, updated_at = now() "
-            "WHERE order_id = ANY($1::text[]) AND settled_at IS NULL",
-            list(order_ids),
-            at,
-        )
+    return await _complete(conn, rows)
 
 
 async def member_names(conn: Connection, merchant_ids: Iterable[str]) -> dict[str, str]:
