@@ -39,7 +39,7 @@ from e2e.test_payouts_flow import bank_simulator, payment_worker
 from fundhub.common.clock import utcnow
 from fundhub.common.signing import webhook_signature
 
-SCOPES = "orders:write,merchants:write,merchants:read,balance:read"
+SCOPES = "orders:write,orders:read,merchants:write,merchants:read,balance:read"
 
 
 class Callbacks:
@@ -107,6 +107,13 @@ class Stack:
 
     async def merchant(self, name: str, **options: Any) -> Merchant:
         return await merchant(self.env.pool, self.key_id, name, **options)
+
+    async def split_desk(self, **behaviour: Any) -> None:
+        """The simulated depository's split desk: its delay, whether it notifies."""
+        answer = await self.http.post(
+            f"{self.bank_url}/depository/v1/split-desk/behaviour", json=behaviour
+        )
+        assert answer.status_code == 200, answer.text
 
     async def balance(self, account_id: str) -> tuple[int, int, int]:
         answer = await self.get(f"/v1/accounts/{account_id}/balance")
@@ -189,6 +196,7 @@ async def test_a_confirmed_settlement_moves_pending_to_available(stack: Stack) -
     assert await stack.balance(a.account_id) == (0, 0, 5400)
 
     path = f"/v1/orders/{order.order_no}/settle"
+    await stack.split_desk(delayS=2.0)  # the bank takes its time: refunds meet a live settlement
     first = await stack.post(path)
     assert first.status_code == 202, first.text
     body = first.json()
@@ -197,10 +205,19 @@ async def test_a_confirmed_settlement_moves_pending_to_available(stack: Stack) -
     assert [p["amount"] for p in body["parts"]] == [5400, 2700, 900]
     again = await stack.post(path)  # while under way: the same settlement, nothing new
     assert again.status_code == 202 and again.json()["settlementId"] == body["settlementId"]
+    # While it is under way the order reads SETTLING and its refunds wait (orders' E044).
+    shown = (await stack.get(f"/v1/orders/{order.order_no}")).json()
+    assert shown["settlement"]["state"] == "SETTLING", shown
+    refund = await stack.post(
+        f"/v1/orders/{order.order_no}/refunds", {"refundNo": "r-during", "amount": 100}
+    )
+    assert (refund.status_code, refund.json()["errorCode"]) == (409, "E044_SETTLEMENT_IN_PROGRESS")
 
     await wait_state(stack, body["settlementId"], "SETTLED")
     assert await stack.balance(a.account_id) == (5400, 0, 0)
     assert await stack.balance(b.account_id) == (2700, 0, 0)
+    shown = (await stack.get(f"/v1/orders/{order.order_no}")).json()
+    assert shown["settlement"]["state"] == "SETTLED" and shown["settlement"]["settledAt"]
     settled = await stack.post(path)
     assert settled.status_code == 409 and settled.json()["errorCode"] == "E040_ORDER_SETTLED"
 
@@ -219,6 +236,7 @@ async def test_a_confirmed_settlement_moves_pending_to_available(stack: Stack) -
 
 
 async def test_a_refused_split_stays_pending_with_the_banks_reason(stack: Stack) -> None:
+    await stack.split_desk(delayS=0.2)
     a, b = await stack.merchant("Gamma Ltd"), await stack.merchant("SPLITFAIL Trading")
     notify = stack.callbacks.url("orders/refused")
     order = await paid_order(stack.env.pool, stack.key_id, [(a, 700), (b, 300)], notify_url=notify)
