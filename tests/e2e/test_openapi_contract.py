@@ -460,6 +460,9 @@ async def _settlement_data(
     pool = stack.env.pool
     receiver = await settlement_merchant(pool, full[0], "Contract Co")
     settle = await paid_order(pool, full[0], [(receiver, 100)], order_no="seed-settle")
+    path = f"/v1/orders/{settle.order_no}/settle"  # a settlement to read (PENDING)
+    answer = await stack.http.post(path, headers=signed_headers(*full, "POST", path))
+    assert answer.status_code == 202, answer.text
     await credit_available(pool, receiver.account_id, 1_000_000)
     raw = json.dumps({"requestId": "steered-w0", "amount": 1}).encode()
     path = f"/v1/merchants/{receiver.merchant_id}/withdrawals"
@@ -576,7 +579,7 @@ def _steer(case: Any, data: st.DataObject, contract: Contract) -> None:
         case.body = draw(_order_bodies(contract), label="order")
     if (method, path) == ("POST", "/v1/orders/{orderNo}/refunds"):
         case.body = draw(_refund_bodies(), label="refund")
-    if path.endswith("/settle"):
+    if path.endswith(("/settle", "/settlement")):
         order_no = draw(st.sampled_from(contract.settle_orders), label="settle")
         case.path_parameters["orderNo"] = order_no
     if path.startswith("/v1/merchants/{merchantId}/withdrawals"):

@@ -218,6 +218,9 @@ async def test_a_confirmed_settlement_moves_pending_to_available(stack: Stack) -
     assert await stack.balance(b.account_id) == (2700, 0, 0)
     shown = (await stack.get(f"/v1/orders/{order.order_no}")).json()
     assert shown["settlement"]["state"] == "SETTLED" and shown["settlement"]["settledAt"]
+    read = await stack.get(f"/v1/orders/{order.order_no}/settlement")
+    assert read.status_code == 200 and read.json()["settlementId"] == body["settlementId"]
+    assert (read.json()["state"], read.json()["bizCode"]) == ("SETTLED", "SUCCESS")
     settled = await stack.post(path)
     assert settled.status_code == 409 and settled.json()["errorCode"] == "E040_ORDER_SETTLED"
 
@@ -258,6 +261,12 @@ async def test_a_refused_split_stays_pending_with_the_banks_reason(stack: Stack)
         "E043_SPLIT_REFUSED",
     )
     assert "SPLITFAIL Trading" in callback["msg"]
+    read = (await stack.get(f"/v1/orders/{order.order_no}/settlement")).json()
+    assert (read["state"], read["errorCode"], read["msg"]) == (
+        "REFUSED",
+        "E043_SPLIT_REFUSED",
+        callback["msg"],
+    )
     # Confirming again after a refusal is a new attempt (refused again by the same rule).
     retry = await stack.post(f"/v1/orders/{order.order_no}/settle")
     assert retry.status_code == 202 and retry.json()["settlementId"] != sid
@@ -287,11 +296,18 @@ async def test_each_refusal_of_a_confirmation_has_its_code(stack: Stack) -> None
 
     missing = await stack.post("/v1/orders/no-such-order/settle")
     assert (missing.status_code, missing.json()["errorCode"]) == (404, "E009_NOT_FOUND")
+    unread = await stack.get("/v1/orders/no-such-order/settlement")
+    assert (unread.status_code, unread.json()["errorCode"]) == (404, "E009_NOT_FOUND")
 
     theirs = await paid_order(pool, stack.other_key_id, [(a, 100)])
     other_tenant = await stack.post(f"/v1/orders/{theirs.order_no}/settle")
     assert (other_tenant.status_code, other_tenant.json()["errorCode"]) == (404, "E009_NOT_FOUND")
     assert other_tenant.json()["msg"] == f"order {theirs.order_no} not found"
+    # Their own key settles it; to us its settlement reads as missing too.
+    own = await stack.post(f"/v1/orders/{theirs.order_no}/settle", other=True)
+    assert own.status_code == 202, own.text
+    theirs_read = await stack.get(f"/v1/orders/{theirs.order_no}/settlement")
+    assert (theirs_read.status_code, theirs_read.json()["errorCode"]) == (404, "E009_NOT_FOUND")
 
     unpaid = await paid_order(pool, stack.key_id, [(a, 100)])
     await pool.execute(
@@ -319,7 +335,7 @@ async def test_each_refusal_of_a_confirmation_has_its_code(stack: Stack) -> None
     answer = await stack.http.post("/v1/orders/x/settle", headers=headers)
     assert (answer.status_code, answer.json()["errorCode"]) == (403, "E007_SCOPE_FORBIDDEN")
     # None of these recorded a settlement.
-    refused = [theirs, unpaid, refunded, refunding]
+    refused = [unpaid, refunded, refunding]
     count = await pool.fetchval(
         "SELECT count(*) FROM settlements WHERE order_id = ANY($1::text[])",
         [o.order_id for o in refused],

@@ -70,3 +70,10 @@ def _fully_refunded(order: seams.SettleableOrder) -> bool:
     except InvalidShares:
         return False  # new_settlements logs it
     return False
+
+
+async def latest(pool: Pool, key_id: str, order_no: str) -> SettlementRow | None:
+    """The tenant's order's settlement (``store.latest_of_order``); None for another's."""
+    async with pool.acquire() as conn:
+        order_id = await seams.order_id_of(conn, key_id, order_no)
+        return None if order_id is None else await store.latest_of_order(conn, order_id)

@@ -106,6 +106,14 @@ async def lock_order(conn: Connection, key_id: str, order_no: str) -> Settleable
     return (await _complete(conn, [row]))[0]
 
 
+async def order_id_of(conn: Connection, key_id: str, order_no: str) -> str | None:
+    """The tenant's order's id (another tenant's reads as missing), without a lock."""
+    order_id: str | None = await conn.fetchval(
+        "SELECT order_id FROM orders WHERE key_id = $1 AND order_no = $2", key_id, order_no
+    )
+    return order_id
+
+
 async def lock_orders(conn: Connection, order_ids: Iterable[str]) -> dict[str, SettleableOrder]:
     """The orders, locked in id order (no deadlock between two batches)."""
     rows = await conn.fetch(

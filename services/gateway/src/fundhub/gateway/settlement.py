@@ -16,7 +16,12 @@ import re
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from fundhub.access.keys import SCOPE_MERCHANTS_READ, SCOPE_MERCHANTS_WRITE, SCOPE_ORDERS_WRITE
+from fundhub.access.keys import (
+    SCOPE_MERCHANTS_READ,
+    SCOPE_MERCHANTS_WRITE,
+    SCOPE_ORDERS_READ,
+    SCOPE_ORDERS_WRITE,
+)
 from fundhub.common.config import Settings
 from fundhub.common.errors import ErrorCode, FundhubError
 from fundhub.gateway.auth import (
@@ -97,6 +102,31 @@ def settlement_router(settings: Settings) -> APIRouter:
             request.app.state.pool, key.key_id, orderNo, settings.bank_app_id
         )
         body = settlement_body(confirmed.row)
+        return signed(request, JSONBody(body, status_code=body["statusCode"]))
+
+    @router.get(
+        "/v1/orders/{orderNo}/settlement",
+        summary="An order's settlement: the live or settled one, else the last refused one",
+        responses=answers(
+            {
+                200: (Settlement, "The settlement, final (SETTLED, or REFUSED with the reason)"),
+                202: (Settlement, "The settlement, under way (PENDING or PROCESSING)"),
+            },
+            401,
+            403,
+            (404, "Refused (E009_NOT_FOUND): no such order, or none of its settlements yet"),
+            503,
+        ),
+    )
+    @edge_route(body_limit=0)
+    async def get_settlement(request: Request, orderNo: str) -> Response:
+        key = await authenticated(request, SCOPE_ORDERS_READ)
+        row = None
+        if ORDER_NO.fullmatch(orderNo):
+            row = await confirm.latest(request.app.state.pool, key.key_id, orderNo)
+        if row is None:
+            raise FundhubError(ErrorCode.NOT_FOUND, f"no settlement of order {orderNo[:64]}")
+        body = settlement_body(row)
         return signed(request, JSONBody(body, status_code=body["statusCode"]))
 
     @router.post(
