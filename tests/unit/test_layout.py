@@ -67,6 +67,10 @@ DOMAIN = [
     "contexts/orders/src/fundhub/orders/postings.py",
     "contexts/orders/src/fundhub/orders/wire.py",
     "contexts/orders/src/fundhub/orders/depository.py",
+    "contexts/settlement/src/fundhub/settlement/cutoff.py",
+    "contexts/settlement/src/fundhub/settlement/amounts.py",
+    "contexts/settlement/src/fundhub/settlement/states.py",
+    "contexts/settlement/src/fundhub/settlement/depository.py",
 ]
 IO = ("asyncpg", "aiokafka", "aiohttp", "httpx", "fastapi", "starlette", "uvicorn", "socket")
 

@@ -94,6 +94,13 @@ class Settings(BaseSettings):
     alipay_gateway_url: str = "http://127.0.0.1:8101/gateway.do"
     channel_timeout_s: float = 5.0
     channel_notify_base_url: str | None = None
+    # Settlement (fundhub.settlement): orders paid on day D settle at this cut-off of D+1,
+    # HH:MM in GMT+8; the scheduler looks this often, and asks the depository about an
+    # instruction it has not reported on after a backoff from base to max.
+    settlement_cutoff: str = Field(default="02:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    settlement_interval_s: float = 1.0
+    settlement_poll_base_s: float = 5.0
+    settlement_poll_max_s: float = 300.0
     # Orders (fundhub.orders): how long the gateway waits for the depository (each of 2 tries)
     # while it creates an order, and how payment-worker follows a refund the channel did not
     # report on (backoff between looks; an alert past the deadline).

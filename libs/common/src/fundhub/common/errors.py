@@ -49,12 +49,27 @@ class ErrorCode(Enum):
     ORDER_NOT_PAID = (409, "E034_ORDER_NOT_PAID", "the order is not paid: nothing to refund")
     CHANNEL_REFUSED = (200, "E035_CHANNEL_REFUSED", "the payment channel refused")
     DEPOSITORY_REFUSED = (200, "E036_DEPOSITORY_REFUSED", "the depository refused the order")
-    # Settlement's (fundhub.settlement): a refund waits while the order's settlement is under way.
+    # Settlement and withdrawals (E040-E049): refusals the order's or merchant's state makes
+    # (E044 is also a refund's while the order's settlement is under way).
+    ORDER_SETTLED = (409, "E040_ORDER_SETTLED", "the order is settled already")
+    ORDER_FULLY_REFUNDED = (409, "E041_ORDER_FULLY_REFUNDED", "the order is fully refunded")
+    NO_VERIFIED_ACCOUNT = (
+        409,
+        "E042_NO_VERIFIED_ACCOUNT",
+        "the merchant has no verified settlement account",
+    )
     SETTLEMENT_IN_PROGRESS = (
         409,
         "E044_SETTLEMENT_IN_PROGRESS",
         "the order's settlement is in progress; retry once it is final",
     )
+    REFUND_IN_PROGRESS = (
+        409,
+        "E045_REFUND_IN_PROGRESS",
+        "a refund of the order is being taken; retry in a moment",
+    )
+    # A settlement the depository refused: its state's errorCode, not a refusal of a request.
+    SPLIT_REFUSED = (200, "E043_SPLIT_REFUSED", "the depository refused the split")
     UNAVAILABLE = (503, "E013_UNAVAILABLE", "a dependency is unavailable; retry")
     INTERNAL = (500, "E500_INTERNAL", "internal error")
 

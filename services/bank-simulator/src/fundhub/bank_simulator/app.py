@@ -15,6 +15,7 @@ from fundhub.bank_simulator.config import SimulatorConfig
 from fundhub.bank_simulator.depository_api import MemberNotifier, depository_router
 from fundhub.bank_simulator.depository_members import DepositoryBehaviour, MemberBook
 from fundhub.bank_simulator.depository_orders import DepositoryOrders, order_router
+from fundhub.bank_simulator.depository_splits import SplitDesk, SplitNotifier, split_router
 from fundhub.bank_simulator.metrics import PrometheusObserver
 from fundhub.bank_simulator.notifications import private_key
 from fundhub.bank_simulator.payout_api import payout_router
@@ -44,6 +45,10 @@ def create_app(
     )
     members = MemberBook(depository or DepositoryBehaviour())
     member_notifier = MemberNotifier(members, config.app_id, key, config.delivery())
+    splits = SplitDesk()
+    split_notifier = SplitNotifier(
+        splits, config.app_id, key, **config.delivery(), observer=PrometheusObserver()
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -53,6 +58,7 @@ def create_app(
             ) as sender,
             notifier.running(),
             member_notifier.running(),
+            split_notifier.running(),
         ):
             senders.append(sender)
             stream: asyncio.Task[None] | None = None
@@ -86,7 +92,7 @@ def create_app(
         return notifier.is_running
 
     async def depository_ready() -> bool:
-        return member_notifier.is_running
+        return member_notifier.is_running and split_notifier.is_running
 
     app = FastAPI(
         title="fundhub bank simulator",
@@ -104,6 +110,7 @@ def create_app(
     app.include_router(payout_router(bank, notifier))
     app.include_router(depository_router(members, member_notifier))
     app.include_router(order_router(DepositoryOrders(), config.app_id, key))
+    app.include_router(split_router(splits, split_notifier))
 
     def current_sender() -> BankSender:
         if not senders:

@@ -33,6 +33,7 @@ from fundhub.gateway.orders import orders_router
 from fundhub.gateway.payouts import payouts_router
 from fundhub.gateway.rate_limits import RateLimiter
 from fundhub.gateway.schemas import finish_document
+from fundhub.gateway.settlement import settlement_router
 from fundhub.merchants.admission import MerchantAdmission
 from fundhub.orders import unsettled
 from fundhub.orders.admission import OrderDesk, Timing
@@ -150,6 +151,7 @@ def create_app(settings: Settings) -> FastAPI:
         channel_router(),
         accounts_router(),
         payouts_router(CallbackAddresses(settings.callback_allow_cidrs)),
+        settlement_router(settings),
         merchants_router(CallbackAddresses(settings.callback_allow_cidrs)),
         orders_router(CallbackAddresses(settings.callback_allow_cidrs)),
         audit_router(),

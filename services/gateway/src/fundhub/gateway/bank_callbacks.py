@@ -41,6 +41,12 @@ from fundhub.payouts.bank_results import (
     parse_bank_result,
     parse_bank_results,
 )
+from fundhub.settlement.depository import (
+    SPLIT_RESULT_METHOD,
+    InvalidSplitResult,
+    parse_split_result,
+)
+from fundhub.settlement.messages import TYPE_SPLIT_RESULT
 
 log = structlog.get_logger(__name__)
 
@@ -99,6 +105,8 @@ class BankNotificationIntake:
                 return await self._payout_result(app.app_id, params, correlation_id)
             if params["method"] == RESULTS_METHOD:
                 return await self._payout_results(app.app_id, params, correlation_id)
+            if params["method"] == SPLIT_RESULT_METHOD:
+                return await self._split_result(app.app_id, params, correlation_id)
             if params["method"] == MEMBER_RESULT_METHOD:
                 return await self._member_result(app.app_id, params, correlation_id)
             if params["method"] != TRANSFER_NOTIFY_METHOD:
@@ -156,6 +164,23 @@ class BankNotificationIntake:
         if refusal is None:
             log.info("bank_payout_results_accepted", count=len(messages))
         return refusal
+
+    async def _split_result(
+        self, app_id: str, params: dict[str, Any], correlation_id: str
+    ) -> Refusal | None:
+        """The depository's result on a split instruction, checked here so that only readable
+        ones reach the worker (which checks the app against the settlement's)."""
+        result = _biz_read(params, parse_split_result)
+        if isinstance(result, Refusal):
+            return result
+        envelope = _notification_envelope(TYPE_SPLIT_RESULT, app_id, params, correlation_id)
+        structlog.contextvars.bind_contextvars(
+            app_id=app_id, settlement_id=result.split_request_id, message_id=envelope.id
+        )
+        # Keyed by the settlement: every result on one instruction keeps its order.
+        return await self._publish(
+            self._topics.bank_split_results, envelope, result.split_request_id
+        )
 
     async def _member_result(
         self, app_id: str, params: dict[str, Any], correlation_id: str
@@ -219,7 +244,7 @@ def _biz_read(params: dict[str, Any], parse: Callable[[dict[str, Any]], T]) -> T
         return Refusal(400, "biz_content: not a JSON object")
     try:
         return parse(biz)
-    except (InvalidBankResult, InvalidMemberResult) as exc:
+    except (InvalidBankResult, InvalidMemberResult, InvalidSplitResult) as exc:
         return Refusal(400, str(exc))
 
 

@@ -218,6 +218,61 @@ class CallbacksReplayed(_Wire):
     replayed: Annotated[int, Field(description="deliveries set to be sent again")]
 
 
+# --- settlement and withdrawals ---------------------------------------------------------------
+
+
+class SettlementPart(_Wire):
+    merchant_id: Annotated[str | None, Field(description="null for the platform fee")]
+    amount: Annotated[int, Field(gt=0, description="moved from pending to available")]
+
+
+class Settlement(_Wire):
+    """An order's settlement (``settlement.wire.settlement_body``): 202 while the depository
+    works on it, 200 once SETTLED or REFUSED."""
+
+    status_code: Literal[200, 202]
+    biz_code: Literal["PROCESSING", "SUCCESS", "FAILED"]
+    state: Literal["PENDING", "PROCESSING", "SETTLED", "REFUSED"]
+    settlement_id: Annotated[str, Field(pattern=r"^STL[0-9]{18}$")]
+    order_no: str
+    trigger: Annotated[
+        Literal["SCHEDULED", "CONFIRMED"],
+        Field(description="its T+1 cut-off came, or the platform confirmed it"),
+    ]
+    timestamp: Annotated[datetime, Field(description="when it reached its current state")]
+    amount: Annotated[int, Field(gt=0, description="the parts' sum, net of refunds")]
+    currency: str
+    parts: list[SettlementPart]
+    bank_split_id: str | SkipJsonSchema[None] = None
+    # Present only on a REFUSED settlement (E043_SPLIT_REFUSED and the bank's reason).
+    error_code: str | SkipJsonSchema[None] = None
+    msg: str | SkipJsonSchema[None] = None
+
+
+class WithdrawalPayee(_Wire):
+    account_name: Annotated[str, Field(description="masked: the first character")]
+    account_no: Annotated[str, Field(description="masked: the last four characters")]
+    bank_name: str
+
+
+class Withdrawal(_Wire):
+    """A withdrawal (``settlement.wire.withdrawal_body``): its payout, in the merchant's terms."""
+
+    status_code: Literal[200, 202]
+    biz_code: Literal["PROCESSING", "SUCCESS", "FAILED"]
+    state: Literal["PROCESSING", "SUCCESS", "FAILED", "RETURNED"]
+    merchant_id: str
+    request_id: str
+    pay_id: Annotated[str, Field(pattern=PAY_ID)]
+    timestamp: Annotated[datetime, Field(description="when it reached its current state")]
+    amount: Annotated[int, Field(gt=0)]
+    currency: str
+    payee: WithdrawalPayee
+    bank_transaction_id: str | SkipJsonSchema[None] = None
+    error_code: str | SkipJsonSchema[None] = None
+    msg: str | SkipJsonSchema[None] = None
+
+
 # --- merchants ------------------------------------------------------------------------------------
 
 

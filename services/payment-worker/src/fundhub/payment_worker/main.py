@@ -28,6 +28,7 @@ from fundhub.payouts.bank_http import HttpBankAdapter, bank_session
 from fundhub.payouts.consumers import command_handler, result_handler
 from fundhub.payouts.poller import Poller
 from fundhub.payouts.submitter import Submitter
+from fundhub.settlement.worker import settlement_worker
 from fundhub.web.worker import run_worker, start_worker
 
 # Per batch the worker locks, writes and (for commands) calls the bank once, whatever its size:
@@ -104,11 +105,13 @@ async def run(settings: Settings) -> None:
         pool, refund_sender, settings.refund_poll_base_s, settings.refund_poll_max_s
     )
     relay = OutboxRelay(pool, publisher, PAYOUTS_CHANNEL)
+    settlement = settlement_worker(settings, pool, publisher, session, names)
     consumers = (
         command_consumer,
         result_consumer,
         merchant_commands,
         merchant_results,
+        settlement.results,
         refund_consumer,
     )
 
@@ -127,6 +130,7 @@ async def run(settings: Settings) -> None:
             "order-refunds": refund_consumer.run(),
             "refund-poller": refund_poller.run(),
             "outbox-relay": relay.run(),
+            **settlement.tasks(),
         },
         {"kafka": kafka_ready, "postgres": partial(db.ping, pool)},
         settings.gateway_host,
