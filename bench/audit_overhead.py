@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import secrets
 import socket
 import subprocess
 import sys
@@ -35,13 +34,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 from fundhub.bank_simulator.notifications import TransferSpec, build_many
 from fundhub.common.config import Settings
 from fundhub.common.sealing import generate_master_key
-from fundhub.common.signing import generate_rsa_keypair, sign_api_request
+from fundhub.common.signing import generate_rsa_keypair
 from fundhub.common.topics import topics
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv/bin"
 sys.path.insert(0, str(Path(__file__).parent))
-from load_client import LoadConnection, post_bytes  # noqa: E402
+from load_client import LoadConnection, post_bytes, signed_post_bytes  # noqa: E402
 from notify_e2e import open_connections, pct, run_workers  # noqa: E402
 
 APP_ID = "20990101000000000000000001"
@@ -123,14 +122,7 @@ def payouts(netloc: str, key_id: str, secret: str, count: int) -> list[bytes]:
                 },
             }
         )
-        ts, nonce = str(int(time.time())), secrets.token_hex(16)
-        headers = {
-            "X-Api-Key": key_id,
-            "X-Timestamp": ts,
-            "X-Nonce": nonce,
-            "X-Signature": sign_api_request(secret, "POST", "/v1/payouts", [], ts, nonce, body),
-        }
-        out.append(post_bytes(netloc, "/v1/payouts", body, headers))
+        out.append(signed_post_bytes(netloc, "/v1/payouts", body, key_id, secret))
     return out
 
 
@@ -159,6 +151,46 @@ async def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("gateway not ready")
 
 
+async def create_scratch(base: Settings, database: str) -> str:
+    """A fresh database on the running Postgres; its URL."""
+    admin = await asyncpg.connect(base.database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{database}"')
+    finally:
+        await admin.close()
+    return base.database_url.rsplit("/", 1)[0] + f"/{database}"
+
+
+def scratch_env(base: Settings, dsn: str, namespace: str) -> dict[str, str]:
+    """This process's environment without its FUNDHUB_ settings, pointed at the scratch
+    database and topic namespace of the running Kafka and Postgres."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FUNDHUB_")}
+    env.update(
+        FUNDHUB_DATABASE_URL=dsn,
+        FUNDHUB_KAFKA_BOOTSTRAP=base.kafka_bootstrap,
+        FUNDHUB_TOPIC_NAMESPACE=namespace,
+        FUNDHUB_LOG_LEVEL="WARNING",
+    )
+    return env
+
+
+async def drop_scratch(base: Settings, database: str, namespace: str) -> None:
+    """Drop what ``create_scratch`` made and the namespace's topics."""
+    admin = await asyncpg.connect(base.database_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    finally:
+        await admin.close()
+    kafka = AIOKafkaAdminClient(bootstrap_servers=base.kafka_bootstrap)
+    await kafka.start()
+    try:
+        names = topics(Settings(topic_namespace=namespace)).all()
+        existing = set(await kafka.list_topics())
+        await kafka.delete_topics([n for n in names if n in existing])
+    finally:
+        await kafka.close()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=3000)
@@ -170,19 +202,9 @@ async def main() -> None:
     base = Settings()
     run = uuid.uuid4().hex[:8]
     database = f"fundhub_bench_audit_{run}"
-    admin = await asyncpg.connect(base.database_url)
-    await admin.execute(f'CREATE DATABASE "{database}"')
-    dsn = base.database_url.rsplit("/", 1)[0] + f"/{database}"
     namespace = f"bench-audit-{run}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FUNDHUB_")}
-    env.update(
-        FUNDHUB_ENV="test",
-        FUNDHUB_DATABASE_URL=dsn,
-        FUNDHUB_KAFKA_BOOTSTRAP=base.kafka_bootstrap,
-        FUNDHUB_TOPIC_NAMESPACE=namespace,
-        FUNDHUB_MASTER_KEY=generate_master_key(),
-        FUNDHUB_LOG_LEVEL="WARNING",
-    )
+    env = scratch_env(base, await create_scratch(base, database), namespace)
+    env.update(FUNDHUB_ENV="test", FUNDHUB_MASTER_KEY=generate_master_key())
     results: dict[str, list[dict[str, float]]] = {}
     try:
         cli(env, "migrate")
@@ -225,16 +247,7 @@ async def main() -> None:
                     results.setdefault(f"{route}_{mode}", []).append(figures)
                     print(f"round {round_} audit {mode:<3} {route:<8} {figures}", flush=True)
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        await admin.close()
-        kafka = AIOKafkaAdminClient(bootstrap_servers=base.kafka_bootstrap)
-        await kafka.start()
-        try:
-            names = topics(Settings(topic_namespace=namespace)).all()
-            existing = set(await kafka.list_topics())
-            await kafka.delete_topics([n for n in names if n in existing])
-        finally:
-            await kafka.close()
+        await drop_scratch(base, database, namespace)
 
     def best(name: str, metric: str) -> float:
         values = [r[metric] for r in results[name]]

@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import uuid
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
-import asyncpg
 import uvloop
-from aiokafka.admin import AIOKafkaAdminClient
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from fundhub.bank_simulator.notifications import TransferSpec, build_many
 from fundhub.channel_simulator import notices
@@ -36,12 +35,20 @@ from fundhub.common.clock import utcnow
 from fundhub.common.config import Settings
 from fundhub.common.sealing import generate_master_key
 from fundhub.common.signing import generate_rsa_keypair, load_private_key
-from fundhub.common.topics import topics
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv/bin"
 sys.path.insert(0, str(Path(__file__).parent))
-from audit_overhead import cli, free_port, measure, wait_ready, write  # noqa: E402
+from audit_overhead import (  # noqa: E402
+    cli,
+    create_scratch,
+    drop_scratch,
+    free_port,
+    measure,
+    scratch_env,
+    wait_ready,
+    write,
+)
 
 BANK_APP_ID = "20990101000000000000000002"
 MCHID, APPID, SERIAL = (
@@ -71,46 +78,83 @@ def bank(netloc: str, private_pem: str, tag: str, count: int) -> list[bytes]:
     ]
 
 
+@dataclass(frozen=True)
+class WechatPayApp:
+    """What signs and seals a WeChat Pay app's notices (TEST keys): the platform key and its
+    serial, the APIv3 key, the app's ids."""
+
+    platform_key: RSAPrivateKey
+    serial: str
+    apiv3_key: bytes
+    appid: str
+    mchid: str
+
+
+@dataclass(frozen=True)
+class AlipayApp:
+    alipay_key: RSAPrivateKey
+    app_id: str
+    seller_id: str
+
+
+FORM_TYPE = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+
+
+def wechatpay_paid(
+    netloc: str, app: WechatPayApp, out_trade_no: str, transaction_id: str, fen: int, now: datetime
+) -> bytes:
+    """A signed TRANSACTION.SUCCESS notice (its resource encrypted), as a whole request."""
+    resource = notices.transaction_resource(
+        appid=app.appid,
+        mchid=app.mchid,
+        out_trade_no=out_trade_no,
+        transaction_id=transaction_id,
+        total_fen=fen,
+        success_time=now - timedelta(seconds=1),
+    )
+    body = notices.wechatpay_body(
+        notices.notification_id(), "TRANSACTION.SUCCESS", resource, app.apiv3_key, now
+    )
+    notice = notices.sign_wechatpay(body, app.platform_key, app.serial, now)
+    return request(netloc, "/callbacks/wechatpay", notice.body, notice.headers)
+
+
+def alipay_paid(
+    netloc: str, app: AlipayApp, out_trade_no: str, trade_no: str, fen: int, now: datetime
+) -> bytes:
+    """A signed TRADE_SUCCESS notice, as a whole request."""
+    fields = notices.alipay_fields(
+        app_id=app.app_id,
+        seller_id=app.seller_id,
+        out_trade_no=out_trade_no,
+        trade_no=trade_no,
+        trade_status="TRADE_SUCCESS",
+        total_fen=fen,
+        subject="压测订单",
+        gmt_create=now,
+        gmt_payment=now,
+    )
+    return request(
+        netloc, "/callbacks/alipay", notices.sign_alipay(fields, app.alipay_key, now), FORM_TYPE
+    )
+
+
 def wechatpay(netloc: str, platform_pem: str, tag: str, count: int) -> list[bytes]:
-    key, now = load_private_key(platform_pem), utcnow()
-    out = []
-    for i in range(count):
-        resource = notices.transaction_resource(
-            appid=APPID,
-            mchid=MCHID,
-            out_trade_no=f"W{tag}{i}",
-            transaction_id=f"42{i:026d}",
-            total_fen=100 + i % 977,
-            success_time=now - timedelta(seconds=1),
-        )
-        body = notices.wechatpay_body(
-            notices.notification_id(), "TRANSACTION.SUCCESS", resource, APIV3_KEY.encode(), now
-        )
-        notice = notices.sign_wechatpay(body, key, SERIAL, now)
-        out.append(request(netloc, "/callbacks/wechatpay", notice.body, notice.headers))
-    return out
+    app = WechatPayApp(load_private_key(platform_pem), SERIAL, APIV3_KEY.encode(), APPID, MCHID)
+    now = utcnow()
+    return [
+        wechatpay_paid(netloc, app, f"W{tag}{i}", f"42{i:026d}", 100 + i % 977, now)
+        for i in range(count)
+    ]
 
 
 def alipay(netloc: str, alipay_pem: str, tag: str, count: int) -> list[bytes]:
-    key, now = load_private_key(alipay_pem), utcnow()
-    form_type = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
-    out = []
-    for i in range(count):
-        fields = notices.alipay_fields(
-            app_id=ALIPAY_APP_ID,
-            seller_id=SELLER_ID,
-            out_trade_no=f"A{tag}{i}",
-            trade_no=f"2026{i:024d}",
-            trade_status="TRADE_SUCCESS",
-            total_fen=100 + i % 977,
-            subject="压测订单",
-            gmt_create=now,
-            gmt_payment=now,
-        )
-        out.append(
-            request(netloc, "/callbacks/alipay", notices.sign_alipay(fields, key, now), form_type)
-        )
-    return out
+    app = AlipayApp(load_private_key(alipay_pem), ALIPAY_APP_ID, SELLER_ID)
+    now = utcnow()
+    return [
+        alipay_paid(netloc, app, f"A{tag}{i}", f"2026{i:024d}", 100 + i % 977, now)
+        for i in range(count)
+    ]
 
 
 BUILDERS = {"bank": bank, "wechatpay": wechatpay, "alipay": alipay}
@@ -161,18 +205,9 @@ async def main() -> None:
     base = Settings()
     run = uuid.uuid4().hex[:8]
     database = f"fundhub_bench_channels_{run}"
-    admin = await asyncpg.connect(base.database_url)
-    await admin.execute(f'CREATE DATABASE "{database}"')
     namespace = f"bench-channels-{run}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FUNDHUB_")}
-    env.update(
-        FUNDHUB_ENV="test",
-        FUNDHUB_DATABASE_URL=base.database_url.rsplit("/", 1)[0] + f"/{database}",
-        FUNDHUB_KAFKA_BOOTSTRAP=base.kafka_bootstrap,
-        FUNDHUB_TOPIC_NAMESPACE=namespace,
-        FUNDHUB_MASTER_KEY=generate_master_key(),
-        FUNDHUB_LOG_LEVEL="WARNING",
-    )
+    env = scratch_env(base, await create_scratch(base, database), namespace)
+    env.update(FUNDHUB_ENV="test", FUNDHUB_MASTER_KEY=generate_master_key())
     results: dict[str, list[dict[str, float]]] = {name: [] for name in BUILDERS}
     proc: subprocess.Popen[bytes] | None = None
     try:
@@ -201,16 +236,7 @@ async def main() -> None:
         if proc is not None:
             proc.terminate()
             proc.wait(timeout=20)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        await admin.close()
-        kafka = AIOKafkaAdminClient(bootstrap_servers=base.kafka_bootstrap)
-        await kafka.start()
-        try:
-            names = topics(Settings(topic_namespace=namespace)).all()
-            existing = set(await kafka.list_topics())
-            await kafka.delete_topics([n for n in names if n in existing])
-        finally:
-            await kafka.close()
+        await drop_scratch(base, database, namespace)
 
     summary: dict[str, object] = {"count": args.count, "concurrency": args.concurrency}
     baseline = max(r["rate"] for r in results["bank"])

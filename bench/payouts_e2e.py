@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import secrets
 import statistics
 import subprocess
 import sys
@@ -31,11 +30,10 @@ import uvloop
 
 from fundhub.bank_simulator.notifications import TransferSpec, build_many
 from fundhub.common.config import Settings
-from fundhub.common.signing import sign_api_request
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
-from load_client import LoadConnection, post_bytes  # noqa: E402
+from load_client import LoadConnection, signed_post_bytes  # noqa: E402
 from notify_e2e import (  # noqa: E402
     machine,
     open_connections,
@@ -115,15 +113,9 @@ async def submit_all(
                     },
                 }
             )
-            ts, nonce = str(int(time.time())), secrets.token_hex(16)
-            headers = {
-                "X-Api-Key": key_id,
-                "X-Timestamp": ts,
-                "X-Nonce": nonce,
-                "X-Signature": sign_api_request(secret, "POST", path, [], ts, nonce, body),
-            }
+            request = signed_post_bytes(url.netloc, path, body, key_id, secret)
             started = time.perf_counter()
-            status, raw = await connection.send(post_bytes(url.netloc, path, body, headers))
+            status, raw = await connection.send(request)
             now = time.perf_counter()
             if status == 202:
                 pay_id = orjson.loads(raw)["payId"]
