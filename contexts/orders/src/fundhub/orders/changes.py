@@ -125,7 +125,7 @@ class OrderChanges:
         self.changed_orders.add(order.order_id)
         if moved:
             TRANSITIONS.labels("order", order.state.value).inc()
-            if order.state in _ANNOUNCED_ORDER_STATES:
+            if order.state in _ANNOUNCED_ORDER_STATES and row["notify_url"]:
                 body = order_body(row, self.parts.get(order.order_id, []), [])
                 self._callback(row, order.order_id, order.state.value, body, correlation_id)
         return moved
@@ -148,8 +148,9 @@ class OrderChanges:
         if moved:
             TRANSITIONS.labels("refund", refund.state.value).inc()
             order = self.orders[order_id]
-            body = refund_body(order, row, self.parts.get(order_id, []))
-            self._callback(order, refund.refund_id, refund.state.value, body, correlation_id)
+            if order["notify_url"]:  # the body is built only for an order that wants it
+                body = refund_body(order, row, self.parts.get(order_id, []))
+                self._callback(order, refund.refund_id, refund.state.value, body, correlation_id)
         return moved
 
     def _callback(
