@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -90,6 +91,7 @@ from notify_e2e import (  # noqa: E402
     machine,
     pct,
     phase_baseline,
+    phase_throughput,
     post_requests,
     watch_commits,
 )
@@ -573,6 +575,23 @@ async def orders_round(
     return out
 
 
+async def bank_round(
+    args: argparse.Namespace, stack: Stack, pool: asyncpg.Pool, count: int, run: str
+) -> dict[str, Any]:
+    """notify_e2e's throughput phase on this stack: the bank's signed transfer notifications
+    end to end, as many at the same concurrency: what the box gives a known path right now."""
+    key = (DEV / "bank-sim-private.pem").read_text()
+    params = argparse.Namespace(
+        count=count,
+        app_id=SEED_BANK_APP_ID,
+        gateway_url=stack.gateway,
+        concurrency=args.notify_concurrency,
+    )
+    with contextlib.redirect_stdout(sys.stderr):  # its progress line: stdout may be --json's
+        result = await phase_throughput(params, pool, key, run)
+    return {**result, "load_1min": load_1min()}
+
+
 async def baseline_round(base: Settings, stack: Stack, count: int, run: str) -> dict[str, Any]:
     """notify_e2e's raw baseline on the same broker and Postgres, its topic dropped after."""
     key = (DEV / "bank-sim-private.pem").read_text()
@@ -610,11 +629,14 @@ FIGURES: list[tuple[str, tuple[str, ...]]] = [
     ("settle->settled p99 ms", ("settle", "settled", "answered_to_settled_p99_ms")),
     ("settle load", ("settle", "load_1min")),
     ("paid+settled orders/s (e2e)", ("end_to_end", "rate_per_s")),
+    ("bank notifications e2e/s", ("bank", "end_to_end_rate_per_s")),
+    ("bank load", ("bank", "load_1min")),
     ("baseline msg/s", ("baseline", "rate_per_s")),
     ("baseline load", ("baseline", "load_1min")),
     ("ratio accepted/baseline", ("ratios", "accepted")),
     ("ratio paid/baseline", ("ratios", "paid")),
     ("ratio e2e/baseline", ("ratios", "end_to_end")),
+    ("ratio paid/bank e2e", ("ratios", "paid_to_bank")),
 ]
 
 
@@ -645,6 +667,9 @@ def ratios(round_: dict[str, Any]) -> dict[str, float]:
         "accepted": round(round_["notify"]["accepted"]["rate_per_s"] / raw, 4),
         "paid": round(round_["notify"]["paid"]["rate_per_s"] / raw, 4),
         "end_to_end": round(round_["end_to_end"]["rate_per_s"] / raw, 4),
+        "paid_to_bank": round(
+            round_["notify"]["paid"]["rate_per_s"] / round_["bank"]["end_to_end_rate_per_s"], 4
+        ),
     }
 
 
@@ -712,12 +737,15 @@ async def main() -> None:
                 # scan of postings in the ledger's balance trigger, of journal_entries in the
                 # watcher's query) would otherwise outlive its growth, for up to a minute.
                 await pool.execute("ANALYZE")
+                # The references after the orders, then before them: drift hits all alike.
                 if n % 2 == 1:
                     round_["baseline"] = await baseline_round(base, stack, args.baseline_count, tag)
+                    round_["bank"] = await bank_round(args, stack, pool, args.orders, tag)
                 round_.update(
                     await orders_round(args, stack, client, pool, merchants, apps, tag, args.orders)
                 )
                 if n % 2 == 0:
+                    round_["bank"] = await bank_round(args, stack, pool, args.orders, tag)
                     round_["baseline"] = await baseline_round(base, stack, args.baseline_count, tag)
                 round_["ratios"] = ratios(round_)
                 results["rounds"].append(round_)
