@@ -470,10 +470,11 @@ async def _settlement_data(
         path, content=raw, headers=signed_headers(*full, "POST", path, body=raw)
     )
     assert response.status_code == 202, response.text
+    # The ones that exist first and more often: a read succeeds only when both ids are right.
     return (
-        [receiver.merchant_id, UNKNOWN_MERCHANT],
-        ["steered-w0", "never-sent"],
-        [settle.order_no, "seed-awaiting", "never-ordered"],
+        [receiver.merchant_id] * 3 + [UNKNOWN_MERCHANT],
+        ["steered-w0"] * 3 + ["never-sent"],
+        [settle.order_no, settle.order_no, "seed-awaiting", "never-ordered"],
     )
 
 
