@@ -20,8 +20,8 @@ import structlog
 from fastapi import FastAPI
 
 from fundhub.audit.consumer import ENTRIES_TYPE
-from fundhub.audit.entry import KIND_HTTP, AuditEntry, error_code_of, http_params
-from fundhub.common.clock import utcnow
+from fundhub.audit.entry import KIND_HTTP, entry_json, error_code_of, http_params, kept_headers
+from fundhub.common.clock import iso_utc_us_now
 from fundhub.common.envelope import Envelope
 from fundhub.common.errors import ErrorCode, FundhubError
 from fundhub.common.group_commit import GroupCommit
@@ -38,19 +38,24 @@ MAX_ENTRIES_PER_MESSAGE = 200
 UNAUDITED = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
-def entry_of(exchange: Exchange, entry_id: str) -> AuditEntry:
+def entry_of(exchange: Exchange, entry_id: str) -> dict[str, Any]:
+    """The exchange's audit entry, as JSON (``audit.entry.entry_json``)."""
     scope = exchange.scope
     key = scope.get("state", {}).get("api_key")
     client = scope.get("client")
-    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-    return AuditEntry(
+    return entry_json(
         id=entry_id,
-        at=utcnow(),
+        at=iso_utc_us_now(),
         kind=KIND_HTTP,
         actor=key.key_id if key is not None else None,
         source=client[0] if client else "unknown",
         route=f"{scope['method']} {exchange.route}",
-        params=http_params(scope["path"], scope.get("query_string", b""), headers, exchange.body),
+        params=http_params(
+            scope["path"],
+            scope.get("query_string", b""),
+            kept_headers(scope["headers"]),
+            exchange.body,
+        ),
         status=exchange.answer.status,
         error_code=error_code_of(exchange.answer.body),
         latency_ms=round((time.perf_counter() - exchange.started) * 1000, 3),
@@ -85,7 +90,7 @@ def audit_observers(app: FastAPI, names: Topics, enabled: bool) -> Sequence[Obse
     async def record(exchange: Exchange) -> None:
         if exchange.route in UNAUDITED:
             return
-        failed = await group.submit(entry_of(exchange, random_uuid()).to_json())
+        failed = await group.submit(entry_of(exchange, random_uuid()))
         if failed is not None:
             raise FundhubError(ErrorCode.UNAVAILABLE, ErrorCode.UNAVAILABLE.default_message)
 
