@@ -142,9 +142,15 @@ class Scratch:
 
 class GatewayProcess:
     """`fundhub-gateway` on free API and operations ports, with ``overrides`` of the scratch
-    settings; its log goes to ``log``."""
+    settings; its log goes to ``log``. ``executable``: another checkout's, to compare code."""
 
-    def __init__(self, scratch: Scratch, overrides: dict[str, str], log: Path) -> None:
+    def __init__(
+        self,
+        scratch: Scratch,
+        overrides: dict[str, str],
+        log: Path,
+        executable: Path = BIN / "fundhub-gateway",
+    ) -> None:
         self.port = free_port()
         env = {
             **scratch.environ,
@@ -153,7 +159,7 @@ class GatewayProcess:
             **overrides,
         }
         self.proc = subprocess.Popen(
-            [str(BIN / "fundhub-gateway")],
+            [str(executable)],
             env=env,
             stdout=log.open("ab"),
             stderr=subprocess.STDOUT,
