@@ -6,11 +6,12 @@ audit-writer is then the chain's only serializer, and the hot routes pay no data
 nor a lock on the chain's head. The entries of requests answered at the same time go in one
 message (``common.group_commit``: a batch forms while the previous send is in flight, and an
 idle gateway sends each entry at once): a Kafka send per request had cost as much gateway CPU as
-the request itself. A send costs the gateway 0.3 to 0.7 ms of CPU whatever it carries, so sends
-start at most every ``SEND_INTERVAL_S``: when the broker answers faster than that, the next
-batch waits out the rest (only then, and at most that long). An entry that cannot be made
-durable turns the answer into a 503 (the request's effect may stand, as with any lost answer;
-the caller retries the same request).
+the request itself. A send costs the gateway 0.3 to 0.7 ms of CPU whatever it carries (the Kafka
+client's own work, all Python), so sends start at most every ``audit_send_interval_s`` (25 ms):
+when the broker answers faster than that, the next batch waits out the rest. That bounds the
+CPU the sends take (40 a second at most) whatever the request rate; a lone entry after a quiet
+spell goes at once. An entry that cannot be made durable turns the answer into a 503 (the
+request's effect may stand, as with any lost answer; the caller retries the same request).
 """
 
 from __future__ import annotations
@@ -37,10 +38,6 @@ log = structlog.get_logger(__name__)
 
 # Entries are about 1 KiB: a message well under the broker's 1 MiB limit.
 MAX_ENTRIES_PER_MESSAGE = 200
-# At most a hundred sends a second: with a quick broker the batches shrink to a few entries and
-# the sends' own cost becomes most of the audit's. A loaded broker answers slower than this
-# anyway, and then nothing waits.
-SEND_INTERVAL_S = 0.01
 # Probes and scrapes, not requests of anyone's business.
 UNAUDITED = frozenset({"/healthz", "/readyz", "/metrics"})
 
@@ -70,7 +67,9 @@ def entry_of(exchange: Exchange, entry_id: str) -> dict[str, Any]:
     )
 
 
-def audit_observers(app: FastAPI, names: Topics, enabled: bool) -> Sequence[Observer]:
+def audit_observers(
+    app: FastAPI, names: Topics, enabled: bool, send_interval_s: float = 0.0
+) -> Sequence[Observer]:
     """The observer, reading the publisher the app's lifespan made; none when audit is off."""
     if not enabled:
         return ()
@@ -94,7 +93,7 @@ def audit_observers(app: FastAPI, names: Topics, enabled: bool) -> Sequence[Obse
         publish,
         lambda entry: entry["id"],
         max_batch=MAX_ENTRIES_PER_MESSAGE,
-        min_interval_s=SEND_INTERVAL_S,
+        min_interval_s=send_interval_s,
     )
 
     async def record(exchange: Exchange) -> None:
