@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
+import structlog
 from aiokafka.admin import AIOKafkaAdminClient
 
 from fundhub.common import migrations
@@ -102,6 +105,11 @@ class Scratch:
         return done.stdout
 
     async def __aenter__(self) -> Scratch:
+        # What the migrations and topic creation log is not the benchmark's output (--json).
+        structlog.configure(
+            wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+            logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        )
         base = Settings()
         admin = await asyncpg.connect(base.database_url)
         try:

@@ -103,7 +103,7 @@ class RateLimiter:
             self._store = pool
         store = self._store
         # Checks that arrive while one statement runs share the next: under load one round
-        # trip counts many requests (bench/rate_limit_overhead.py measures what that saves).
+        # trip counts many requests (bench/security_overhead.py measures what the limits cost).
         self._batches = GroupCommit(lambda batch: take(store, batch), conflict_key=id)
         self._purge = asyncio.create_task(self._purge_buckets())
 
