@@ -10,10 +10,14 @@ at a time per connection, no pipelining.
 from __future__ import annotations
 
 import asyncio
+import secrets
+import time
 from collections.abc import Mapping
 from typing import cast
 
 import httptools
+
+from fundhub.common.signing import sign_api_request
 
 
 class LoadConnection(asyncio.Protocol):
@@ -72,3 +76,16 @@ def post_bytes(
         *(f"{k}: {v}" for k, v in (headers or {}).items()),
     ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def signed_post_bytes(host: str, path: str, body: bytes, key_id: str, secret: str) -> bytes:
+    """A POST to the API signed with the key (HMAC over method, path, time, a fresh nonce and
+    the body), as a whole request: build it just before it is sent (the time is checked)."""
+    ts, nonce = str(int(time.time())), secrets.token_hex(16)
+    headers = {
+        "X-Api-Key": key_id,
+        "X-Timestamp": ts,
+        "X-Nonce": nonce,
+        "X-Signature": sign_api_request(secret, "POST", path, [], ts, nonce, body),
+    }
+    return post_bytes(host, path, body, headers)

@@ -46,6 +46,7 @@ class Tracker:
     answered: dict[str, float] = field(default_factory=dict)
     committed: dict[str, float] = field(default_factory=dict)
     unseen: set[str] = field(default_factory=set)  # answered, commit not yet seen
+    latency_ms: list[float] = field(default_factory=list)  # request written -> answer read
     failures: int = 0
 
 
@@ -57,27 +58,54 @@ async def post_all(
     rate: float | None = None,
 ) -> None:
     """POST each body to /callbacks/bank over ``concurrency`` keep-alive connections."""
+    host = urlsplit(gateway_url).netloc
+    requests = {r: post_bytes(host, "/callbacks/bank", body) for r, body in items}
+    await post_requests(
+        gateway_url,
+        list(requests),
+        requests.__getitem__,
+        lambda _id, _status, body: body == b"success",
+        concurrency,
+        tracker,
+        rate,
+    )
+
+
+async def post_requests(
+    gateway_url: str,
+    ids: list[str],
+    build: Callable[[str], bytes],
+    accepted: Callable[[str, int, bytes], bool],
+    concurrency: int,
+    tracker: Tracker,
+    rate: float | None = None,
+) -> None:
+    """Send ``build(id)`` (a whole request) for each id over ``concurrency`` keep-alive
+    connections; an answer ``accepted(id, status, body)`` marks the id answered (and unseen)."""
     url = urlsplit(gateway_url)
-    requests = [(r, post_bytes(url.netloc, "/callbacks/bank", body)) for r, body in items]
-    queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
-    for item in requests:
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for item in ids:
         queue.put_nowait(item)
     connections = await open_connections(url, concurrency)
     started = time.perf_counter()
 
     async def worker(connection: LoadConnection) -> None:
         while not queue.empty():
-            record_id, request = queue.get_nowait()
+            record_id = queue.get_nowait()
             if rate:
                 # Open-loop pacing: the k-th request of the run leaves at k / rate.
-                due = started + (len(items) - queue.qsize() - 1) / rate
+                due = started + (len(ids) - queue.qsize() - 1) / rate
                 delay = due - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            _, body = await connection.send(request)
-            if body == b"success":
-                tracker.answered[record_id] = time.perf_counter()
+            request = build(record_id)
+            sent = time.perf_counter()
+            status, body = await connection.send(request)
+            now = time.perf_counter()
+            if accepted(record_id, status, body):
+                tracker.answered[record_id] = now
                 tracker.unseen.add(record_id)
+                tracker.latency_ms.append((now - sent) * 1000)
             else:
                 tracker.failures += 1
 
@@ -102,14 +130,14 @@ async def run_workers(
 
 
 async def poll_unseen(
-    db: asyncpg.Pool | asyncpg.Connection, query: str, unseen: set[str], key: str
+    db: asyncpg.Pool | asyncpg.Connection, query: str, unseen: set[str], key: str, *params: object
 ) -> tuple[list[asyncpg.Record], float]:
-    """Ask ``query`` (its $1 a text array) about up to 2,000 of the ``unseen`` ids: the rows
-    found and when they were, each row's ``key`` no longer unseen."""
+    """Ask ``query`` (its $1 a text array, then ``params``) about up to 2,000 of the ``unseen``
+    ids: the rows found and when they were, each row's ``key`` no longer unseen."""
     asked = list(unseen)[:2000]
     if not asked:
         return [], time.perf_counter()
-    rows = await db.fetch(query, asked)
+    rows = await db.fetch(query, asked, *params)
     now = time.perf_counter()
     for row in rows:
         unseen.discard(row[key])
@@ -117,26 +145,33 @@ async def poll_unseen(
 
 
 async def watch_commits(
-    pool: asyncpg.Pool, ids: list[str], tracker: Tracker, stop: asyncio.Event, every_s: float
+    pool: asyncpg.Pool,
+    ids: list[str] | None,
+    tracker: Tracker,
+    stop: asyncio.Event,
+    every_s: float,
+    ref_type: str = "bank_transfer_record",
 ) -> None:
-    """Poll the ledger for answered records not yet seen committed; a hit is timestamped then.
+    """Poll the ledger for answered ids not yet seen committed (journal entries of
+    ``ref_type`` with that ``ref_id``); a hit is timestamped then.
 
     Only answered ids are asked about, so the query stays small and a commit is seen within
     one poll of happening: every 5 ms for per-notification latencies; every 50 ms for the
     throughput phase, which needs only the last commit and would otherwise spend the box's
     CPU on watching (the error is at most 50 ms over a run of 20 s or more)."""
-    remaining = set(ids)
-    while remaining and not stop.is_set():
+    remaining = set(ids) if ids is not None else None  # None: until ``stop``
+    while (remaining is None or remaining) and not stop.is_set():
         rows, now = await poll_unseen(
             pool,
-            "SELECT ref_id FROM journal_entries WHERE ref_type = 'bank_transfer_record' "
-            "AND ref_id = ANY($1::text[])",
+            "SELECT ref_id FROM journal_entries WHERE ref_type = $2 AND ref_id = ANY($1::text[])",
             tracker.unseen,
             "ref_id",
+            ref_type,
         )
         for row in rows:
             tracker.committed.setdefault(row["ref_id"], now)
-            remaining.discard(row["ref_id"])
+            if remaining is not None:
+                remaining.discard(row["ref_id"])
         await asyncio.sleep(every_s)
 
 

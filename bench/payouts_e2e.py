@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import secrets
 import statistics
 import subprocess
 import sys
@@ -31,11 +30,10 @@ import uvloop
 
 from fundhub.bank_simulator.notifications import TransferSpec, build_many
 from fundhub.common.config import Settings
-from fundhub.common.signing import sign_api_request
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
-from load_client import LoadConnection, post_bytes  # noqa: E402
+from load_client import LoadConnection, signed_post_bytes  # noqa: E402
 from notify_e2e import (  # noqa: E402
     machine,
     open_connections,
@@ -103,14 +101,7 @@ def signed_payout(netloc: str, key_id: str, secret: str, payer: str, i: int) -> 
             "payee": {"accountName": "Supplier", "accountNo": f"62170{i:010d}", "bankName": "ICBC"},
         }
     )
-    ts, nonce = str(int(time.time())), secrets.token_hex(16)
-    headers = {
-        "X-Api-Key": key_id,
-        "X-Timestamp": ts,
-        "X-Nonce": nonce,
-        "X-Signature": sign_api_request(secret, "POST", path, [], ts, nonce, body),
-    }
-    return post_bytes(netloc, path, body, headers)
+    return signed_post_bytes(netloc, path, body, key_id, secret)
 
 
 async def submit_all(

@@ -1,15 +1,19 @@
-"""Session fixtures: real Kafka and Postgres (started if not running), a migrated template DB."""
+"""Session fixtures: real Kafka and Postgres (started if not running), a migrated template DB;
+and servers of the run's own for the tests that restart them."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
 import pytest
 from support.env import ModuleEnv, database_url, drop_database, new_bank_keys
 from support.kafka import delete_topics
+from support.owned_infra import ensure_running, owned_infra
 
 from fundhub.cli.devstack import Infra, ensure_infra
 from fundhub.common import db, migrations
@@ -35,28 +39,35 @@ def infra(infra_handle: Infra) -> Settings:
     )
 
 
-@pytest.fixture(scope="session")
-async def template_db(infra: Settings) -> AsyncIterator[str]:
-    name = f"fundhub_tpl_{RUN_ID}"
-    admin = await asyncpg.connect(infra.database_url)
+@asynccontextmanager
+async def _admin(base_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection for one step: none is held across a test (a test may restart the server)."""
+    conn = await asyncpg.connect(base_url)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        await migrations.migrate(database_url(infra.database_url, name))
-        yield name
-        await drop_database(admin, name)
+        yield conn
     finally:
-        await admin.close()
+        await conn.close()
 
 
-@pytest.fixture(scope="module")
-async def env(
-    infra: Settings, template_db: str, tmp_path_factory: pytest.TempPathFactory
+async def _template(base_url: str) -> AsyncIterator[str]:
+    """A migrated database on the server of ``base_url``; each module's is a copy of it."""
+    name = f"fundhub_tpl_{RUN_ID}"
+    async with _admin(base_url) as admin:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    await migrations.migrate(database_url(base_url, name))
+    yield name
+    async with _admin(base_url) as admin:
+        await drop_database(admin, name)
+
+
+@asynccontextmanager
+async def _module_env(
+    infra: Settings, template: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[ModuleEnv]:
-    """A fresh database and topic namespace per test module: modules never see each other's data."""
     suffix = uuid.uuid4().hex[:8]
     name = f"fundhub_t_{suffix}"
-    admin = await asyncpg.connect(infra.database_url)
-    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    async with _admin(infra.database_url) as admin:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     settings = infra.model_copy(
         update={
             "env": "test",
@@ -73,6 +84,53 @@ async def env(
         yield ModuleEnv(settings=settings, pool=pool, bank=new_bank_keys(), tmp=tmp)
     finally:
         await pool.close()
-        await drop_database(admin, name)
-        await admin.close()
+        async with _admin(infra.database_url) as admin:
+            await drop_database(admin, name)
         await delete_topics(settings)
+
+
+@pytest.fixture(scope="session")
+async def template_db(infra: Settings) -> AsyncIterator[str]:
+    async for name in _template(infra.database_url):
+        yield name
+
+
+@pytest.fixture(scope="module")
+async def env(
+    infra: Settings, template_db: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[ModuleEnv]:
+    """A fresh database and topic namespace per test module: modules never see each other's data."""
+    async with _module_env(infra, template_db, tmp_path_factory) as module_env:
+        yield module_env
+
+
+# -- servers a test may restart ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def owned_infra_handle() -> Iterator[Infra]:
+    """A broker and a cluster of the run's own (``support.owned_infra``), started the first time
+    a module asks for them: an outage test restarts these, never the shared ones."""
+    with owned_infra() as handle:
+        yield handle
+
+
+@pytest.fixture(scope="session")
+async def owned_template_db(owned_infra_handle: Infra) -> AsyncIterator[str]:
+    async for name in _template(owned_infra_handle.database_url):
+        yield name
+
+
+@pytest.fixture(scope="module")
+async def owned_env(
+    owned_infra_handle: Infra, owned_template_db: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[ModuleEnv]:
+    """Like ``env``, on the run's own servers. A module whose tests restart one overrides
+    ``env`` with this, so every fixture built on ``env`` (the stacks) runs on them."""
+    await asyncio.to_thread(ensure_running, owned_infra_handle)
+    infra = Settings(
+        kafka_bootstrap=owned_infra_handle.kafka_bootstrap,
+        database_url=owned_infra_handle.database_url,
+    )
+    async with _module_env(infra, owned_template_db, tmp_path_factory) as module_env:
+        yield module_env

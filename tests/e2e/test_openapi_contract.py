@@ -27,6 +27,7 @@ import httpx
 import pytest
 import requests
 import schemathesis
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from requests.auth import AuthBase
@@ -40,19 +41,35 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 from support.api import signed_get, signed_headers
+from support.channels import MerchantKeys, cli_add_args
 from support.ledger import balances
+from support.merchants import account, add_merchant, materials, registration
+from support.order_world import order_json
+from support.settlement_world import credit_available, paid_order
+from support.settlement_world import merchant as settlement_merchant
 
 from e2e.conftest import Stack, wait_until
 from fundhub.bank_simulator.notifications import TransferSpec, build_notification
+from fundhub.channel_simulator import notices
+from fundhub.common.clock import utcnow
 from fundhub.common.config import Settings
 from fundhub.common.sealing import generate_master_key
+from fundhub.common.signing import generate_rsa_keypair, load_private_key
 from fundhub.gateway.app import create_app
+from fundhub.merchants.ids import new_binding_id
+from fundhub.orders import store as order_store
+from fundhub.orders.postings import Part, fee_account
+from fundhub.orders.request import parse_order_request, parse_refund_request
 
 ACCOUNT = "6222000666001"
 OTHER = "6222000666002"
 UNKNOWN_ACCOUNT = "6222000666999"
 UNKNOWN_PAY_ID = "PAY202501010000999999"
-ALL_SCOPES = "balance:read,payouts:read,payouts:write,admin,audit:read"
+ALL_SCOPES = (
+    "balance:read,payouts:read,payouts:write,admin,audit:read,merchants:read,merchants:write,"
+    "orders:write,orders:read"
+)
+UNKNOWN_MERCHANT = "mch_" + "0" * 26
 PAYEE = {"accountName": "Acme Ltd", "accountNo": "6217000010001234567", "bankName": "ICBC"}
 
 MAX_EXAMPLES = int(os.environ.get("CONTRACT_MAX_EXAMPLES", "40"))  # per operation
@@ -112,6 +129,29 @@ class Signer(AuthBase):
         return request
 
 
+class WechatPaySigner(AuthBase):
+    """Signs a notification as WeChat Pay does, over the body as it goes on the wire."""
+
+    def __init__(self, key: RSAPrivateKey, serial: str) -> None:
+        self.key, self.serial = key, serial
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        body = request.body or b""
+        raw = body.encode() if isinstance(body, str) else bytes(body)
+        request.headers.update(notices.sign_wechatpay(raw, self.key, self.serial, utcnow()).headers)
+        return request
+
+
+@dataclass
+class ChannelKeys:
+    """The channel apps the contract registers (TEST keys): the merchant's side, and the keys
+    the channels sign with."""
+
+    merchant: MerchantKeys
+    wechatpay_signer: WechatPaySigner
+    alipay_key: RSAPrivateKey
+
+
 @dataclass
 class Contract:
     document: dict[str, Any]
@@ -124,6 +164,16 @@ class Contract:
     request_ids: list[str]
     seed_payouts: list[dict[str, Any]]
     cursor: str
+    merchant_ids: list[str]
+    merchant_nos: list[str]
+    verifying: list[str]
+    order_nos: list[str]
+    withdrawing: list[str]  # merchantIds: one of ours, funded and verified; an unknown one
+    withdrawal_ids: list[str]
+    settle_orders: list[str]  # a paid order of its own (refunds of seed-paid must not wait)
+    seed_orders: list[dict[str, Any]]
+    inactive_merchant: str
+    channels: ChannelKeys
     session: requests.Session = field(default_factory=requests.Session)
     ran: dict[str, Counter[str]] = field(default_factory=dict)
 
@@ -171,6 +221,55 @@ BEGIN
     END LOOP;
 END $$
 """
+
+
+async def _seed_order(
+    stack: Stack,
+    key_id: str,
+    order_id: str,
+    body: dict[str, Any],
+    accounts: dict[str, str],
+    state: str,
+    refund_no: str | None = None,
+) -> None:
+    """An order as the gateway leaves it once the depository and the channel did their part
+    (this stack runs no channel), and, for a paid one, a refund admitted."""
+    request = parse_order_request(json.dumps(body).encode())
+    parts = [
+        Part(i, s.merchant_id, accounts[s.merchant_id], s.amount)
+        for i, s in enumerate(request.splits)
+    ]
+    parts.append(Part(len(parts), None, fee_account(key_id, "CNY"), request.platform_fee))
+    async with stack.env.pool.acquire() as conn, conn.transaction():
+        await order_store.insert_order(
+            conn,
+            (order_id, key_id, request.order_no, request.fingerprint(), request.amount, "CNY",
+             request.channel.value, "wx-contract", "1900000000", request.description,
+             request.platform_fee,
+             request.notify_url),
+            parts,
+        )  # fmt: skip
+        await conn.execute(
+            "UPDATE orders SET state = $2, depository_ref = 'DO-1', payment_params = $3,"
+            " transaction_id = CASE WHEN $2 = 'PAID' THEN 'T-1' END,"
+            " paid_at = CASE WHEN $2 = 'PAID' THEN now() END WHERE order_id = $1",
+            order_id,
+            state,
+            {"code_url": "weixin://wxpay/bizpayurl?pr=1"},
+        )
+        if refund_no is not None:
+            await conn.execute(
+                "INSERT INTO order_refunds (refund_id, order_id, refund_no, fingerprint, amount,"
+                " allocation, state, held, source_bucket, finished_at, error_code, message)"
+                " VALUES ('RFD202501010000000001', $1, $2, $3, 1, $4, 'FAILED', false, NULL,"
+                " now(), 'E004_INSUFFICIENT_FUNDS', 'not there')",
+                order_id,
+                refund_no,
+                parse_refund_request(
+                    json.dumps({"refundNo": refund_no, "amount": 1}).encode()
+                ).fingerprint(),
+                [1] + [0] * (len(parts) - 1),
+            )
 
 
 @pytest.fixture(scope="module")
@@ -223,10 +322,38 @@ async def contract(stack: Stack) -> AsyncIterator[Contract]:
             " VALUES ($1, 500, NULL, 12), ($1, NULL, 'timeout', 10000)",
             delivery_id,
         )
+    merchant_ids, merchant_nos, verifying = await _merchants(stack, full)
+    merchants = [await add_merchant(env.pool, full[0]) for _ in range(2)]
+    seed_orders = [
+        order_json("seed-awaiting", [(merchants[0], 600), (merchants[1], 300)], 100),
+        order_json("seed-paid", [(merchants[0], 900)], 100, notifyUrl="https://erp.example/o"),
+    ]
+    accounts = {m.merchant_id: m.account_id for m in merchants}
+    await _seed_order(
+        stack, full[0], "ORD202501010000000001", seed_orders[0], accounts, "AWAITING_PAYMENT"
+    )
+    await _seed_order(
+        stack, full[0], "ORD202501010000000002", seed_orders[1], accounts, "PAID", "seed-refund"
+    )
     page = await signed_get(
         stack.http, *full, f"/v1/accounts/{ACCOUNT}/transactions", [("limit", "1")]
     )
     assert page.status_code == 200 and page.json()["nextCursor"], page.text
+
+    withdrawing, withdrawal_ids, settle_orders = await _settlement_data(stack, full)
+    merchant, platform, alipay = MerchantKeys(), generate_rsa_keypair(), generate_rsa_keypair()
+    serial = "CONTRACT0SERIAL"
+    sim_keys = {
+        "wechatpay": {"platformSerial": serial, "platformPublicKey": platform[1]},
+        "alipay": {"alipayPublicKey": alipay[1]},
+    }
+    for args in cli_add_args(env.tmp, merchant, sim_keys):
+        env.cli(*args)
+    channels = ChannelKeys(
+        merchant,
+        WechatPaySigner(load_private_key(platform[0]), serial),
+        load_private_key(alipay[0]),
+    )
 
     served: httpx.Response = await stack.http.get("/openapi.json")
     assert served.status_code == 200
@@ -242,9 +369,113 @@ async def contract(stack: Stack) -> AsyncIterator[Contract]:
         request_ids=[*(body["requestId"] for body in seeds), "never-sent"],
         seed_payouts=seeds,
         cursor=page.json()["nextCursor"],
+        merchant_ids=merchant_ids,
+        merchant_nos=merchant_nos,
+        verifying=verifying,
+        order_nos=["seed-paid", "seed-awaiting", "never-ordered"],
+        seed_orders=seed_orders,
+        inactive_merchant=(await add_merchant(env.pool, full[0], state="REJECTED")).merchant_id,
+        withdrawing=withdrawing,
+        withdrawal_ids=withdrawal_ids,
+        settle_orders=settle_orders,
+        channels=channels,
     )
     yield result
     result.session.close()
+
+
+async def _register(stack: Stack, key: tuple[str, str], body: dict[str, Any]) -> str:
+    raw = json.dumps(body, ensure_ascii=False).encode()
+    headers = signed_headers(*key, "POST", "/v1/merchants", body=raw)
+    response = await stack.http.post("/v1/merchants", content=raw, headers=headers)
+    assert response.status_code == 202, response.text
+    merchant_id: str = response.json()["merchantId"]
+    return merchant_id
+
+
+async def _merchants(stack: Stack, full: tuple[str, str]) -> tuple[list[str], list[str], list[str]]:
+    """Merchants in each state the answers can show (what payment-worker would have written,
+    as it is not running): one still in review, one ACTIVE with a second version under review
+    and a verified settlement account, one REJECTED, one of another tenant, and an unknown id;
+    and, for the verification alone, one ACTIVE awaiting a micro-deposit's amount."""
+    pool = stack.env.pool
+    other = stack.env.create_api_key("merchants:read,merchants:write", "*")
+    numbers = ["C-PENDING", "C-ACTIVE", "C-REJECTED", "C-VERIFY"]
+    pending, active, rejected, verify = [
+        await _register(stack, full, registration(n, notifyUrl="https://erp.example/m"))
+        for n in numbers
+    ]
+    foreign = await _register(stack, other, registration("C-FOREIGN"))
+    second = {**materials("Acme Trading Ltd"), "licence": None, "type": "INDIVIDUAL"}
+    in_use, awaiting, waiting = new_binding_id(), new_binding_id(), new_binding_id()
+    await pool.execute(
+        "INSERT INTO merchant_settlement_accounts (binding_id, merchant_id, account_no,"
+        " account_name, bank_name, fingerprint, state, verified_at) VALUES"
+        " ($2, $1, '6222000011112222', 'Acme', 'PAB', 'f', 'VERIFIED', now()),"
+        " ($3, $1, '6222000011113333', 'Acme', 'PAB', 'g', 'AWAITING_CONFIRMATION', NULL),"
+        " ($5, $4, '6222000011115555', 'Acme', 'PAB', 'h', 'AWAITING_CONFIRMATION', NULL)",
+        active,
+        in_use,
+        awaiting,
+        verify,
+        waiting,
+    )
+    await pool.execute(
+        "INSERT INTO merchant_versions (merchant_id, version, state, materials, fingerprint)"
+        " VALUES ($1, 2, 'PENDING_REVIEW', $2, 'f2')",
+        active,
+        second,
+    )
+    await pool.execute(
+        "UPDATE merchant_versions SET state = 'APPROVED', reviewed_at = now()"
+        " WHERE merchant_id = $1 AND version = 1",
+        active,
+    )
+    await pool.execute(
+        "UPDATE merchants SET state = 'ACTIVE', approved_version = 1, latest_version = 2,"
+        " version_pending = true, member_no = 'M1', settlement_binding = $2"
+        " WHERE merchant_id = $1",
+        active,
+        in_use,
+    )
+    await pool.execute(
+        "UPDATE merchants SET state = 'ACTIVE', approved_version = 1, version_pending = false"
+        " WHERE merchant_id = $1",
+        verify,
+    )
+    await pool.execute(
+        "UPDATE merchants SET state = 'REJECTED', version_pending = false,"
+        " reason = 'refused by the review' WHERE merchant_id = $1",
+        rejected,
+    )
+    merchant_ids = [pending, active, rejected, foreign, UNKNOWN_MERCHANT]
+    return merchant_ids, [*numbers, "C-NEVER"], [verify, foreign, UNKNOWN_MERCHANT]
+
+
+async def _settlement_data(
+    stack: Stack, full: tuple[str, str]
+) -> tuple[list[str], list[str], list[str]]:
+    """A merchant with a verified account and money to withdraw, one withdrawal made; and a
+    paid order to settle (its settlement stays PENDING: payment-worker is not running)."""
+    pool = stack.env.pool
+    receiver = await settlement_merchant(pool, full[0], "Contract Co")
+    settle = await paid_order(pool, full[0], [(receiver, 100)], order_no="seed-settle")
+    path = f"/v1/orders/{settle.order_no}/settle"  # a settlement to read (PENDING)
+    answer = await stack.http.post(path, headers=signed_headers(*full, "POST", path))
+    assert answer.status_code == 202, answer.text
+    await credit_available(pool, receiver.account_id, 1_000_000)
+    raw = json.dumps({"requestId": "steered-w0", "amount": 1}).encode()
+    path = f"/v1/merchants/{receiver.merchant_id}/withdrawals"
+    response = await stack.http.post(
+        path, content=raw, headers=signed_headers(*full, "POST", path, body=raw)
+    )
+    assert response.status_code == 202, response.text
+    # The ones that exist first and more often: a read succeeds only when both ids are right.
+    return (
+        [receiver.merchant_id] * 3 + [UNKNOWN_MERCHANT],
+        ["steered-w0"] * 3 + ["never-sent"],
+        [settle.order_no, settle.order_no, "seed-awaiting", "never-ordered"],
+    )
 
 
 def _payout_bodies(seeds: list[dict[str, Any]]) -> st.SearchStrategy[dict[str, Any]]:
@@ -271,6 +502,36 @@ def _payout_bodies(seeds: list[dict[str, Any]]) -> st.SearchStrategy[dict[str, A
     return st.one_of(st.sampled_from(seeds), fresh)
 
 
+def _order_bodies(contract: Contract) -> st.SearchStrategy[dict[str, Any]]:
+    """Well-formed orders: the seeds again (200: a completed order calls no channel), their
+    orderNos with other bodies (409), and new ones naming a merchant that is not ACTIVE (422).
+    A new order that fits would answer 503 here: this stack runs no channel to call."""
+    fresh = st.fixed_dictionaries(
+        {
+            "orderNo": st.uuids().map(lambda u: f"steered-{u.hex}"),
+            "amount": st.just(1_000),
+            "currency": st.sampled_from(["CNY", "RMB"]),
+            "channel": st.sampled_from(["WECHATPAY", "ALIPAY"]),
+            "description": st.just("contract"),
+            "splits": st.just([{"merchantId": contract.inactive_merchant, "amount": 1_000}]),
+            "platformFee": st.just(0),
+        }
+    )
+    reused = st.sampled_from(contract.seed_orders).map(lambda o: {**o, "description": "other"})
+    return st.one_of(st.sampled_from(contract.seed_orders), fresh, reused)
+
+
+def _refund_bodies() -> st.SearchStrategy[dict[str, Any]]:
+    """The seeded refund again (200, FAILED), or a new one of 1 fen (202 on the paid order,
+    409 E034 on the unpaid one, 422 E033 once the paid order has nothing left)."""
+    return st.fixed_dictionaries(
+        {
+            "refundNo": st.one_of(st.just("seed-refund"), st.uuids().map(lambda u: u.hex)),
+            "amount": st.just(1),
+        }
+    )
+
+
 def _steer(case: Any, data: st.DataObject, contract: Contract) -> None:
     """Point a valid case at data that exists, so that it can succeed."""
     draw = data.draw
@@ -287,10 +548,76 @@ def _steer(case: Any, data: st.DataObject, contract: Contract) -> None:
         case.query = {**(case.query or {}), "cursor": contract.cursor}
     if (method, path) == ("POST", "/v1/payouts"):
         case.body = draw(_payout_bodies(contract.seed_payouts), label="payout")
+    if "merchantId" in case.path_parameters:
+        # Each route's merchant that can succeed, drawn more often than the others (the
+        # one awaiting a micro-deposit is closed last: the close runs after the verification).
+        pending, active, rejected, *others = contract.merchant_ids
+        verify, *strangers = contract.verifying
+        choices = {
+            "/materials": [pending, rejected] * 3 + [active, *others],
+            "/settlement-account": [active] * 5 + [pending, rejected, *others],
+            "/verify": [verify] * 5 + strangers,
+            "/close": [verify] * 5 + strangers,
+        }.get(path[path.rfind("/") :], contract.merchant_ids)
+        case.path_parameters["merchantId"] = draw(st.sampled_from(choices), label="merchantId")
+    if (method, path) == ("GET", "/v1/merchants"):
+        merchant_no = draw(st.sampled_from(contract.merchant_nos), label="merchantNo")
+        case.query = {**(case.query or {}), "merchantNo": merchant_no}
+    if (method, path) == ("POST", "/v1/merchants"):
+        merchant_no = draw(st.sampled_from([*contract.merchant_nos, "C-NEW"]), label="merchantNo")
+        case.body = registration(merchant_no, notifyUrl="https://erp.example/m")
+    if path.endswith("/materials"):
+        case.body = materials(draw(st.sampled_from(["Acme Trading", "Acme 2"]), label="name"))
+    if path.endswith("/settlement-account"):
+        case.body = account(draw(st.sampled_from(["6222000011112222", "6222000011114444"])))
+    if path.endswith("/verify"):
+        case.body = {"amount": draw(st.integers(1, 50), label="amount")}
+    if "orderNo" in case.path_parameters:
+        # The paid order first: Hypothesis favours a list's first items, and refunds of it can
+        # be admitted (or read again).
+        case.path_parameters["orderNo"] = draw(st.sampled_from(contract.order_nos), label="orderNo")
+    if (method, path) == ("POST", "/v1/orders"):
+        case.body = draw(_order_bodies(contract), label="order")
+    if (method, path) == ("POST", "/v1/orders/{orderNo}/refunds"):
+        case.body = draw(_refund_bodies(), label="refund")
+    if path.endswith(("/settle", "/settlement")):
+        order_no = draw(st.sampled_from(contract.settle_orders), label="settle")
+        case.path_parameters["orderNo"] = order_no
+    if path.startswith("/v1/merchants/{merchantId}/withdrawals"):
+        merchant_id = draw(st.sampled_from(contract.withdrawing), label="merchantId")
+        case.path_parameters["merchantId"] = merchant_id
+    if "requestId" in case.path_parameters:
+        request_id = draw(st.sampled_from(contract.withdrawal_ids), label="withdrawal")
+        case.path_parameters["requestId"] = request_id
+    if (method, path) == ("POST", "/v1/merchants/{merchantId}/withdrawals"):
+        case.body = {
+            "requestId": draw(st.sampled_from(["steered-w0", "steered-w1"]), label="wid"),
+            "amount": draw(st.sampled_from([1, 2]), label="amount"),
+        }
     if (method, path) == ("POST", "/callbacks/bank"):
         record = draw(st.sampled_from(["steered-1", "steered-2"]), label="record")
         spec = TransferSpec(record_id=record, in_acct_no=ACCOUNT, trans_amount=1)
         case.body = build_notification(spec, contract.app_id, contract.bank_private_pem)
+    merchant = contract.channels.merchant
+    order = draw(st.sampled_from(["steered-1", "steered-2"]), label="order")
+    if (method, path) == ("POST", "/callbacks/wechatpay"):
+        resource = notices.transaction_resource(
+            appid=merchant.appid, mchid=merchant.mchid, out_trade_no=order,
+            transaction_id="4200000000000000000000000001", total_fen=1, success_time=utcnow(),
+        )  # fmt: skip
+        body = notices.wechatpay_body(
+            notices.notification_id(), "TRANSACTION.SUCCESS", resource,
+            merchant.apiv3_key.encode(), utcnow(),
+        )  # fmt: skip
+        case.body = json.loads(body)  # signed as sent, by WechatPaySigner
+    if (method, path) == ("POST", "/callbacks/alipay"):
+        fields = notices.alipay_fields(
+            app_id=merchant.alipay_app_id, seller_id=merchant.seller_id, out_trade_no=order,
+            trade_no="2026000000000000000000000001", trade_status="TRADE_SUCCESS", total_fen=1,
+            subject="contract", gmt_create=utcnow(), gmt_payment=utcnow(),
+        )  # fmt: skip
+        signed = notices.sign_alipay(fields, contract.channels.alipay_key, utcnow())
+        case.body = dict(parse_qsl(signed.decode()))
 
 
 @pytest.fixture(scope="module")
@@ -305,7 +632,9 @@ def test_the_gateway_serves_the_document_its_code_generates(contract: Contract) 
     assert contract.document == DOCUMENT
     for item in DOCUMENT["paths"].values():
         for operation in item.values():
-            assert "422" not in operation["responses"]  # invalid values are 400 E001
+            # Invalid values are 400 E001: a 422 is only one a route declares (E004, E032...).
+            declared = operation["responses"].get("422", {}).get("description", "")
+            assert "422" not in operation["responses"] or "E0" in declared
     assert "HTTPValidationError" not in DOCUMENT["components"]["schemas"]
 
 
@@ -340,12 +669,19 @@ def test_every_answer_is_one_the_document_declares(
         caller = data.draw(st.sampled_from(CALLERS), label="caller")
         sent = {"base_url": contract.url, "session": contract.session}
         auth = contract.signers[caller]
+        if steered and path == "/callbacks/wechatpay":
+            auth = contract.channels.wechatpay_signer  # WeChat Pay signs its own notifications
         response = case.call(**sent, auth=auth, timeout=10)
         counts["cases"] += 1
         counts[f"{mode.value}{'-steered' if steered else ''}"] += 1
         counts[caller] += 1
         counts[f"http {response.status_code}"] += 1
-        case.validate_response(response, checks=CHECKS, transport_kwargs={**sent, "auth": auth})
+        # A body over the route's limit is refused (413) before it is read: invalid or not, it
+        # is rejected, which schemathesis' negative-data check does not count as a rejection.
+        checks = [
+            c for c in CHECKS if response.status_code != 413 or c is not negative_data_rejection
+        ]
+        case.validate_response(response, checks=checks, transport_kwargs={**sent, "auth": auth})
 
     started = time.monotonic()
     exercise()

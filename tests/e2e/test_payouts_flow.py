@@ -11,11 +11,10 @@ import contextlib
 import importlib.util
 import json
 import random
-import subprocess
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -23,10 +22,17 @@ import httpx
 import pytest
 from aiohttp import web
 from support.api import signed_headers
-from support.env import BIN, ModuleEnv
+from support.env import ModuleEnv
 from support.ledger import assert_ledger_invariants, balances
-from support.processes import Service, free_port, gateway, notify_ingest
-from support.processes import _die_with_parent as die_with_parent
+from support.payout_load import PAYOUTS_PATH, payout_body
+from support.processes import (
+    Service,
+    WithArguments,
+    callback_dispatcher,
+    free_port,
+    gateway,
+    notify_ingest,
+)
 from support.receivers import ALLOW_LOCAL_RECEIVERS
 
 from e2e.conftest import wait_until
@@ -39,7 +45,6 @@ from fundhub.common.signing import generate_rsa_keypair, webhook_signature
 from fundhub.ledger.rules import system_account
 
 CLEARING = system_account("bank-payout-clearing", "CNY")
-PAYOUTS_PATH = "/v1/payouts"
 # The client callbacks are asserted delivered when the dispatcher exists, else as outbox events.
 HAS_DISPATCHER = importlib.util.find_spec("fundhub.callback_dispatcher.main") is not None
 QUIET = {
@@ -63,6 +68,7 @@ class PayoutStack:
     key_id: str
     secret: str
     receiver: CallbackReceiver
+    services: list[Service] = field(default_factory=list)  # every process of the stack
 
     async def fund(self, accounts: dict[str, int]) -> None:
         """Credit each account's available balance through a signed transfer notification."""
@@ -81,24 +87,11 @@ class PayoutStack:
         await wait_until(credited, timeout_s=20)
 
     async def create_payout(self, payer: str, amount: int, **extra: Any) -> dict[str, Any]:
-        body = json.dumps(
-            {
-                "requestId": f"req-{uuid.uuid4().hex}",
-                "supplierId": "SUP001",
-                "payerAccountId": payer,
-                "amount": amount,
-                "currency": "CNY",
-                "payee": {
-                    "accountName": "Supplier One",
-                    "accountNo": "6222000011112222",
-                    "bankName": "Ping An Bank",
-                },
-                **extra,
-            }
-        ).encode()
-        headers = signed_headers(self.key_id, self.secret, "POST", PAYOUTS_PATH, None, body)
-        headers["Content-Type"] = "application/json"
+        body = payout_body(f"req-{uuid.uuid4().hex}", payer, amount, **extra)
         for _ in range(5):  # the gateway answers 503 only when a dependency is away: retry
+            # Signed anew: a 503 may come after the request's nonce was taken.
+            headers = signed_headers(self.key_id, self.secret, "POST", PAYOUTS_PATH, None, body)
+            headers["Content-Type"] = "application/json"
             response = await self.http.post(PAYOUTS_PATH, content=body, headers=headers)
             if response.status_code != 503:
                 break
@@ -114,25 +107,6 @@ class PayoutStack:
     async def bank_stats(self) -> dict[str, Any]:
         stats: dict[str, Any] = (await self.http.get(f"{self.bank_sim.url}/bank/v1/stats")).json()
         return stats
-
-
-class WithArguments(Service):
-    """A service started with command-line arguments (the simulator takes its rates so)."""
-
-    def __init__(self, env: ModuleEnv, name: str, command: str, port: int, args: list[str]) -> None:
-        super().__init__(env, name, command, port)
-        self.args = args
-
-    def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [str(BIN / self.command), *self.args],
-            env=self.env.environ(**self.extra_env),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )
 
 
 class CallbackReceiver:
@@ -208,18 +182,8 @@ async def payouts(env: ModuleEnv) -> AsyncIterator[PayoutStack]:
     worker = payment_worker(env, sim.url, gw.url)
     services = [gw, ingest, sim, worker]
     if HAS_DISPATCHER:
-        port = free_port()
         services.append(
-            Service(
-                env,
-                "callback-dispatcher",
-                "fundhub-callback-dispatcher",
-                port,
-                FUNDHUB_CALLBACK_DISPATCHER_PORT=str(port),
-                FUNDHUB_CALLBACK_BACKOFF_BASE_S="0.2",
-                FUNDHUB_CALLBACK_BACKOFF_MAX_S="1",
-                **ALLOW_LOCAL_RECEIVERS,
-            )
+            callback_dispatcher(env, backoff_base_s=0.2, backoff_max_s=1, **ALLOW_LOCAL_RECEIVERS)
         )
     receiver = CallbackReceiver()
     await receiver.start()
@@ -240,7 +204,9 @@ async def payouts(env: ModuleEnv) -> AsyncIterator[PayoutStack]:
             aiohttp.ClientSession() as session,
         ):
             sender = BankSender(session, callback_url(gw.url), retries=3, retry_interval_s=0.5)
-            yield PayoutStack(env, gw, worker, sim, http, sender, key_id, secret, receiver)
+            yield PayoutStack(
+                env, gw, worker, sim, http, sender, key_id, secret, receiver, services
+            )
     finally:
         for service in reversed(services):
             service.stop()
@@ -362,24 +328,7 @@ async def test_a_thousand_payouts_through_faults_and_two_crashes(payouts: Payout
     assert "payout_report_alert" not in worker_log  # no report contradicted another
     assert states["FAILED"] > 0 and states["RETURNED"] > 0 and states["SUCCESS"] > 0, states
 
-    # Money: clearing holds exactly the paid (not returned) amounts; payers lost exactly those.
-    paid = sum(r["amount"] for r in rows.values() if r["state"] == "SUCCESS")
-    assert await clearing_total(pool) - before_clearing == paid
-    per_payer = await pool.fetch(
-        "SELECT p.account_id, sum(p.amount) AS net FROM postings p "
-        "JOIN journal_entries e USING (entry_id) "
-        "WHERE e.ref_type = 'payout' AND e.ref_id = ANY($1::text[]) "
-        "AND p.account_id <> $2 GROUP BY p.account_id",
-        pay_ids,
-        CLEARING,
-    )
-    expected = Counter[str]()
-    for r in rows.values():
-        if r["state"] == "SUCCESS":
-            expected[r["payer_account_id"]] -= r["amount"]
-    assert {r["account_id"]: r["net"] for r in per_payer if r["net"]} == {
-        a: n for a, n in expected.items() if n
-    }
+    await assert_paid_exactly(pool, rows, before_clearing)
     for account, (_, frozen) in (await balances(pool)).items():
         if account in payers:
             assert frozen == 0, account
@@ -411,6 +360,29 @@ async def test_a_thousand_payouts_through_faults_and_two_crashes(payouts: Payout
         pay_ids,
     )
     assert undelivered == 0
+
+
+async def assert_paid_exactly(
+    pool: Any, rows: dict[str, dict[str, Any]], clearing_before: int
+) -> None:
+    """Money, for the payouts ``rows`` (their final states): clearing holds exactly the paid (not
+    returned) amounts since ``clearing_before``; each payer lost exactly its paid ones."""
+    paid = [r for r in rows.values() if r["state"] == "SUCCESS"]
+    assert await clearing_total(pool) - clearing_before == sum(r["amount"] for r in paid)
+    per_payer = await pool.fetch(
+        "SELECT p.account_id, sum(p.amount) AS net FROM postings p "
+        "JOIN journal_entries e USING (entry_id) "
+        "WHERE e.ref_type = 'payout' AND e.ref_id = ANY($1::text[]) "
+        "AND p.account_id <> $2 GROUP BY p.account_id",
+        list(rows),
+        CLEARING,
+    )
+    expected = Counter[str]()
+    for r in paid:
+        expected[r["payer_account_id"]] -= r["amount"]
+    assert {r["account_id"]: r["net"] for r in per_payer if r["net"]} == {
+        a: n for a, n in expected.items() if n
+    }
 
 
 async def clearing_total(pool: Any) -> int:

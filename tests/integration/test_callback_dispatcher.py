@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 from support.env import ModuleEnv, insert_callback_key
-from support.processes import Service, free_port
+from support.processes import Service, callback_dispatcher, free_port, running
 from support.receivers import ALLOW_LOCAL_RECEIVERS, serving
 
 from fundhub.client import HEADER_SIGNATURE, HEADER_TIMESTAMP, verify_callback
@@ -99,24 +99,11 @@ async def webhook_secret(env: ModuleEnv) -> str:
 
 @pytest.fixture(scope="module")
 async def dispatcher(env: ModuleEnv, webhook_secret: str) -> AsyncIterator[Service]:
-    port = free_port()
-    service = Service(
-        env,
-        "callback-dispatcher",
-        "fundhub-callback-dispatcher",
-        port,
-        FUNDHUB_CALLBACK_DISPATCHER_PORT=str(port),
-        FUNDHUB_CALLBACK_TIMEOUT_S=str(TIMEOUT_S),
-        FUNDHUB_CALLBACK_BACKOFF_BASE_S=str(BASE_S),
-        FUNDHUB_CALLBACK_BACKOFF_MAX_S="4",
-        **ALLOW_LOCAL_RECEIVERS,
+    service = callback_dispatcher(
+        env, backoff_base_s=BASE_S, backoff_max_s=4, timeout_s=TIMEOUT_S, **ALLOW_LOCAL_RECEIVERS
     )
-    service.start()
-    try:
-        await service.wait_ready()
+    async with running(service):
         yield service
-    finally:
-        service.stop()
 
 
 async def final_payout(env: ModuleEnv, url: str, state: str = "SUCCESS") -> dict[str, Any]:
@@ -304,16 +291,19 @@ async def test_gives_up_past_the_age_limit(
     assert len(receiver.on("/down")) == len(attempts)  # nothing after giving up
 
 
-async def test_poison_and_unknown_payout_are_dead_lettered(
+async def test_poison_and_unknown_types_are_dead_lettered(
     env: ModuleEnv, receiver: Receiver, dispatcher: Service
 ) -> None:
+    # A delivery's subject is any id now (payouts, orders, settlements): what can never become
+    # a delivery is a message of a type the dispatcher does not know, or no envelope at all.
     missing = {
         "pay_id": "P-does-not-exist",
         "key_id": KEY_ID,
         "state": "SUCCESS",
         "callback_url": f"{receiver.url}/ok",
     }
-    envelope = callback_envelope(missing, body={"payId": missing["pay_id"]})
+    known = callback_envelope(missing, body={"payId": missing["pay_id"]})
+    envelope = known.model_copy(update={"type": "nonsense.callback"})
     name = topics(env.settings).client_callbacks
     await publish(
         env,

@@ -22,7 +22,7 @@ from integration.test_callback_dispatcher import (
     publish,
 )
 from support.env import ModuleEnv, insert_callback_key
-from support.processes import Service, free_port
+from support.processes import Service, callback_dispatcher, running
 from support.receivers import serving
 
 from fundhub.webhooks.store import deliveries_of
@@ -53,23 +53,9 @@ async def receiver() -> AsyncIterator[Counting]:
 @pytest.fixture(scope="module")
 async def dispatcher(env: ModuleEnv) -> AsyncIterator[Service]:
     await insert_callback_key(env, KEY_ID, secrets.token_urlsafe(32))
-    port = free_port()
-    service = Service(
-        env,
-        "callback-dispatcher",
-        "fundhub-callback-dispatcher",
-        port,
-        FUNDHUB_CALLBACK_DISPATCHER_PORT=str(port),
-        FUNDHUB_CALLBACK_TIMEOUT_S="2",
-        FUNDHUB_CALLBACK_BACKOFF_BASE_S="0.3",
-        FUNDHUB_CALLBACK_BACKOFF_MAX_S="1",
-    )
-    service.start()
-    try:
-        await service.wait_ready()
+    service = callback_dispatcher(env, backoff_base_s=0.3, backoff_max_s=1, timeout_s=2)
+    async with running(service):
         yield service
-    finally:
-        service.stop()
 
 
 async def attempts_for(env: ModuleEnv, pay_id: str, count: int) -> list[dict[str, Any]]:

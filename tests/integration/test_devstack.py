@@ -171,12 +171,18 @@ def test_only_the_services_that_unseal_secrets_get_the_master_key() -> None:
         "FUNDHUB_ENV": "dev",
         "FUNDHUB_MASTER_KEY": "master-key-under-test",
         "FUNDHUB_BANK_SIM_PRIVATE_KEY_FILE": "/tmp/bank.pem",
+        "FUNDHUB_CHANNEL_SIM_KEYS_DIR": "/tmp/channel-sim",
     }
     specs = {s.name: dict(s.env or {}) for s in service_specs(Settings(env="dev"), env)}
     holders = {n for n, e in specs.items() if e.get("FUNDHUB_MASTER_KEY")}
-    assert holders == {"gateway", "callback-dispatcher"}
+    # payment-worker sends orders' refunds through the channels' APIs, signed with the
+    # merchant keys stored sealed.
+    assert holders == {"gateway", "callback-dispatcher", "payment-worker"}
     # Set empty, so one in the operator's shell is not passed down either.
     assert all("FUNDHUB_MASTER_KEY" in e for e in specs.values())
     assert {n for n, e in specs.items() if e.get("FUNDHUB_BANK_SIM_PRIVATE_KEY_FILE")} == {
         "bank-simulator"
+    }
+    assert {n for n, e in specs.items() if e.get("FUNDHUB_CHANNEL_SIM_KEYS_DIR")} == {
+        "channel-simulator"
     }

@@ -65,3 +65,33 @@ async def delete_topics(settings: Settings) -> None:
         pass
     finally:
         await admin.close()
+
+
+async def read_keyed(
+    settings: Settings, topic: str, expected: int, timeout_s: float = 10
+) -> list[tuple[str | None, Envelope]]:
+    """Like ``read_all``, with each message's key."""
+    import time
+
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    out: list[tuple[str | None, Envelope]] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        while len(out) < expected and time.monotonic() < deadline:
+            polled = await consumer.getmany(timeout_ms=200)
+            for records in polled.values():
+                out.extend(
+                    (r.key.decode() if r.key else None, Envelope.from_bytes(r.value))
+                    for r in records
+                    if r.value is not None
+                )
+        return out
+    finally:
+        await consumer.stop()

@@ -9,6 +9,8 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -31,11 +33,18 @@ def free_port() -> int:
 
 class Service:
     def __init__(
-        self, env: ModuleEnv, name: str, command: str, port: int, **extra_env: str
+        self,
+        env: ModuleEnv,
+        name: str,
+        command: str,
+        port: int,
+        args: tuple[str, ...] = (),
+        **extra_env: str,
     ) -> None:
         self.env = env
         self.name = name
         self.command = command
+        self.args = args
         self.port = port
         self.extra_env = extra_env
         self.proc: subprocess.Popen[bytes] | None = None
@@ -48,7 +57,7 @@ class Service:
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [str(BIN / self.command)],
+            [str(BIN / self.command), *self.args],
             env=self.env.environ(**self.extra_env),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -110,8 +119,75 @@ def ops_url(service: Service) -> str:
     return f"http://127.0.0.1:{service.extra_env['FUNDHUB_GATEWAY_OPS_PORT']}"
 
 
+def channel_simulator(env: ModuleEnv, *args: str) -> Service:
+    """The channel simulator; ``args``: its flags (``--time-factor``, ``--keys-dir``...)."""
+    port = free_port()
+    return Service(
+        env,
+        "channel-simulator",
+        "fundhub-channel-simulator",
+        port,
+        args,
+        FUNDHUB_CHANNEL_SIMULATOR_PORT=str(port),
+    )
+
+
 def notify_ingest(env: ModuleEnv) -> Service:
     port = free_port()
     return Service(
         env, "notify-ingest", "fundhub-notify-ingest", port, FUNDHUB_NOTIFY_INGEST_PORT=str(port)
     )
+
+
+class WithArguments(Service):
+    """A service started with command-line arguments (the simulator takes its rates so)."""
+
+    def __init__(self, env: ModuleEnv, name: str, command: str, port: int, args: list[str]) -> None:
+        super().__init__(env, name, command, port)
+        self.args = args
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [str(BIN / self.command), *self.args],
+            env=self.env.environ(**self.extra_env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+
+
+def callback_dispatcher(
+    env: ModuleEnv,
+    *,
+    backoff_base_s: float,
+    backoff_max_s: float,
+    timeout_s: float | None = None,
+    **extra_env: str,
+) -> Service:
+    """The dispatcher with a quick retry schedule (and, given, a shorter timeout per POST)."""
+    port = free_port()
+    timeout = {} if timeout_s is None else {"FUNDHUB_CALLBACK_TIMEOUT_S": str(timeout_s)}
+    return Service(
+        env,
+        "callback-dispatcher",
+        "fundhub-callback-dispatcher",
+        port,
+        FUNDHUB_CALLBACK_DISPATCHER_PORT=str(port),
+        FUNDHUB_CALLBACK_BACKOFF_BASE_S=str(backoff_base_s),
+        FUNDHUB_CALLBACK_BACKOFF_MAX_S=str(backoff_max_s),
+        **timeout,
+        **extra_env,
+    )
+
+
+@asynccontextmanager
+async def running(service: Service) -> AsyncIterator[Service]:
+    """The service started and ready; stopped on the way out."""
+    service.start()
+    try:
+        await service.wait_ready()
+        yield service
+    finally:
+        service.stop()

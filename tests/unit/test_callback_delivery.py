@@ -55,3 +55,45 @@ def test_signed_headers_verify_with_the_client_library() -> None:
         now=1_700_000_010,
     )
     assert parsed == {"payId": "P1", "state": "SUCCESS"}
+
+
+def _envelope(type_: str, **data: object) -> bytes:
+    from fundhub.common.envelope import Envelope
+
+    return Envelope(type=type_, correlation_id="c", data=dict(data)).to_bytes()
+
+
+def test_payout_and_merchant_callbacks_become_the_same_kind_of_delivery() -> None:
+    import pytest
+
+    from fundhub.common.consumer import PoisonMessage
+    from fundhub.webhooks.intake import decode_callback
+
+    payout = decode_callback(
+        _envelope(
+            "payout.callback", payId="PAY1", state="SUCCESS", url="https://a.example/", keyId="k",
+            body={"payId": "PAY1"},
+        )
+    )  # fmt: skip
+    assert (payout.pay_id, payout.state) == ("PAY1", "SUCCESS")
+    merchant = decode_callback(
+        _envelope(
+            "merchant.callback", subjectId="mch_1", state="ACTIVE:1", url="https://a.example/",
+            keyId="k", body={"event": "MERCHANT_APPROVED"},
+        )
+    )  # fmt: skip
+    assert (merchant.pay_id, merchant.state, merchant.key_id) == ("mch_1", "ACTIVE:1", "k")
+    assert merchant.body == b'{"event":"MERCHANT_APPROVED"}'
+    with pytest.raises(PoisonMessage, match="state"):
+        decode_callback(
+            _envelope("merchant.callback", subjectId="mch_1", url="u", keyId="k", body={})
+        )
+    order = decode_callback(
+        _envelope(
+            "order.callback", subjectId="RFD1", state="SUCCESS", url="https://a.example/",
+            keyId="k", body={"refundId": "RFD1"},
+        )
+    )  # fmt: skip
+    assert (order.pay_id, order.state) == ("RFD1", "SUCCESS")
+    with pytest.raises(PoisonMessage, match="unexpected message type"):
+        decode_callback(_envelope("nonsense.callback", body={}))

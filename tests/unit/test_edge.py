@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
@@ -177,6 +178,25 @@ async def test_an_observer_that_fails_turns_the_answer_into_its_refusal() -> Non
     assert headers[b"x-correlation-id"] == b"corr-123"
 
 
+async def test_a_database_restarting_under_a_request_is_unavailable_not_a_bug() -> None:
+    """What a request meets while PostgreSQL restarts: its statement ended by the shutdown
+    (57P01), a crash (57P02), the server starting or stopping (57P03), its connection gone.
+    Each is a 503 the caller may retry, never the E500 of a bug."""
+    restart_errors: list[BaseException] = [
+        asyncpg.AdminShutdownError("terminating connection due to administrator command"),
+        asyncpg.CrashShutdownError("terminating connection because of crash of another server"),
+        asyncpg.CannotConnectNowError("the database system is shutting down"),
+        asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+    ]
+    for error in restart_errors:
+
+        async def meets(exchange: Exchange, error: BaseException = error) -> None:
+            raise error
+
+        status, _, body = await call(Edge(app().app, observers=[meets]), "/hot", [b"hi"])
+        assert (status, orjson.loads(body)["errorCode"]) == (503, "E013_UNAVAILABLE"), error
+
+
 def test_the_gateway_routes_are_all_seen_and_the_hot_ones_skip_the_framework() -> None:
     from fundhub.common.config import Settings
     from fundhub.common.sealing import generate_master_key
@@ -184,7 +204,12 @@ def test_the_gateway_routes_are_all_seen_and_the_hot_ones_skip_the_framework() -
 
     api = create_app(Settings(master_key=generate_master_key()))
     edge = Edge(api)
-    assert set(edge._hot) == {("POST", "/v1/payouts"), ("POST", "/callbacks/bank")}
+    assert set(edge._hot) == {
+        ("POST", "/v1/payouts"),
+        ("POST", "/callbacks/bank"),
+        ("POST", "/callbacks/wechatpay"),
+        ("POST", "/callbacks/alipay"),
+    }
     for path, methods in api.openapi()["paths"].items():
         for method in methods:
             scope = {"type": "http", "method": method.upper(), "path": path.replace("{", "x")}

@@ -16,6 +16,7 @@ SERVICES = (
     "fundhub.callback_dispatcher",
     "fundhub.audit_writer",
     "fundhub.bank_simulator",
+    "fundhub.channel_simulator",
     "fundhub.cli",
 )
 CONTEXTS = (
@@ -48,8 +49,28 @@ DOMAIN = [
     "contexts/audit/src/fundhub/audit/masking.py",
     "contexts/audit/src/fundhub/audit/entry.py",
     "contexts/audit/src/fundhub/audit/chain.py",
+    "contexts/merchants/src/fundhub/merchants/ids.py",
+    "contexts/merchants/src/fundhub/merchants/identity.py",
+    "contexts/merchants/src/fundhub/merchants/materials.py",
+    "contexts/merchants/src/fundhub/merchants/states.py",
+    "contexts/merchants/src/fundhub/merchants/depository.py",
+    "contexts/merchants/src/fundhub/merchants/wire.py",
+    "contexts/merchants/src/fundhub/merchants/ports.py",
     "contexts/channels/src/fundhub/channels/events.py",
     "contexts/channels/src/fundhub/channels/ports.py",
+    "contexts/channels/src/fundhub/channels/notification.py",
+    "contexts/channels/src/fundhub/channels/wechatpay.py",
+    "contexts/channels/src/fundhub/channels/alipay.py",
+    "contexts/orders/src/fundhub/orders/request.py",
+    "contexts/orders/src/fundhub/orders/splits.py",
+    "contexts/orders/src/fundhub/orders/states.py",
+    "contexts/orders/src/fundhub/orders/postings.py",
+    "contexts/orders/src/fundhub/orders/wire.py",
+    "contexts/orders/src/fundhub/orders/depository.py",
+    "contexts/settlement/src/fundhub/settlement/cutoff.py",
+    "contexts/settlement/src/fundhub/settlement/amounts.py",
+    "contexts/settlement/src/fundhub/settlement/states.py",
+    "contexts/settlement/src/fundhub/settlement/depository.py",
 ]
 IO = ("asyncpg", "aiokafka", "aiohttp", "httpx", "fastapi", "starlette", "uvicorn", "socket")
 

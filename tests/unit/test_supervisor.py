@@ -26,6 +26,17 @@ def crash_twice(marker: Path) -> str:
     )
 
 
+async def running_until_up(supervisor: Supervisor, out: io.StringIO) -> asyncio.Task[int]:
+    """The supervisor running, once the flaky service stayed up (its third run)."""
+    run = asyncio.create_task(supervisor.run())
+    deadline = time.monotonic() + 30
+    while "up at last" not in out.getvalue():
+        assert not run.done(), out.getvalue()
+        assert time.monotonic() < deadline, out.getvalue()
+        await asyncio.sleep(0.05)
+    return run
+
+
 async def test_a_crashed_service_is_restarted_and_the_others_keep_running(
     tmp_path: Path,
 ) -> None:
@@ -40,12 +51,7 @@ async def test_a_crashed_service_is_restarted_and_the_others_keep_running(
         grace_s=2.0,
         restart_base_s=0.1,
     )
-    run = asyncio.create_task(supervisor.run())
-    deadline = time.monotonic() + 30
-    while "up at last" not in out.getvalue():
-        assert not run.done(), out.getvalue()
-        assert time.monotonic() < deadline, out.getvalue()
-        await asyncio.sleep(0.05)
+    run = await running_until_up(supervisor, out)
     assert supervisor.restarts == {"flaky": 2}
     steady = [c for c in supervisor._children if c.spec.name == "steady"]
     assert steady and steady[0].proc.returncode is None, "the others kept running"
@@ -54,6 +60,26 @@ async def test_a_crashed_service_is_restarted_and_the_others_keep_running(
     supervisor.request_stop()
     assert await asyncio.wait_for(run, 20) == 0
     assert all(c.proc.returncode is not None for c in supervisor._children)
+
+
+async def test_a_restarted_service_keeps_its_place_in_the_stop_order(tmp_path: Path) -> None:
+    """Stopped newest first, as started: a service started again is not thereby the newest
+    (notify-ingest restarted must still stop after the gateway that feeds it)."""
+    out = io.StringIO()
+    supervisor = Supervisor(
+        [
+            ServiceSpec("first", [sys.executable, "-c", crash_twice(tmp_path / "runs")]),
+            ServiceSpec("second", [sys.executable, "-c", STEADY]),
+        ],
+        out=out,
+        grace_s=2.0,
+        restart_base_s=0.05,
+    )
+    run = await running_until_up(supervisor, out)
+    supervisor.request_stop()
+    assert await asyncio.wait_for(run, 20) == 0
+    stops = [line.split()[0] for line in out.getvalue().splitlines() if "| stopped" in line]
+    assert stops == ["second", "first"], out.getvalue()
 
 
 def test_restart_delay_doubles_up_to_the_cap() -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from fundhub.access.keys import iso
 from fundhub.access.store import KeySummary, reseal_access_secrets
+from fundhub.channels.apps import reseal_channel_secrets
 from fundhub.cli.errors import CliError
 from fundhub.cli.tables import render_table
 from fundhub.common.db import Connection
@@ -57,7 +58,8 @@ async def reseal_everything(conn: Connection, master_keys: list[str]) -> int:
     """Every stored secret under ``master_keys[0]``, in one transaction: all or nothing."""
     try:
         async with conn.transaction():
-            return await reseal_access_secrets(conn, master_keys)
+            access = await reseal_access_secrets(conn, master_keys)
+            return access + await reseal_channel_secrets(conn, master_keys)
     except SealingError:
         raise CliError(
             "a stored secret opens under neither FUNDHUB_MASTER_KEY nor "

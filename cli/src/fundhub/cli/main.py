@@ -50,6 +50,7 @@ from fundhub.bank_transfers.bank_apps import (
 from fundhub.cli.audit import append_one, audited, operator_entry
 from fundhub.cli.balances import balance_json, balances_table, describe_balance
 from fundhub.cli.callbacks import parse_pay_id, replay_callbacks
+from fundhub.cli.channels import channel_app
 from fundhub.cli.database import connection
 from fundhub.cli.errors import CliError, UsageError
 from fundhub.cli.keys import reseal_everything, summaries_table, summary_json
@@ -82,6 +83,7 @@ audit_app = typer.Typer(help="The audit log: list, verify, archive.", no_args_is
 app.add_typer(callbacks_app, name="callbacks")
 app.add_typer(audit_app, name="audit")
 app.add_typer(master_key_app, name="master-key")
+app.add_typer(channel_app, name="channel")
 
 
 def _settings() -> Settings:

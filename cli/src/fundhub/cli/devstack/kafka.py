@@ -48,6 +48,9 @@ class KafkaNode:
     node_id: int = 1
     heap_min: str = "256m"
     heap_max: str = "768m"
+    # Where the broker's jars are kept (default ``home/libs``): a second node of the same
+    # checkout (a test's own broker) shares them instead of fetching them again.
+    jars: Path | None = None
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -60,7 +63,7 @@ class KafkaNode:
 
     @property
     def libs_dir(self) -> Path:
-        return self.home / "libs"
+        return self.jars if self.jars is not None else self.home / "libs"
 
     @property
     def log_dir(self) -> Path:

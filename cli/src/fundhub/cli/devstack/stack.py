@@ -17,6 +17,13 @@ from fundhub.bank_transfers.bank_apps import (
     upsert_bank_app,
 )
 from fundhub.cli.database import connection
+from fundhub.cli.devstack.channel_dev import (
+    CHANNEL_SIM_DIR,
+    DEV_ALIPAY_APP_ID,
+    DEV_APPID,
+    ensure_channel_dev_keys,
+    register_channel_apps,
+)
 from fundhub.cli.devstack.devkeys import DevKeys, ensure_dev_keys
 from fundhub.cli.devstack.endpoints import parse_dsn
 from fundhub.cli.devstack.infra import Infra, ensure_infra
@@ -50,16 +57,21 @@ def console_script(name: str) -> str:
 
 MASTER_KEY = "FUNDHUB_MASTER_KEY"
 BANK_SIM_KEY = "FUNDHUB_BANK_SIM_PRIVATE_KEY_FILE"
+CHANNEL_SIM_KEYS = "FUNDHUB_CHANNEL_SIM_KEYS_DIR"
 # Who gets which secret: the master key unseals API and webhook secrets, so only the gateway
-# (API secrets) and the callback dispatcher (webhook secrets) get it; the simulator's signing
-# key is the bank's, for the simulator alone. An empty value also hides one the operator's
-# shell would otherwise pass down (the supervisor starts children with its own environment).
+# (API secrets; and the channels' merchant keys, to create orders' payments), the callback
+# dispatcher (webhook secrets) and payment-worker (the merchant keys, to refund through the
+# channels) get it; the simulator's signing key is the bank's, for the simulator alone. An
+# empty value also hides one the operator's shell would otherwise pass down (the supervisor
+# starts children with its own environment).
 _NEEDS = {
     "gateway": {MASTER_KEY},
     "callback-dispatcher": {MASTER_KEY},
+    "payment-worker": {MASTER_KEY},
     "bank-simulator": {BANK_SIM_KEY},
+    "channel-simulator": {CHANNEL_SIM_KEYS},
 }
-_SECRETS = (MASTER_KEY, BANK_SIM_KEY)
+_SECRETS = (MASTER_KEY, BANK_SIM_KEY, CHANNEL_SIM_KEYS)
 
 
 def env_for(name: str, env: dict[str, str]) -> dict[str, str]:
@@ -117,15 +129,26 @@ def service_specs(settings: Settings, env: dict[str, str]) -> list[ServiceSpec]:
                 f"http://{loopback}:{settings.bank_simulator_port}",
             )
         )
+        specs.append(
+            ServiceSpec(
+                "channel-simulator",
+                [console_script("fundhub-channel-simulator")],
+                env_for("channel-simulator", env),
+                f"http://{loopback}:{settings.channel_simulator_port}",
+            )
+        )
     return specs
 
 
 async def dev_init(settings: Settings) -> DevKeys:
-    """Dev keys in ``.data/dev`` and the simulator's public key registered as the seed's app."""
+    """Dev keys in ``.data/dev``; the bank simulator's public key registered as the seed's app,
+    the channel simulator as the dev WeChat Pay and Alipay apps."""
     keys = ensure_dev_keys(dev_dir())
+    channel_keys = ensure_channel_dev_keys(dev_dir())
     public_pem = normalize_public_key(keys.bank_sim_public_key_pem())
     async with connection(settings.database_url) as conn:
         await upsert_bank_app(conn, SEED_BANK_APP_ID, public_pem, ["sign"])
+        await register_channel_apps(conn, keys.master_key, channel_keys)
     return keys
 
 
@@ -144,7 +167,12 @@ async def prepare(settings: Settings, say: Say) -> dict[str, str]:
         keys = await dev_init(settings)
         env[MASTER_KEY] = keys.master_key
         env[BANK_SIM_KEY] = str(keys.bank_sim_private_key_file)
+        env[CHANNEL_SIM_KEYS] = str(dev_dir() / CHANNEL_SIM_DIR)
         say(f"dev keys in {dev_dir()}; bank app {SEED_BANK_APP_ID} = the bank simulator's key")
+        say(
+            f"channel apps WeChat Pay {DEV_APPID}, Alipay {DEV_ALIPAY_APP_ID}"
+            " = the channel simulator's keys"
+        )
     else:
         env[MASTER_KEY] = resolve_master_key(settings)
     return env

@@ -96,10 +96,8 @@ class Supervisor:
         )
         assert proc.stdout is not None
         pump = asyncio.create_task(self._pump(spec, proc.stdout))
-        child = _Child(spec, proc, pump)
-        self._children.append(child)
         self.say(spec.name, f"started (pid {proc.pid})")
-        return child
+        return _Child(spec, proc, pump)
 
     def restart_delay(self, failures: int) -> float:
         """The pause before the ``failures``-th restart in a row: doubling, capped."""
@@ -127,14 +125,16 @@ class Supervisor:
                 return
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(child.pump, 2.0)
-            self._children.remove(child)
             try:
-                child = await self._spawn(child.spec)
+                restarted = await self._spawn(child.spec)
             except OSError as exc:
                 self._failed = child.spec.name
                 self.say(child.spec.name, f"cannot restart {child.spec.argv[0]}: {exc}")
                 self._stop.set()
                 return
+            # In the place of the one it replaces: the stop order stays the start order reversed.
+            self._children[self._children.index(child)] = restarted
+            child = restarted
             self.restarts[child.spec.name] = self.restarts.get(child.spec.name, 0) + 1
 
     async def _stop_child(self, child: _Child) -> None:
@@ -179,6 +179,7 @@ class Supervisor:
                     self.say(spec.name, f"cannot start {spec.argv[0]}: {exc}")
                     self._stop.set()
                     break
+                self._children.append(child)
                 watchers.append(asyncio.create_task(self._watch(child)))
             if on_started is not None and not self._stop.is_set():
                 on_started()

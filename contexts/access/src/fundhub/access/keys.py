@@ -22,9 +22,23 @@ SCOPE_PAYOUTS_WRITE = "payouts:write"
 SCOPE_PAYOUTS_READ = "payouts:read"
 SCOPE_ADMIN = "admin"
 SCOPE_AUDIT_READ = "audit:read"
+SCOPE_MERCHANTS_WRITE = "merchants:write"
+SCOPE_MERCHANTS_READ = "merchants:read"
+SCOPE_ORDERS_WRITE = "orders:write"
+SCOPE_ORDERS_READ = "orders:read"
 # The one list of scopes a key may be given (README.md, "Operator command line").
 SCOPES: frozenset[str] = frozenset(
-    {SCOPE_BALANCE_READ, SCOPE_PAYOUTS_WRITE, SCOPE_PAYOUTS_READ, SCOPE_ADMIN, SCOPE_AUDIT_READ}
+    {
+        SCOPE_BALANCE_READ,
+        SCOPE_PAYOUTS_WRITE,
+        SCOPE_PAYOUTS_READ,
+        SCOPE_ADMIN,
+        SCOPE_AUDIT_READ,
+        SCOPE_MERCHANTS_WRITE,
+        SCOPE_MERCHANTS_READ,
+        SCOPE_ORDERS_WRITE,
+        SCOPE_ORDERS_READ,
+    }
 )
 ALL_ACCOUNTS = "*"
 KEY_ID_PREFIX = "ak_"

@@ -20,7 +20,18 @@ KIND_OPERATOR = "operator"
 # Bodies larger than this are described (size), not opened: the audit must not multiply the
 # work an unauthenticated caller can make the gateway do.
 MAX_PARSED_BODY = 64 * 1024
-KEPT_HEADERS = ("x-api-key", "x-timestamp", "x-nonce", "x-signature", "content-type")
+KEPT_HEADERS = (
+    "x-api-key",
+    "x-timestamp",
+    "x-nonce",
+    "x-signature",
+    "content-type",
+    # WeChat Pay's notifications are signed in headers (the signature itself is masked).
+    "wechatpay-serial",
+    "wechatpay-timestamp",
+    "wechatpay-nonce",
+    "wechatpay-signature",
+)
 _KEPT_RAW = {name.encode("latin-1"): name for name in KEPT_HEADERS}
 
 

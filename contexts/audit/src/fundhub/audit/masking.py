@@ -1,9 +1,10 @@
 """What an audit entry may keep of a request's parameters: the shape, never a secret or a
 person's data.
 
-Secrets (signatures, keys, passwords) are replaced whole; account, card, ID and phone numbers
-keep their last four characters (enough to tell two apart when investigating, not enough to
-use); names keep their first character. ``biz_content`` and other JSON held in strings (the
+Secrets (signatures, keys, passwords) are replaced whole; account, card, ID, licence and phone
+numbers keep their last four characters (enough to tell two apart when investigating, not
+enough to use); names keep their first character; e-mail addresses their first character and
+their domain. ``biz_content`` and other JSON held in strings (the
 bank's protocol nests JSON that way) are opened and masked too. Matching is by field name, in
 any spelling (``payee_acct_no``, ``accountNo``), so a new field with a familiar name is masked
 without a change here; large documents are cut short, so an entry stays small whatever a caller
@@ -44,12 +45,19 @@ _NUMBER_WORDS = (
     "accountnumber",
     "cardno",
     "idno",
+    "idnumber",
     "idcard",
+    "licenceno",
+    "licenseno",
+    "licencenumber",
+    "licensenumber",
+    "creditcode",
     "certno",
     "phone",
     "mobile",
     "tel",
     "iban",
+    "logonid",  # Alipay's buyer_logon_id: the payer's phone number or e-mail
 )
 _NAME_WORDS = (
     "acctname",
@@ -63,6 +71,7 @@ _NAME_WORDS = (
     "personname",
 )
 _NAME_EXACT = frozenset({"name"})
+_EMAIL_WORDS = ("email",)
 _NOT_SECRET = frozenset({"signtype"})  # the algorithm's name, not a signature
 
 
@@ -72,7 +81,7 @@ def _folded(key: str) -> str:
 
 @lru_cache(maxsize=4096)
 def field_kind(key: str) -> str | None:
-    """``secret``, ``number``, ``name`` or None (kept as it is), by the field's name.
+    """``secret``, ``number``, ``name``, ``email`` or None (kept as it is), by the field's name.
 
     Cached: the same few dozen names come with every request, and this runs on the hot routes
     (uncached it was most of the audit's cost per request)."""
@@ -85,6 +94,8 @@ def field_kind(key: str) -> str | None:
         return "number"
     if name in _NAME_EXACT or any(word in name for word in _NAME_WORDS):
         return "name"
+    if any(word in name for word in _EMAIL_WORDS):
+        return "email"
     return None
 
 
@@ -97,6 +108,12 @@ def mask_name(value: str) -> str:
     return value[:1] + "**" if value else value
 
 
+def mask_email(value: str) -> str:
+    """``o***@acme.example``: the first character and the domain, or nothing of a non-address."""
+    local, at, domain = value.rpartition("@")
+    return f"{local[:1]}***@{domain}" if at and local else HIDDEN
+
+
 def _mask_value(kind: str | None, value: Any, depth: int, inner: Masker | None = None) -> Any:
     if kind is None:
         return (inner or mask)(value, depth + 1)
@@ -105,7 +122,9 @@ def _mask_value(kind: str | None, value: Any, depth: int, inner: Masker | None =
     if not isinstance(value, str | int):
         return HIDDEN  # a number or name given as an object: nothing of it is kept
     text = str(value)
-    return mask_number(text) if kind == "number" else mask_name(text)
+    if kind == "number":
+        return mask_number(text)
+    return mask_email(text) if kind == "email" else mask_name(text)
 
 
 _OPENERS = ("{", "[")

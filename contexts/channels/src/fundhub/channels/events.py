@@ -17,6 +17,11 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fundhub.common.envelope import Envelope
+
+# The envelope's ``type`` on ``channels.notify.v1``.
+EVENT_TYPE = "channel.notified"
+
 
 class Channel(StrEnum):
     WECHATPAY = "WECHATPAY"
@@ -60,9 +65,28 @@ class ChannelEvent(BaseModel):
     # Refund events only.
     out_refund_no: str | None = Field(default=None, alias="outRefundNo", max_length=64)
     refund_id: str | None = Field(default=None, alias="refundId", max_length=64)
+    # This refund's amount, when the channel says it (WeChat Pay's ``amount.refund``). Alipay's
+    # notice does not: it carries ``refund_fee``, the order's refunds IN ALL so far, given as
+    # ``refunded_total_fen``; its ``refund_fen`` is None (the orders context knows the amount
+    # of the refund named by ``out_refund_no``).
     refund_fen: int | None = Field(default=None, alias="refundFen", ge=0)
     refund_status: RefundStatus | None = Field(default=None, alias="refundStatus")
+    refunded_total_fen: int | None = Field(default=None, alias="refundedTotalFen", ge=0)
 
     def message_id(self) -> str:
         """Content-derived, so a channel's retries and duplicates are one message."""
         return f"{self.channel.value}:{self.notification_id}"
+
+    def to_envelope(self, correlation_id: str) -> Envelope:
+        """The ``channel.notified`` envelope, under ``message_id()``."""
+        return Envelope(
+            id=self.message_id(),
+            type=EVENT_TYPE,
+            correlation_id=correlation_id,
+            data=self.model_dump(mode="json", by_alias=True),
+        )
+
+    @classmethod
+    def from_envelope(cls, envelope: Envelope) -> ChannelEvent:
+        """Read back; raises pydantic's ValidationError for anything that is not one."""
+        return cls.model_validate(envelope.data)

@@ -22,6 +22,11 @@ class ChannelUnavailable(Exception):
     """The channel could not be reached or answered 5xx: try again later, same ids."""
 
 
+# ``ChannelRefused.code`` when the channel has no such refund (a query for a refund it never
+# received): the caller sends the refund again under the same ``out_refund_no``.
+REFUND_NOT_FOUND = "REFUND_NOT_FOUND"
+
+
 class ChannelRefused(Exception):
     """The channel refused the request for good (its code and message, for the caller)."""
 
@@ -40,6 +45,9 @@ class PaymentOrder:
     currency: str
     description: str
     notify_url: str  # where the channel notifies (our /callbacks/wechatpay or /callbacks/alipay)
+    # WeChat Pay: with the payer's openid the payment is a JSAPI one (params: the wx.requestPayment
+    # fields, signed), without it a native one (params: ``code_url``). Alipay ignores it.
+    payer_openid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,5 +90,8 @@ class ChannelPayments(Protocol):
     async def refund(self, refund: RefundOrder) -> RefundAnswer: ...
 
     async def query_refund(
-        self, channel: Channel, app_id: str, out_refund_no: str
-    ) -> RefundAnswer: ...
+        self, channel: Channel, app_id: str, out_refund_no: str, out_trade_no: str | None = None
+    ) -> RefundAnswer:
+        """Alipay's refund query needs the order's ``out_trade_no`` as well (WeChat Pay's does
+        not); the Alipay adapter refuses a query without it (ValueError)."""
+        ...

@@ -13,25 +13,28 @@ model with the snake_case field names.
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 import re
 from datetime import date
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+from fundhub.common.json_body import (
+    InvalidBody,
+    canonical_json,
+    first_error,
+    has_control,
+    parse_object,
+)
 from fundhub.common.money import CURRENCIES, MoneyError, normalize_currency
-from fundhub.webhooks.destinations import CallbackAddresses, InvalidHost, normalise_host
+from fundhub.webhooks.destinations import CallbackAddresses, check_url_shape
 
 MAX_AMOUNT = 10**16 - 1  # at most 16 digits of minor units
 EXTENSION_MAX_BYTES = 4096  # of the extension's canonical JSON, UTF-8
 # Bounds on the body's shape, checked while it is parsed (before pydantic sees it): 4 KiB of
 # extension holds at most a few hundred keys, and nothing of ours nests deeper than this.
-MAX_OBJECT_KEYS = 256
-MAX_DEPTH = 8
 PAY_ID_PREFIX = "PAY"
 PAY_ID_SEQUENCE_DIGITS = 10
 PAY_ID_PATTERN = re.compile(r"^PAY[0-9]{8}[0-9]{10}$")
@@ -41,7 +44,6 @@ _REQUEST_ID = r"^[A-Za-z0-9._:-]+$"
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _ACCOUNT_ID = r"^[0-9A-Za-z_-]+$"
 _PAYEE_ACCOUNT_NO = r"^[0-9A-Za-z]+$"
-_FIELD_NAME_SHOWN = 64  # unknown keys are echoed back; keep that short
 
 _TEXT = "characters, not blank, without control characters"
 _MESSAGES: dict[str, str] = {
@@ -60,31 +62,22 @@ _MESSAGES: dict[str, str] = {
 }
 
 
-class InvalidPayout(ValueError):
+class InvalidPayout(InvalidBody):
     """A refused payout request. ``str(exc)`` is the wire ``msg``: ``"<field>: <message>"``."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 # --- field checks (pydantic runs them after its strict type and length checks) ----------------
 
 
-def _has_control(value: str) -> bool:
-    return any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in value)
-
-
 def _plain_text(value: str) -> str:
     """Names go to the bank as they are: refuse blank ones and control characters."""
-    if not value.strip() or _has_control(value):
+    if not value.strip() or has_control(value):
         raise ValueError("blank or control characters")
     return value
 
 
 def _free_text(value: str) -> str:
-    if _has_control(value):
+    if has_control(value):
         raise ValueError("control characters")
     return value
 
@@ -99,20 +92,7 @@ def _currency(value: str) -> str:
 
 
 def _callback_url(value: str) -> str:
-    if not value.isascii() or any(ch.isspace() or _has_control(ch) for ch in value):
-        raise ValueError("not a plain ASCII URL")
-    parts = urlsplit(value)
-    host = parts.hostname
-    if parts.scheme not in ("http", "https") or not host:
-        raise ValueError("not an http(s) URL with a host")
-    if "@" in parts.netloc:
-        raise ValueError("credentials in the URL")  # they would end up in logs
-    _ = parts.port  # ValueError for a port that is not a number in range
-    try:
-        normalise_host(host)
-    except InvalidHost:
-        raise ValueError("not a host name or address") from None
-    return value
+    return check_url_shape(value)
 
 
 def _extension(value: dict[str, Any]) -> dict[str, Any]:
@@ -170,12 +150,6 @@ class PayoutRequest(_WireModel):
         return hashlib.sha256(self.canonical_json()).hexdigest()
 
 
-def canonical_json(value: Any) -> bytes:
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
-
-
 PUBLIC_ONLY = CallbackAddresses()
 CALLBACK_NOT_ALLOWED = (
     "must not point to a loopback, private, link-local, multicast or reserved address "
@@ -189,14 +163,15 @@ def parse_payout_request(raw: bytes, callbacks: CallbackAddresses | None = None)
     ``callbacks`` is where a callbackUrl may point; by default public addresses only, as in
     every environment unless the operator allows a range (``FUNDHUB_CALLBACK_ALLOW_CIDRS``).
     """
-    document = _decode(raw)
-    if not isinstance(document, dict):
-        raise InvalidPayout("body", "not a JSON object")
-    _check_strings(document, "", 0)
+    try:
+        document = parse_object(raw)
+    except InvalidBody as exc:
+        raise InvalidPayout(exc.field, exc.message) from None
     try:
         request = PayoutRequest.model_validate(document, by_alias=True, by_name=False)
     except ValidationError as exc:
-        _raise_first(exc)
+        refusal = first_error(exc, _MESSAGES, opaque=("extension",))
+        raise InvalidPayout(refusal.field, refusal.message) from None
     if request.callback_url is not None:
         host = urlsplit(request.callback_url).hostname or ""
         if (callbacks or PUBLIC_ONLY).host_refusal(host) is not None:
@@ -211,100 +186,3 @@ def new_pay_id(day: date, sequence: int) -> str:
     if not 0 <= sequence < 10**PAY_ID_SEQUENCE_DIGITS:
         raise ValueError(f"sequence {sequence} does not fit {PAY_ID_SEQUENCE_DIGITS} digits")
     return f"{PAY_ID_PREFIX}{day:%Y%m%d}{sequence:0{PAY_ID_SEQUENCE_DIGITS}d}"
-
-
-# --- parsing internals -----------------------------------------------------------------------
-
-
-class _DuplicateKey(ValueError):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
-
-
-class _TooManyKeys(ValueError):
-    pass
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """Two values for one key would make "the same body" ambiguous: refuse them. An object of
-    more keys than any payout needs is refused here, before anything walks or validates it."""
-    if len(pairs) > MAX_OBJECT_KEYS:
-        raise _TooManyKeys
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateKey(key)
-        result[key] = value
-    return result
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError("number out of range")
-    return value
-
-
-def _refuse_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _decode(raw: bytes) -> Any:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidPayout("body", "not UTF-8") from None
-    try:
-        return json.loads(
-            text,
-            object_pairs_hook=_no_duplicates,
-            parse_float=_finite_float,
-            parse_constant=_refuse_constant,
-        )
-    except _DuplicateKey as exc:
-        raise InvalidPayout("body", f"duplicate key {_shown(exc.key)}") from None
-    except _TooManyKeys:
-        raise InvalidPayout("body", f"an object of more than {MAX_OBJECT_KEYS} keys") from None
-    except (ValueError, RecursionError):
-        raise InvalidPayout("body", "not valid JSON") from None
-
-
-def _check_strings(value: Any, path: str, depth: int) -> None:
-    """Refuse what PostgreSQL cannot store: NUL and lone surrogates (JSON escapes allow both),
-    and nesting deeper than ``MAX_DEPTH``."""
-    if depth > MAX_DEPTH:
-        raise InvalidPayout(path or "body", f"nested deeper than {MAX_DEPTH} levels")
-    if isinstance(value, str):
-        if "\x00" in value or any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
-            raise InvalidPayout(path or "body", "contains NUL or invalid Unicode")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            here = f"{path}.{_shown(key)}" if path else _shown(key)
-            _check_strings(key, here, depth)
-            _check_strings(item, here, depth + 1)
-    elif isinstance(value, list):
-        for item in value:
-            _check_strings(item, path, depth + 1)
-
-
-def _raise_first(exc: ValidationError) -> NoReturn:
-    error = exc.errors(include_url=False, include_input=False)[0]
-    loc = [str(part) for part in error["loc"]]
-    kind = error["type"]
-    if loc and loc[0] == "extension":
-        loc = loc[:1]  # its inner keys are the client's own, not fields of ours
-    field = ".".join(_shown(part) for part in loc) or "body"
-    if kind == "missing":
-        raise InvalidPayout(field, "required") from None
-    if kind == "extra_forbidden":
-        raise InvalidPayout(field, "not allowed") from None
-    raise InvalidPayout(field, _MESSAGES.get(field, "invalid")) from None
-
-
-def _shown(name: str) -> str:
-    """A client-chosen name as it may appear in a message: printable and short."""
-    printable = "".join(ch if ch.isprintable() else "?" for ch in name)
-    if len(printable) > _FIELD_NAME_SHOWN:
-        return printable[:_FIELD_NAME_SHOWN] + "…"
-    return printable

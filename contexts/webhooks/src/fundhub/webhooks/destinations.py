@@ -29,6 +29,7 @@ from ipaddress import (
     ip_address,
     ip_network,
 )
+from urllib.parse import urlsplit
 
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
@@ -125,6 +126,26 @@ class CallbackAddresses:
                 return "address not allowed"
             return None
         return None if self.permits(normal) else "address not allowed"
+
+
+def check_url_shape(value: str) -> str:
+    """``value`` if it is a callback URL as one can be tried: plain ASCII, http(s), a host that
+    is a DNS name or an address, a valid port, no user info (it would end up in logs). Raises
+    ValueError naming the flaw. Where the host may point is ``CallbackAddresses``' question."""
+    if not value.isascii() or any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise ValueError("not a plain ASCII URL")
+    parts = urlsplit(value)
+    host = parts.hostname
+    if parts.scheme not in ("http", "https") or not host:
+        raise ValueError("not an http(s) URL with a host")
+    if "@" in parts.netloc:
+        raise ValueError("credentials in the URL")
+    _ = parts.port  # ValueError for a port that is not a number in range
+    try:
+        normalise_host(host)
+    except InvalidHost:
+        raise ValueError("not a host name or address") from None
+    return value
 
 
 def is_internal(address: IPAddress) -> bool:

@@ -1,4 +1,10 @@
-"""The dispatcher's intake: ``payout.callback`` messages become ``callback_deliveries`` rows.
+"""The dispatcher's intake: callback messages become ``callback_deliveries`` rows.
+
+Each kind that arrives on ``callbacks.v1`` (``payout.callback``: a payout's final state;
+``merchant.callback``: a merchant's change, its ``state`` the event's id; ``order.callback``: an
+order's payment, refund or settlement reaching a final state) becomes the same row: a subject,
+its state, where it goes, whose webhook secret signs it and the body; the sender does not tell
+them apart.
 
 A handler of the shared consumer loop: one transaction per polled batch (inbox ids and rows
 together), offsets committed after it; a message that can never become a row is dead-lettered,
@@ -27,17 +33,24 @@ from fundhub.webhooks.store import NewDelivery, insert_deliveries
 log = structlog.get_logger(__name__)
 
 INTAKE = Counter(
-    "fundhub_callback_dispatcher_messages_total", "payout.callback messages by outcome", ["outcome"]
+    "fundhub_callback_dispatcher_messages_total", "callback messages by outcome", ["outcome"]
 )
 MESSAGE_TYPE = "payout.callback"
+# Each callback type and the field naming its subject.
+SUBJECT_FIELDS = {
+    MESSAGE_TYPE: "payId",
+    "merchant.callback": "subjectId",
+    "order.callback": "subjectId",
+}
 
 
 def decode_callback(raw: bytes | None) -> NewDelivery:
     envelope = open_envelope(raw)
-    if envelope.type != MESSAGE_TYPE:
+    subject = SUBJECT_FIELDS.get(envelope.type)
+    if subject is None:
         raise PoisonMessage(f"unexpected message type {envelope.type!r}")
     data = envelope.data
-    fields = {name: data.get(name) for name in ("payId", "state", "url", "keyId")}
+    fields = {name: data.get(name) for name in (subject, "state", "url", "keyId")}
     for name, value in fields.items():
         if not isinstance(value, str) or not value:
             raise PoisonMessage(f"{name}: must be a non-empty string")
@@ -46,7 +59,7 @@ def decode_callback(raw: bytes | None) -> NewDelivery:
         raise PoisonMessage("body: must be a JSON object")
     return NewDelivery(
         message_id=envelope.id,
-        pay_id=str(fields["payId"]),
+        pay_id=str(fields[subject]),
         state=str(fields["state"]),
         url=str(fields["url"]),
         key_id=str(fields["keyId"]),

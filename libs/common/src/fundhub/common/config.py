@@ -13,6 +13,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # because the processes that tell the bank where to call (payment-worker) or call it themselves
 # (the bank simulator) need it as much as the gateway that serves it.
 BANK_CALLBACK_PATH = "/callbacks/bank"
+# The channels' notifications (WeChat Pay APIv3, Alipay async notify); here for the same reason:
+# the notify_url sent with each payment and refund names them.
+WECHATPAY_CALLBACK_PATH = "/callbacks/wechatpay"
+ALIPAY_CALLBACK_PATH = "/callbacks/alipay"
 
 
 class Settings(BaseSettings):
@@ -77,6 +81,34 @@ class Settings(BaseSettings):
     payout_poll_base_s: float = 5.0
     payout_poll_max_s: float = 300.0
 
+    # Merchants: when payment-worker first asks the depository about a request it has no result
+    # for (its notification normally comes first), and the longest pause between two looks.
+    merchant_poll_base_s: float = 5.0
+    merchant_poll_max_s: float = 300.0
+    # The payment channels' APIs (the channel simulator locally; in production
+    # https://api.mch.weixin.qq.com and https://openapi.alipay.com/gateway.do), how long one
+    # request may take, and the base URL the channels are told to notify (this gateway's, as the
+    # channels reach it; default: the gateway's own address).
+    channel_simulator_port: int = 8101
+    wechatpay_base_url: str = "http://127.0.0.1:8101"
+    alipay_gateway_url: str = "http://127.0.0.1:8101/gateway.do"
+    channel_timeout_s: float = 5.0
+    channel_notify_base_url: str | None = None
+    # Settlement (fundhub.settlement): orders paid on day D settle at this cut-off of D+1,
+    # HH:MM in GMT+8; the scheduler looks this often, and asks the depository about an
+    # instruction it has not reported on after a backoff from base to max.
+    settlement_cutoff: str = Field(default="02:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    settlement_interval_s: float = 1.0
+    settlement_poll_base_s: float = 5.0
+    settlement_poll_max_s: float = 300.0
+    # Orders (fundhub.orders): how long the gateway waits for the depository (each of 2 tries)
+    # while it creates an order, and how payment-worker follows a refund the channel did not
+    # report on (backoff between looks; an alert past the deadline).
+    depository_timeout_s: float = 3.0
+    refund_poll_base_s: float = 5.0
+    refund_poll_max_s: float = 300.0
+    refund_result_deadline_s: int = 86400
+
     bank_timestamp_tolerance_s: int = 600
     api_timestamp_tolerance_s: int = 300
     kafka_publish_timeout_s: float = 5.0
@@ -127,6 +159,7 @@ class Settings(BaseSettings):
     rate_limit_read: str = "200/second"
     rate_limit_write: str = "1000/second"
     rate_limit_bank_callback: str = "5000/second"
+    rate_limit_channel_callback: str = "5000/second"
     rate_limit_auth_failures: str = "100/second"
     # Where the buckets live (default: the main database), and how long a check may take before
     # the request passes unchecked (fail open, counted and logged).
@@ -138,6 +171,11 @@ class Settings(BaseSettings):
         if self.payout_notify_url:
             return self.payout_notify_url
         return f"http://{self.gateway_host}:{self.gateway_port}{BANK_CALLBACK_PATH}"
+
+    def channel_notify_url(self, path: str) -> str:
+        """Where a channel is told to notify (``path``: one of the channel callback paths)."""
+        base = self.channel_notify_base_url or f"http://{self.gateway_host}:{self.gateway_port}"
+        return base.rstrip("/") + path
 
 
 @lru_cache(maxsize=1)

@@ -21,10 +21,55 @@ class ErrorCode(Enum):
     IDEMPOTENCY_CONFLICT = (409, "E010_IDEMPOTENCY_CONFLICT", "requestId reused with another body")
     PAYLOAD_TOO_LARGE = (413, "E011_PAYLOAD_TOO_LARGE", "request body too large")
     RATE_LIMITED = (429, "E012_RATE_LIMITED", "too many requests; retry after Retry-After seconds")
+    # Merchants (50-59): what a merchant's state refuses, and its depository review's outcome.
+    MERCHANT_BALANCE_NOT_ZERO = (
+        409,
+        "E050_MERCHANT_BALANCE_NOT_ZERO",
+        "the merchant's account still holds money",
+    )
+    MERCHANT_HAS_UNSETTLED_ORDERS = (
+        409,
+        "E051_MERCHANT_HAS_UNSETTLED_ORDERS",
+        "the merchant has orders not settled yet",
+    )
+    MERCHANT_STATE_CONFLICT = (
+        409,
+        "E052_MERCHANT_STATE_CONFLICT",
+        "the merchant's state does not allow this now",
+    )
+    MERCHANT_REJECTED = (200, "E053_MERCHANT_REJECTED", "the depository rejected the merchant")
     # Outcomes of a payout, reported in its state (HTTP 200 on a query) rather than as refusals.
     RETURNED = (200, "E014_RETURNED", "the bank returned a paid payout")
     BANK_REJECTED = (200, "E015_BANK_REJECTED", "the bank refused the transfer")
     PAYEE_INVALID = (200, "E016_PAYEE_INVALID", "the bank refused the payee account")
+    # Orders and their refunds (fundhub.orders): refusals, then outcomes shown in their state.
+    SPLIT_MISMATCH = (400, "E031_SPLIT_MISMATCH", "splits and platformFee do not add up to amount")
+    MERCHANT_NOT_ACTIVE = (422, "E032_MERCHANT_NOT_ACTIVE", "a receiver is not an ACTIVE merchant")
+    REFUND_EXCEEDS_PAID = (422, "E033_REFUND_EXCEEDS_PAID", "more than is left to refund")
+    ORDER_NOT_PAID = (409, "E034_ORDER_NOT_PAID", "the order is not paid: nothing to refund")
+    CHANNEL_REFUSED = (200, "E035_CHANNEL_REFUSED", "the payment channel refused")
+    DEPOSITORY_REFUSED = (200, "E036_DEPOSITORY_REFUSED", "the depository refused the order")
+    # Settlement and withdrawals (E040-E049): refusals the order's or merchant's state makes
+    # (E044 is also a refund's while the order's settlement is under way).
+    ORDER_SETTLED = (409, "E040_ORDER_SETTLED", "the order is settled already")
+    ORDER_FULLY_REFUNDED = (409, "E041_ORDER_FULLY_REFUNDED", "the order is fully refunded")
+    NO_VERIFIED_ACCOUNT = (
+        409,
+        "E042_NO_VERIFIED_ACCOUNT",
+        "the merchant has no verified settlement account",
+    )
+    SETTLEMENT_IN_PROGRESS = (
+        409,
+        "E044_SETTLEMENT_IN_PROGRESS",
+        "the order's settlement is in progress; retry once it is final",
+    )
+    REFUND_IN_PROGRESS = (
+        409,
+        "E045_REFUND_IN_PROGRESS",
+        "a refund of the order is being taken; retry in a moment",
+    )
+    # A settlement the depository refused: its state's errorCode, not a refusal of a request.
+    SPLIT_REFUSED = (200, "E043_SPLIT_REFUSED", "the depository refused the split")
     UNAVAILABLE = (503, "E013_UNAVAILABLE", "a dependency is unavailable; retry")
     INTERNAL = (500, "E500_INTERNAL", "internal error")
 

@@ -119,9 +119,11 @@ class KafkaPublisher:
         """Send and wait for every acknowledgement (acks=all), or raise PublishFailed."""
         producer: AIOKafkaProducer | None = None
         try:
-            producer = await self._current()
-            # One deadline for the whole send (asyncio.timeout, not wait_for: no task per call).
+            # One deadline for the whole send, a fresh producer's start included: a caller
+            # (a request whose answer waits on it) waits at most the publish timeout, not twice
+            # it. asyncio.timeout, not wait_for: no task per call.
             async with asyncio.timeout(self._timeout_s):
+                producer = await self._current()
                 futures = [
                     await producer.send(m.topic, value=m.value, key=m.key, headers=list(m.headers))
                     for m in messages

@@ -70,6 +70,26 @@ def rsa2_verify(
     return True
 
 
+def rsa_sha256_sign(message: bytes, private_key: RSAPrivateKey) -> str:
+    """SHA256withRSA (PKCS#1 v1.5) over raw bytes, base64: the channels sign messages built
+    their own way (WeChat Pay's lines, Alipay's response JSON), not a parameter map."""
+    signature = private_key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+    return base64.b64encode(signature).decode("ascii")
+
+
+def rsa_sha256_verify(message: bytes, signature_b64: str, public_key: RSAPublicKey) -> bool:
+    """True only for a valid signature over ``message``; malformed base64 is a failure."""
+    try:
+        signature = base64.b64decode(signature_b64, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    try:
+        public_key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+    except InvalidSignature:
+        return False
+    return True
+
+
 @lru_cache(maxsize=256)
 def load_public_key(pem: str) -> RSAPublicKey:
     """Parse a bank's public key once per distinct text (verification runs per request).

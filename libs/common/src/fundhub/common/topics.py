@@ -70,6 +70,16 @@ class Topics:
         return self._t("merchants.commands.v1")
 
     @property
+    def bank_split_results(self) -> str:
+        """Verified ``bkfunds.split.result.notify`` results, keyed by settlementId."""
+        return self._t("bank.split-results.v1")
+
+    @property
+    def bank_merchant_results(self) -> str:
+        """Verified ``bkfunds.member.result.notify`` results, keyed by merchantId."""
+        return self._t("bank.merchant-results.v1")
+
+    @property
     def order_commands(self) -> str:
         """Refunds and settlements for the channels and the depository, keyed by orderNo."""
         return self._t("orders.commands.v1")
@@ -87,7 +97,9 @@ class Topics:
             self.audit,
             self.channel_notifications,
             self.merchant_commands,
+            self.bank_merchant_results,
             self.order_commands,
+            self.bank_split_results,
         ]
 
     def group(self, service: str) -> str:

@@ -12,6 +12,10 @@ import structlog
 from fastapi import FastAPI, HTTPException, status
 
 from fundhub.bank_simulator.config import SimulatorConfig
+from fundhub.bank_simulator.depository_api import MemberNotifier, depository_router
+from fundhub.bank_simulator.depository_members import DepositoryBehaviour, MemberBook
+from fundhub.bank_simulator.depository_orders import DepositoryOrders, order_router
+from fundhub.bank_simulator.depository_splits import SplitDesk, SplitNotifier, split_router
 from fundhub.bank_simulator.metrics import PrometheusObserver
 from fundhub.bank_simulator.notifications import private_key
 from fundhub.bank_simulator.payout_api import payout_router
@@ -25,14 +29,25 @@ from fundhub.web.health import health_router
 log = structlog.get_logger("fundhub.bank_simulator.app")
 
 
-def create_app(config: SimulatorConfig, payouts: PayoutBehaviour | None = None) -> FastAPI:
-    """The control API, and the bank's payout side behaving as ``payouts`` says."""
+def create_app(
+    config: SimulatorConfig,
+    payouts: PayoutBehaviour | None = None,
+    depository: DepositoryBehaviour | None = None,
+) -> FastAPI:
+    """The control API, the bank's payout side behaving as ``payouts`` says, and its
+    depository's member side as ``depository`` says."""
     key = private_key(config.private_key_pem)  # fail at start, not at the first scenario
     runs = RunRegistry()
     senders: list[BankSender] = []
     bank = PayoutBank(payouts)
     notifier = PayoutNotifier(
         bank, config.app_id, key, **config.delivery(), observer=PrometheusObserver()
+    )
+    members = MemberBook(depository or DepositoryBehaviour())
+    member_notifier = MemberNotifier(members, config.app_id, key, config.delivery())
+    splits = SplitDesk()
+    split_notifier = SplitNotifier(
+        splits, config.app_id, key, **config.delivery(), observer=PrometheusObserver()
     )
 
     @asynccontextmanager
@@ -42,6 +57,8 @@ def create_app(config: SimulatorConfig, payouts: PayoutBehaviour | None = None) 
                 config.gateway_url, **config.delivery(), observer=PrometheusObserver()
             ) as sender,
             notifier.running(),
+            member_notifier.running(),
+            split_notifier.running(),
         ):
             senders.append(sender)
             stream: asyncio.Task[None] | None = None
@@ -56,6 +73,7 @@ def create_app(config: SimulatorConfig, payouts: PayoutBehaviour | None = None) 
                 app_id=config.app_id,
                 stream_interval_s=config.stream_interval_s,
                 payouts=bank.behaviour.to_json(),
+                depository=members.behaviour.to_json(),
             )
             try:
                 yield
@@ -73,14 +91,26 @@ def create_app(config: SimulatorConfig, payouts: PayoutBehaviour | None = None) 
     async def payouts_ready() -> bool:
         return notifier.is_running
 
+    async def depository_ready() -> bool:
+        return member_notifier.is_running and split_notifier.is_running
+
     app = FastAPI(
         title="fundhub bank simulator",
         summary="Plays the bank: signed bkfunds.acct.transfer.notify with its retries, "
-        "and the payout API with its delays, failures, timeouts and callbacks.",
+        "the payout API with its delays, failures, timeouts and callbacks, and the "
+        "depository's member API with its reviews, micro-deposits and signed results, and its "
+        "order registration.",
         lifespan=lifespan,
     )
-    app.include_router(health_router({"sender": sender_ready, "payouts": payouts_ready}))
+    app.include_router(
+        health_router(
+            {"sender": sender_ready, "payouts": payouts_ready, "depository": depository_ready}
+        )
+    )
     app.include_router(payout_router(bank, notifier))
+    app.include_router(depository_router(members, member_notifier))
+    app.include_router(order_router(DepositoryOrders(), config.app_id, key))
+    app.include_router(split_router(splits, split_notifier))
 
     def current_sender() -> BankSender:
         if not senders:

@@ -2,6 +2,7 @@
 
 fundhub-bank-simulator [--stream-interval 5] ...        serve (default)
 fundhub-bank-simulator --payout-fail-rate 0.1 ...       serve, the payout side behaving so
+fundhub-bank-simulator --depository-review-delay 0,200   serve, members reviewed that fast
 fundhub-bank-simulator send --count 1000 --duplicates 2  one scenario, JSON tally, exit
 fundhub-bank-simulator keygen --out-dir DIR              the bank's RSA key pair
 """
@@ -24,6 +25,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from pydantic import ValidationError
 
 from fundhub.bank_simulator.config import SimulatorConfig
+from fundhub.bank_simulator.depository_members import DepositoryBehaviour
 from fundhub.bank_simulator.metrics import PrometheusObserver
 from fundhub.bank_simulator.notifications import DEFAULT_APP_ID, private_key
 from fundhub.bank_simulator.payouts_bank import PayoutBehaviour
@@ -166,6 +168,26 @@ def _payout_behaviour(parser: argparse.ArgumentParser, args: argparse.Namespace)
         parser.error("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
 
 
+def _add_depository_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("depository side (the bank's /depository/v1 member API)")
+    group.add_argument(
+        "--depository-review-delay",
+        type=_delay_range,
+        default=DepositoryBehaviour().review_delay_ms,
+        metavar="MIN,MAX",
+        help="milliseconds from a member request to its decision and notification",
+    )
+
+
+def _depository_behaviour(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> DepositoryBehaviour:
+    try:
+        return DepositoryBehaviour(review_delay_ms=args.depository_review_delay)
+    except ValidationError as exc:
+        parser.error("; ".join(e["msg"] for e in exc.errors()))
+
+
 def build_parser() -> argparse.ArgumentParser:
     settings = get_settings()
     parser = argparse.ArgumentParser(
@@ -189,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--stream-accounts", type=int, default=3, help="demo accounts the stream pays into"
     )
     _add_payout_options(parser)
+    _add_depository_options(parser)
     commands = parser.add_subparsers(dest="command", metavar="{send,keygen}")
 
     send = commands.add_parser("send", help="run one transfer scenario, print a JSON tally")
@@ -303,7 +326,7 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     config = _config(parser, args)
     if config.stream_interval_s < 0:
         parser.error("--stream-interval must be >= 0")
-    app = create_app(config, _payout_behaviour(parser, args))
+    app = create_app(config, _payout_behaviour(parser, args), _depository_behaviour(parser, args))
     uvicorn.run(
         app,
         host=args.host,

@@ -75,7 +75,7 @@ def build_result_notification(
 ) -> dict[str, str]:
     """The signed parameters of ``bkfunds.payout.result.notify`` carrying ``biz``."""
     text = json.dumps(dict(biz), ensure_ascii=False, separators=(",", ":"))
-    return _signed(RESULT_METHOD, text, app_id, key, now, excludes)
+    return signed_notification(RESULT_METHOD, text, app_id, key, now, excludes)
 
 
 def build_results_notification(
@@ -91,10 +91,10 @@ def build_results_notification(
         raise ValueError(f"a batch holds 1 to {MAX_BATCH_RESULTS} results, not {len(items)}")
     # orjson: this runs for every batch, and its output is the same compact UTF-8 JSON.
     text = orjson.dumps({"results": [dict(item) for item in items]}).decode()
-    return _signed(RESULTS_METHOD, text, app_id, key, now, excludes)
+    return signed_notification(RESULTS_METHOD, text, app_id, key, now, excludes)
 
 
-def _signed(
+def signed_notification(
     method: str,
     biz_content: str,
     app_id: str,
@@ -102,6 +102,8 @@ def _signed(
     now: datetime | None,
     excludes: Collection[str],
 ) -> dict[str, str]:
+    """A notification of ``method`` carrying ``biz_content``: the bank's public parameters,
+    signed RSA2 like every notification it sends (payout results, split results)."""
     params = {
         "app_id": app_id,
         "method": method,

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from fundhub.access.keys import SCOPE_BALANCE_READ
+from fundhub.access.keys import SCOPE_BALANCE_READ, ApiKey
 from fundhub.common.clock import iso_utc_ms
 from fundhub.common.errors import ErrorCode, FundhubError
 from fundhub.gateway.auth import authenticated, require_account
@@ -21,6 +21,7 @@ from fundhub.gateway.edge import edge_route
 from fundhub.gateway.responses import signed, success
 from fundhub.gateway.schemas import Balance, Transactions, answers
 from fundhub.ledger import balances
+from fundhub.merchants import lookup as merchants
 
 RECENT_MOVEMENTS = 10
 _ACCOUNT_ID = re.compile(r"[0-9A-Za-z_-]{1,32}")
@@ -70,6 +71,17 @@ def _limit(text: str | None) -> int:
     return int(text)
 
 
+async def _require_readable(request: Request, key: ApiKey, account_id: str) -> None:
+    """The key's own accounts, and the ledger accounts of the merchants it registered (without
+    being given each one); any other is refused as before (E008)."""
+    if key.may_access(account_id):
+        return
+    async with request.app.state.pool.acquire() as conn:
+        if await merchants.owns_account(conn, key.key_id, account_id):
+            return
+    require_account(key, account_id)
+
+
 def _not_found(account_id: str) -> FundhubError:
     return FundhubError(ErrorCode.NOT_FOUND, f"account {account_id} not found")
 
@@ -87,7 +99,7 @@ def accounts_router() -> APIRouter:
     async def get_balance(request: Request) -> Response:
         key = await authenticated(request, SCOPE_BALANCE_READ)
         account_id = _account_id(request)
-        require_account(key, account_id)
+        await _require_readable(request, key, account_id)
         async with request.app.state.pool.acquire() as conn:
             found = await balances.statement(conn, account_id, RECENT_MOVEMENTS)
         if found is None or found.balance.derived:  # system accounts are not the API's
@@ -115,7 +127,7 @@ def accounts_router() -> APIRouter:
     async def list_transactions(request: Request) -> Response:
         key = await authenticated(request, SCOPE_BALANCE_READ)
         account_id = _account_id(request)
-        require_account(key, account_id)
+        await _require_readable(request, key, account_id)
         cursor = request.query_params.get("cursor")
         limit = _limit(request.query_params.get("limit"))
         if cursor is not None and len(cursor) > 64:

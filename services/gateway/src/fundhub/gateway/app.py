@@ -15,6 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fundhub.access.keys import environment_served_by
 from fundhub.access.store import ApiKeyStore
 from fundhub.bank_transfers.bank_apps import BankAppStore
+from fundhub.channels.apps import ChannelAppStore
+from fundhub.channels.payments import open_channel_payments
 from fundhub.common import db
 from fundhub.common.config import Settings
 from fundhub.common.errors import ErrorCode, FundhubError
@@ -25,10 +27,20 @@ from fundhub.gateway.accounts import accounts_router
 from fundhub.gateway.audit_api import audit_router
 from fundhub.gateway.auth import Authenticator
 from fundhub.gateway.bank_callbacks import BankNotificationIntake, bank_router
+from fundhub.gateway.channel_callbacks import ChannelNotificationIntake, channel_router
+from fundhub.gateway.merchants import merchants_router
+from fundhub.gateway.orders import orders_router
 from fundhub.gateway.payouts import payouts_router
 from fundhub.gateway.rate_limits import RateLimiter
 from fundhub.gateway.schemas import finish_document
+from fundhub.gateway.settlement import settlement_router
+from fundhub.merchants.admission import MerchantAdmission
+from fundhub.orders import unsettled
+from fundhub.orders.admission import OrderDesk, Timing
+from fundhub.orders.channel_choice import from_channels
+from fundhub.orders.depository_http import HttpDepository
 from fundhub.payouts.admission import PayoutStore
+from fundhub.payouts.bank_http import bank_session
 from fundhub.web.health import health_router
 from fundhub.webhooks.destinations import CallbackAddresses
 
@@ -63,8 +75,38 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.bank_intake = BankNotificationIntake(
             settings, names, BankAppStore(pool), publisher
         )
+        channel_apps = ChannelAppStore(pool, settings.master_keys())
+        app.state.channel_intake = ChannelNotificationIntake(names, channel_apps, publisher)
         app.state.payouts = PayoutStore(
             pool, names, settings.payout_result_deadline_s, settings.payout_poll_base_s
+        )
+        # A merchant with unsettled orders does not close (orders.unsettled.count).
+        app.state.merchants = MerchantAdmission(
+            pool, names, settings.merchant_poll_base_s, unsettled_orders=[unsettled]
+        )
+        # Orders are created while the platform waits: this process calls the depository and
+        # the channels' payment APIs (the merchants' signing keys opened here, not only the
+        # channels' public ones).
+        closing = contextlib.AsyncExitStack()
+        session = bank_session(settings)
+        closing.push_async_callback(session.close)
+        channel_payments = await closing.enter_async_context(open_channel_payments(settings, pool))
+        app.state.orders = OrderDesk(
+            pool,
+            names,
+            from_channels(settings, channel_payments, channel_apps),
+            HttpDepository(
+                session,
+                settings.bank_base_url,
+                BankAppStore(pool),
+                settings.bank_app_id,
+                settings.depository_timeout_s,
+            ),
+            Timing(
+                settings.channel_timeout_s,
+                settings.refund_poll_base_s,
+                settings.refund_result_deadline_s,
+            ),
         )
         if limiter is not None:
             await limiter.start(pool)
@@ -78,12 +120,14 @@ def create_app(settings: Settings) -> FastAPI:
             if limiter is not None:
                 await limiter.stop()
             await publisher.stop()
+            await closing.aclose()
             await pool.close()
 
     app = FastAPI(
         title="fundhub gateway",
         version="0.1.0",
-        summary="Signed API for balances and payouts, and the bank's signed notifications",
+        summary="Signed API for balances, payouts, sub-merchants and orders, and the bank's and "
+        "the channels' signed notifications",
         lifespan=lifespan,
         # A path with a trailing slash is not found, never redirected: Starlette would build
         # the Location from the request's Host header, a redirect the caller chose.
@@ -104,8 +148,12 @@ def create_app(settings: Settings) -> FastAPI:
     for router in (
         health_router({"kafka": kafka_ready, "postgres": postgres_ready}, metrics=False),
         bank_router(),
+        channel_router(),
         accounts_router(),
         payouts_router(CallbackAddresses(settings.callback_allow_cidrs)),
+        settlement_router(settings),
+        merchants_router(CallbackAddresses(settings.callback_allow_cidrs)),
+        orders_router(CallbackAddresses(settings.callback_allow_cidrs)),
         audit_router(),
     ):
         # The routes themselves, not an included router: the pipeline (edge.Edge) reads each

@@ -32,6 +32,8 @@ from fundhub.common.kafka import KafkaPublisher, OutgoingMessage, PublishFailed
 from fundhub.common.topics import Topics
 from fundhub.gateway.edge import edge_route
 from fundhub.gateway.metrics import BANK_NOTIFICATIONS
+from fundhub.merchants.depository import RESULT_METHOD as MEMBER_RESULT_METHOD
+from fundhub.merchants.depository import InvalidMemberResult, parse_member_result
 from fundhub.payouts.bank import RESULT_METHOD, RESULTS_METHOD
 from fundhub.payouts.bank_results import (
     BatchResult,
@@ -39,6 +41,12 @@ from fundhub.payouts.bank_results import (
     parse_bank_result,
     parse_bank_results,
 )
+from fundhub.settlement.depository import (
+    SPLIT_RESULT_METHOD,
+    InvalidSplitResult,
+    parse_split_result,
+)
+from fundhub.settlement.messages import TYPE_SPLIT_RESULT
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +58,7 @@ MAX_NOTIFICATION_BYTES = 256 * 1024
 TYPE_TRANSFER_NOTIFY = "bank.transfer-notify.received"
 TYPE_UNHANDLED_NOTIFY = "bank.notify.unhandled"
 TYPE_PAYOUT_RESULT = "bank.payout-result.received"
+TYPE_MEMBER_RESULT = "bank.member-result.received"
 
 
 @dataclass(frozen=True)
@@ -96,6 +105,10 @@ class BankNotificationIntake:
                 return await self._payout_result(app.app_id, params, correlation_id)
             if params["method"] == RESULTS_METHOD:
                 return await self._payout_results(app.app_id, params, correlation_id)
+            if params["method"] == SPLIT_RESULT_METHOD:
+                return await self._split_result(app.app_id, params, correlation_id)
+            if params["method"] == MEMBER_RESULT_METHOD:
+                return await self._member_result(app.app_id, params, correlation_id)
             if params["method"] != TRANSFER_NOTIFY_METHOD:
                 return await self._keep_unhandled(params, correlation_id)
             notice = parse_transfer_biz_content(params["biz_content"])
@@ -152,6 +165,40 @@ class BankNotificationIntake:
             log.info("bank_payout_results_accepted", count=len(messages))
         return refusal
 
+    async def _split_result(
+        self, app_id: str, params: dict[str, Any], correlation_id: str
+    ) -> Refusal | None:
+        """The depository's result on a split instruction, checked here so that only readable
+        ones reach the worker (which checks the app against the settlement's)."""
+        result = _biz_read(params, parse_split_result)
+        if isinstance(result, Refusal):
+            return result
+        envelope = _notification_envelope(TYPE_SPLIT_RESULT, app_id, params, correlation_id)
+        structlog.contextvars.bind_contextvars(
+            app_id=app_id, settlement_id=result.split_request_id, message_id=envelope.id
+        )
+        # Keyed by the settlement: every result on one instruction keeps its order.
+        return await self._publish(
+            self._topics.bank_split_results, envelope, result.split_request_id
+        )
+
+    async def _member_result(
+        self, app_id: str, params: dict[str, Any], correlation_id: str
+    ) -> Refusal | None:
+        """The depository's result on a merchant request, checked here so that only readable
+        ones reach the worker (which checks the app against the request's)."""
+        result = _biz_read(params, parse_member_result)
+        if isinstance(result, Refusal):
+            return result
+        envelope = _notification_envelope(TYPE_MEMBER_RESULT, app_id, params, correlation_id)
+        structlog.contextvars.bind_contextvars(
+            app_id=app_id, request_id=result.request_id, message_id=envelope.id
+        )
+        # Keyed by the merchant: every result on one merchant keeps its order.
+        return await self._publish(
+            self._topics.bank_merchant_results, envelope, result.member_ext_id
+        )
+
     async def _keep_unhandled(self, params: dict[str, Any], correlation_id: str) -> Refusal | None:
         envelope = _notification_envelope(
             TYPE_UNHANDLED_NOTIFY, params["app_id"], params, correlation_id
@@ -197,7 +244,7 @@ def _biz_read(params: dict[str, Any], parse: Callable[[dict[str, Any]], T]) -> T
         return Refusal(400, "biz_content: not a JSON object")
     try:
         return parse(biz)
-    except InvalidBankResult as exc:
+    except (InvalidBankResult, InvalidMemberResult, InvalidSplitResult) as exc:
         return Refusal(400, str(exc))
 
 

@@ -43,14 +43,14 @@ CLIENT_GONE = 499
 _SAFE_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
 _UNMATCHED = "unmatched"
 
-# The database out of reach (refused or dropped connections, a pool or statement timeout): the
+# The database out of reach (refused or dropped connections, a pool or statement timeout, the
+# server stopping or starting: class 57, e.g. a statement ended by a shutdown, 57P01): the
 # request may be sent again as it is, so the caller is told to retry rather than of a bug.
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
-    asyncpg.ConnectionDoesNotExistError,
     asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
+    asyncpg.OperatorInterventionError,
     asyncpg.TooManyConnectionsError,
 )
 

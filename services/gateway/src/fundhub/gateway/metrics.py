@@ -18,6 +18,11 @@ BANK_NOTIFICATIONS = Counter(
     "Bank notifications by outcome (accepted, kept-unhandled, refused, unavailable)",
     ["outcome"],
 )
+CHANNEL_NOTIFICATIONS = Counter(
+    "fundhub_gateway_channel_notifications_total",
+    "WeChat Pay and Alipay notifications by channel and outcome (accepted, refused, unavailable)",
+    ["channel", "outcome"],
+)
 AUTH_FAILURES = Counter(
     "fundhub_gateway_auth_failures_total", "Refused upstream requests by error code", ["code"]
 )

@@ -8,8 +8,6 @@ that every answer to an authenticated caller, a refusal included, is signed.
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncpg
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -26,7 +24,13 @@ from fundhub.gateway.auth import (
 )
 from fundhub.gateway.edge import edge_route
 from fundhub.gateway.responses import JSONBody, signed, success
-from fundhub.gateway.schemas import CallbackDeliveries, CallbacksReplayed, Payout, answers
+from fundhub.gateway.schemas import (
+    CallbackDeliveries,
+    CallbacksReplayed,
+    Payout,
+    answers,
+    request_body,
+)
 from fundhub.payouts.admission import NonceUsed, PayoutStore
 from fundhub.payouts.request import (
     PAY_ID_PATTERN,
@@ -47,25 +51,6 @@ _PAYOUT_READ = {
     200: (Payout, "The payout, final (SUCCESS, FAILED or RETURNED)"),
     202: (Payout, "The payout, still PROCESSING"),
 }
-
-
-def _request_body_doc() -> dict[str, Any]:
-    """The body's JSON schema for /docs (the body is parsed by hand: raw bytes are signed)."""
-    schema = PayoutRequest.model_json_schema(by_alias=True)
-    defs = schema.pop("$defs", {})
-
-    def inline(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                return inline(defs[ref.removeprefix("#/$defs/")])
-            return {k: inline(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [inline(v) for v in node]
-        return node
-
-    content = {"application/json": {"schema": inline(schema)}}
-    return {"requestBody": {"required": True, "content": content}}
 
 
 def _payout_response(request: Request, row: asyncpg.Record) -> Response:
@@ -106,7 +91,7 @@ def payouts_router(callbacks: CallbackAddresses) -> APIRouter:
             },
             *(400, 401, 403, 409, 413, 503),
         ),
-        openapi_extra=_request_body_doc(),
+        openapi_extra=request_body(PayoutRequest),
     )
     @edge_route(hot=True, body_limit=MAX_PAYOUT_BODY_BYTES)
     async def create_payout(request: Request) -> Response:

@@ -33,7 +33,12 @@ from fundhub.access.limits import (
     route_class,
 )
 from fundhub.common.cache import TtlCache
-from fundhub.common.config import BANK_CALLBACK_PATH, Settings
+from fundhub.common.config import (
+    ALIPAY_CALLBACK_PATH,
+    BANK_CALLBACK_PATH,
+    WECHATPAY_CALLBACK_PATH,
+    Settings,
+)
 from fundhub.common.db import Pool, connect_pool
 from fundhub.common.errors import ErrorCode, FundhubError
 from fundhub.common.group_commit import GroupCommit
@@ -46,6 +51,8 @@ KEY_LIMITS_TTL_S = 30.0  # a changed limit of a key applies within this
 PURGE_INTERVAL_S = 60.0
 _BLOCKED_MAX = 10_000  # remembered denials before expired ones are swept
 _ROUTE_LABEL = "rate_limit_route"
+# The channels' notifications: one limit per address for both.
+CHANNEL_CALLBACK_PATHS = frozenset({WECHATPAY_CALLBACK_PATH, ALIPAY_CALLBACK_PATH})
 
 
 def rate_limited(wait_s: float) -> FundhubError:
@@ -71,6 +78,7 @@ class RateLimiter:
             CLASS_WRITE: parse_rate(settings.rate_limit_write),
         }
         self._bank = parse_rate(settings.rate_limit_bank_callback)
+        self._channel = parse_rate(settings.rate_limit_channel_callback)
         self._auth_failures = parse_rate(settings.rate_limit_auth_failures)
         self._timeout_s = settings.rate_limit_timeout_s
         self._store_url = settings.rate_limit_database_url
@@ -112,10 +120,12 @@ class RateLimiter:
         return [self.observe_auth_failures]
 
     async def guard_address(self, scope: Scope, route: str) -> None:
-        """Before the body is read: the bank's callback per address; and an address whose
-        authentication failures are over their limit is refused on every route at once."""
+        """Before the body is read: the bank's and the channels' callbacks per address; and an
+        address whose authentication failures are over their limit is refused on every route
+        at once."""
         scope.setdefault("state", {})[_ROUTE_LABEL] = route
-        if not (route.startswith("/v1/") or route == BANK_CALLBACK_PATH):
+        channel = route in CHANNEL_CALLBACK_PATHS
+        if not (route.startswith("/v1/") or route == BANK_CALLBACK_PATH or channel):
             return  # health and metrics: a probe sharing an address is never locked out
         address = _address(scope)
         wait = self._remembered(address_bucket("auth", address))
@@ -125,6 +135,10 @@ class RateLimiter:
             wait = await self._take(address_bucket("bank", address), self._bank)
             if wait > 0:
                 raise self._refuse("bank-callback", wait)
+        elif channel:
+            wait = await self._take(address_bucket("channel", address), self._channel)
+            if wait > 0:
+                raise self._refuse("channel-callback", wait)
 
     async def observe_auth_failures(self, exchange: Exchange) -> None:
         """A 401 counts against its address; past the limit it becomes a 429, and the address

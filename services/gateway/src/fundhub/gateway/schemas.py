@@ -49,15 +49,21 @@ class Failure(_Wire):
 
 
 _REFUSALS: dict[int, str] = {
-    400: "Refused (E001): a parameter or the body is invalid; msg names it",
+    400: "Refused (E001): a parameter or the body is invalid; msg names it. "
+    "(E031_SPLIT_MISMATCH): an order's or a refund's amounts do not add up",
     401: "Refused: a missing or bad signature (E002), X-Timestamp out of the window "
     "(E005_TIMESTAMP_SKEW) or a reused X-Nonce (E006_NONCE_REPLAYED)",
     403: "Refused: the key lacks the scope (E007_SCOPE_FORBIDDEN) or the account "
     "(E008_ACCOUNT_FORBIDDEN)",
-    404: "Refused (E009_NOT_FOUND): no such account or payout",
-    409: "Refused (E010_IDEMPOTENCY_CONFLICT): the requestId was used before with another body",
+    404: "Refused (E009_NOT_FOUND): no such account, payout, merchant or order",
+    409: "Refused (E010_IDEMPOTENCY_CONFLICT): the requestId (orderNo, refundNo) was used "
+    "before with another body; for a refund also E034_ORDER_NOT_PAID (the order is not paid) "
+    "and E044_SETTLEMENT_IN_PROGRESS (its settlement is under way: again once it is final)",
     413: "Refused (E011_PAYLOAD_TOO_LARGE): the body is larger than the route takes",
-    503: "Not done (E013_UNAVAILABLE): a dependency is out of reach; send the request again",
+    422: "Refused: a receiver is not an ACTIVE merchant of the key (E032_MERCHANT_NOT_ACTIVE), "
+    "or a refund is more than is left to refund (E033_REFUND_EXCEEDS_PAID)",
+    503: "Not done (E013_UNAVAILABLE): a dependency is out of reach (for an order: the "
+    "depository or the channel too); send the request again",
 }
 
 _SIGNATURE_HEADER = {
@@ -68,9 +74,10 @@ _SIGNATURE_HEADER = {
 
 
 def answers(
-    successes: Mapping[int, tuple[type[BaseModel], str]], *refusals: int
+    successes: Mapping[int, tuple[type[BaseModel], str]], *refusals: int | tuple[int, str]
 ) -> dict[int | str, dict[str, Any]]:
-    """A route's ``responses=``: its successes (always signed) and the refusals it can make."""
+    """A route's ``responses=``: its successes (always signed) and the refusals it can make
+    (a status, described as ``_REFUSALS`` says, or a status and the route's own description)."""
     documented: dict[int | str, dict[str, Any]] = {
         status: {
             "model": model,
@@ -79,13 +86,34 @@ def answers(
         }
         for status, (model, description) in successes.items()
     }
-    for status in refusals:
+    for refusal in refusals:
+        status, description = refusal if isinstance(refusal, tuple) else (refusal, None)
         documented[status] = {
             "model": Failure,
-            "description": _REFUSALS[status],
+            "description": description or _REFUSALS[status],
             "headers": {HEADER_SIGNATURE: _SIGNATURE_HEADER},
         }
     return documented
+
+
+def request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """A route's ``openapi_extra`` for its JSON body, described by the model that parses it
+    (the body is read by hand, as raw bytes are what the caller signed): ``$defs`` inlined."""
+    schema = model.model_json_schema(by_alias=True)
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    content = {"application/json": {"schema": inline(schema)}}
+    return {"requestBody": {"required": True, "content": content}}
 
 
 # --- accounts ------------------------------------------------------------------------------------
@@ -190,6 +218,253 @@ class CallbacksReplayed(_Wire):
     replayed: Annotated[int, Field(description="deliveries set to be sent again")]
 
 
+# --- settlement and withdrawals ---------------------------------------------------------------
+
+
+class SettlementPart(_Wire):
+    merchant_id: Annotated[str | None, Field(description="null for the platform fee")]
+    amount: Annotated[int, Field(gt=0, description="moved from pending to available")]
+
+
+class Settlement(_Wire):
+    """An order's settlement (``settlement.wire.settlement_body``): 202 while the depository
+    works on it, 200 once SETTLED or REFUSED."""
+
+    status_code: Literal[200, 202]
+    biz_code: Literal["PROCESSING", "SUCCESS", "FAILED"]
+    state: Literal["PENDING", "PROCESSING", "SETTLED", "REFUSED"]
+    settlement_id: Annotated[str, Field(pattern=r"^STL[0-9]{18}$")]
+    order_no: str
+    trigger: Annotated[
+        Literal["SCHEDULED", "CONFIRMED"],
+        Field(description="its T+1 cut-off came, or the platform confirmed it"),
+    ]
+    timestamp: Annotated[datetime, Field(description="when it reached its current state")]
+    amount: Annotated[int, Field(gt=0, description="the parts' sum, net of refunds")]
+    currency: str
+    parts: list[SettlementPart]
+    bank_split_id: str | SkipJsonSchema[None] = None
+    # Present only on a REFUSED settlement (E043_SPLIT_REFUSED and the bank's reason).
+    error_code: str | SkipJsonSchema[None] = None
+    msg: str | SkipJsonSchema[None] = None
+
+
+class WithdrawalPayee(_Wire):
+    account_name: Annotated[str, Field(description="masked: the first character")]
+    account_no: Annotated[str, Field(description="masked: the last four characters")]
+    bank_name: str
+
+
+class Withdrawal(_Wire):
+    """A withdrawal (``settlement.wire.withdrawal_body``): its payout, in the merchant's terms."""
+
+    status_code: Literal[200, 202]
+    biz_code: Literal["PROCESSING", "SUCCESS", "FAILED"]
+    state: Literal["PROCESSING", "SUCCESS", "FAILED", "RETURNED"]
+    merchant_id: str
+    request_id: str
+    pay_id: Annotated[str, Field(pattern=PAY_ID)]
+    timestamp: Annotated[datetime, Field(description="when it reached its current state")]
+    amount: Annotated[int, Field(gt=0)]
+    currency: str
+    payee: WithdrawalPayee
+    bank_transaction_id: str | SkipJsonSchema[None] = None
+    error_code: str | SkipJsonSchema[None] = None
+    msg: str | SkipJsonSchema[None] = None
+
+
+# --- merchants ------------------------------------------------------------------------------------
+
+
+class MaskedPerson(_Wire):
+    name: Annotated[str, Field(description="masked: the first character")]
+    id_type: Literal["RESIDENT_ID", "PASSPORT", "TRAVEL_PERMIT"]
+    id_number: Annotated[str, Field(description="masked: the last four characters")]
+
+
+class MaskedLicence(_Wire):
+    licence_no: Annotated[str, Field(description="masked: the last four characters")]
+    valid_until: str | SkipJsonSchema[None] = None
+
+
+class MaskedContact(_Wire):
+    name: Annotated[str, Field(description="masked: the first character")]
+    phone: Annotated[str, Field(description="masked: the last four digits")]
+    email: Annotated[
+        str | SkipJsonSchema[None], Field(description="masked: first character and domain")
+    ] = None
+
+
+class MerchantMaterials(_Wire):
+    """One version of the material (``merchants.wire.masked_materials``), personal data masked."""
+
+    name: str
+    type: Literal["INDIVIDUAL", "ENTERPRISE"]
+    legal_person: MaskedPerson
+    licence: MaskedLicence | SkipJsonSchema[None] = None  # an enterprise's only
+    contact: MaskedContact
+
+
+class MaterialVersion(_Wire):
+    version: Annotated[int, Field(ge=1)]
+    state: Literal["PENDING_REVIEW", "APPROVED", "REJECTED"]
+    reason: Annotated[str | None, Field(description="the depository's, when REJECTED")]
+    submitted_at: datetime
+    reviewed_at: datetime | None
+    materials: MerchantMaterials
+
+
+class MerchantSettlementAccount(_Wire):
+    binding_id: str
+    account_no: Annotated[str, Field(description="masked: the last four characters")]
+    account_name: Annotated[str, Field(description="masked: the first character")]
+    bank_name: str
+    state: Literal[
+        "VERIFYING",
+        "AWAITING_CONFIRMATION",
+        "CONFIRMING",
+        "VERIFIED",
+        "REPLACED",
+        "FAILED",
+        "SUPERSEDED",
+    ]
+    in_use: Annotated[bool, Field(description="the account withdrawals go to")]
+    attempts_left: Annotated[int, Field(ge=0, le=5, description="wrong amounts still allowed")]
+    reason: str | None
+    created_at: datetime
+    verified_at: datetime | None
+
+
+class Merchant(_Wire):
+    """A sub-merchant (``merchants.wire.merchant_body``): 202 PROCESSING while the depository
+    (or the merchant, for a micro-deposit) is to act, else 200; REJECTED reads bizCode FAILED
+    with errorCode E053_MERCHANT_REJECTED and the depository's reason in msg."""
+
+    status_code: Literal[200, 202]
+    biz_code: Literal["PROCESSING", "SUCCESS", "FAILED"]
+    state: Literal["PENDING_REVIEW", "ACTIVE", "REJECTED", "CLOSING", "CLOSED"]
+    timestamp: Annotated[datetime, Field(description="when the merchant last changed")]
+    merchant_id: str
+    merchant_no: str
+    account_id: Annotated[str, Field(description="its ledger account: GET /v1/accounts/{id}")]
+    currency: str
+    notify_url: str | None
+    member_no: Annotated[str | None, Field(description="the depository's number for it")]
+    version_in_force: Annotated[int | None, Field(description="the approved version it trades on")]
+    materials: Annotated[
+        MerchantMaterials | None, Field(description="the version in force, else the latest")
+    ]
+    version_count: int
+    versions: Annotated[list[MaterialVersion], Field(description="newest first (the last 50)")]
+    settlement_account: Annotated[
+        MerchantSettlementAccount | None, Field(description="the verified account in use")
+    ]
+    settlement_accounts: Annotated[
+        list[MerchantSettlementAccount], Field(description="newest first (the last 10)")
+    ]
+    reason: Annotated[str | None, Field(description="the depository's last reason")]
+    created_at: datetime
+    error_code: str | SkipJsonSchema[None] = None
+    msg: str | SkipJsonSchema[None] = None
+
+
+# --- orders --------------------------------------------------------------------------------------
+
+
+class OrderSplit(_Wire):
+    merchant_id: str
+    amount: Annotated[int, Field(gt=0)]
+    account_id: Annotated[str, Field(description="the merchant's ledger account")]
+
+
+class OrderPayment(_Wire):
+    app_id: Annotated[str, Field(description="the channel app that takes the payment")]
+    params: Annotated[
+        dict[str, str],
+        Field(
+            description="what the checkout needs (WeChat Pay's code_url or prepay_id, "
+            "Alipay's qr_code); empty until the channel created the payment"
+        ),
+    ]
+    transaction_id: Annotated[str | None, Field(description="the channel's, once paid")]
+    paid_at: datetime | None
+
+
+class RefundShare(_Wire):
+    merchant_id: str
+    amount: Annotated[int, Field(ge=0)]
+
+
+_REFUND_STATE = Literal["PROCESSING", "SUCCESS", "CLOSED", "FAILED"]
+
+
+class OrderRefund(_Wire):
+    """A refund as its order lists it (``orders.wire.refund_item``)."""
+
+    refund_no: str
+    refund_id: Annotated[str, Field(description="ours, the channel's out_refund_no")]
+    state: _REFUND_STATE
+    amount: Annotated[int, Field(gt=0)]
+    splits: Annotated[list[RefundShare], Field(description="each receiver's part")]
+    platform_fee: Annotated[int, Field(ge=0, description="the platform fee's part")]
+    taken_from: Annotated[
+        Literal["pending", "available"] | None,
+        Field(description="the bucket its money was taken from; null until taken"),
+    ]
+    channel_refund_id: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    reason: str | SkipJsonSchema[None] = None
+    error_code: str | SkipJsonSchema[None] = None
+    msg: str | SkipJsonSchema[None] = None
+
+
+class OrderSettlement(_Wire):
+    state: Annotated[
+        Literal["UNSETTLED", "SETTLING", "SETTLED"],
+        Field(description="SETTLING while the depository moves the shares (refunds wait)"),
+    ]
+    settled_at: datetime | None
+
+
+class Order(_Wire):
+    """An order (``orders.wire.order_body``)."""
+
+    status_code: Literal[200]
+    biz_code: Annotated[
+        Literal["PROCESSING", "SUCCESS", "FAILED"],
+        Field(description="PROCESSING until paid; FAILED when refused or closed unpaid"),
+    ]
+    timestamp: Annotated[datetime, Field(description="when it reached its current state")]
+    order_no: str
+    order_id: Annotated[str, Field(description="ours, the channel's out_trade_no")]
+    state: Literal["CREATED", "AWAITING_PAYMENT", "PAID", "CLOSED", "FAILED"]
+    amount: Annotated[int, Field(gt=0)]
+    currency: str
+    channel: Literal["WECHATPAY", "ALIPAY"]
+    description: str
+    splits: list[OrderSplit]
+    platform_fee: Annotated[int, Field(ge=0)]
+    payment: OrderPayment
+    refunded_amount: Annotated[int, Field(ge=0, description="what SUCCESS refunds returned")]
+    refunds: Annotated[list[OrderRefund], Field(description="oldest first")]
+    settlement: OrderSettlement
+    created_at: datetime
+    notify_url: str | SkipJsonSchema[None] = None
+    error_code: str | SkipJsonSchema[None] = None
+    msg: str | SkipJsonSchema[None] = None
+
+
+class Refund(OrderRefund):
+    """A refund (``orders.wire.refund_body``): HTTP 202 while PROCESSING, 200 once final."""
+
+    status_code: Literal[200, 202]
+    biz_code: Literal["PROCESSING", "SUCCESS", "FAILED"]
+    timestamp: datetime
+    order_no: str
+    order_id: str
+
+
 # --- operations (fundhub.web.health, shared with the workers, documented here) ------------------
 
 
@@ -237,12 +512,14 @@ def _operations(definitions: dict[str, Any]) -> dict[str, dict[int | str, Any]]:
 
 def finish_document(document: dict[str, Any]) -> dict[str, Any]:
     """Make FastAPI's generated document say what the gateway really answers (in place, again
-    and again alike): no 422 (this API refuses invalid values with 400 E001), and the answers of
-    the operations routes."""
+    and again alike): not FastAPI's own 422 (this API refuses invalid values with 400 E001; a
+    422 a route declares, E004, stays), and the answers of the operations routes."""
     definitions: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
     for operations in document.get("paths", {}).values():
         for operation in operations.values():
-            operation.get("responses", {}).pop("422", None)
+            responses = operation.get("responses", {})
+            if responses.get("422", {}).get("description") == "Validation Error":
+                responses.pop("422")  # FastAPI's own, never answered
     for name in ("HTTPValidationError", "ValidationError"):
         definitions.pop(name, None)
     _document_rate_limits(document)

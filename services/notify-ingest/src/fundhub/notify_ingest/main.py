@@ -1,4 +1,5 @@
-"""``fundhub-notify-ingest``: consume the bank's transfer notifications into the ledger."""
+"""``fundhub-notify-ingest``: consume the bank's transfer notifications into the ledger, and
+the channels' verified notifications into orders (payments, refunds, exceptions)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from fundhub.common.kafka import KafkaPublisher, ensure_topics
 from fundhub.common.migrations import verify
 from fundhub.common.outbox import LEDGER_CHANNEL, OutboxRelay
 from fundhub.common.topics import topics
+from fundhub.orders import notifications
+from fundhub.orders.consumer import channel_event_handler
 from fundhub.web.worker import run_worker, start_worker
 
 
@@ -31,11 +34,27 @@ async def run(settings: Settings) -> None:
         names.bank_transfer_notify,
         transfer_notify_handler(names),
     )
+    channel_events = BatchConsumer(
+        settings,
+        pool,
+        publisher,
+        names.group(notifications.CONSUMER),
+        names.channel_notifications,
+        channel_event_handler(names),
+    )
     relay = OutboxRelay(pool, publisher, LEDGER_CHANNEL)
+
+    async def kafka_ready() -> bool:
+        return await worker.kafka_ready() and await channel_events.kafka_ready()
+
     await run_worker(
         "notify_ingest",
-        {"consumer": worker.run(), "outbox-relay": relay.run()},
-        {"kafka": worker.kafka_ready, "postgres": partial(db.ping, pool)},
+        {
+            "consumer": worker.run(),
+            "channel-events": channel_events.run(),
+            "outbox-relay": relay.run(),
+        },
+        {"kafka": kafka_ready, "postgres": partial(db.ping, pool)},
         settings.gateway_host,
         settings.notify_ingest_port,
         close=[publisher.stop, pool.close],

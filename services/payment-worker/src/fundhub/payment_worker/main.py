@@ -1,9 +1,14 @@
-"""``fundhub-payment-worker``: accept payouts, send them to the bank, follow each to its end."""
+"""``fundhub-payment-worker``: accept payouts, send them to the bank, follow each to its end;
+and drive merchants' requests to the depository (reviews, micro-deposits, closes) the same way;
+take each order refund's money, send it to the channel, follow it to its end."""
 
 from __future__ import annotations
 
+import contextlib
 from functools import partial
 
+from fundhub.channels.apps import ChannelAppStore
+from fundhub.channels.payments import open_channel_payments
 from fundhub.common import db
 from fundhub.common.config import Settings
 from fundhub.common.consumer import BatchConsumer
@@ -11,11 +16,19 @@ from fundhub.common.kafka import KafkaPublisher, ensure_topics
 from fundhub.common.migrations import verify
 from fundhub.common.outbox import PAYOUTS_CHANNEL, OutboxRelay
 from fundhub.common.topics import topics
+from fundhub.merchants import consumers as merchant_consumers
+from fundhub.merchants import poller as merchant_poller
+from fundhub.merchants.depository_http import HttpDepository
+from fundhub.merchants.submitter import Submitter as MerchantSubmitter
+from fundhub.orders import refunds
+from fundhub.orders.channel_choice import from_channels
+from fundhub.orders.consumer import refund_command_handler
 from fundhub.payouts import commands, results
 from fundhub.payouts.bank_http import HttpBankAdapter, bank_session
 from fundhub.payouts.consumers import command_handler, result_handler
 from fundhub.payouts.poller import Poller
 from fundhub.payouts.submitter import Submitter
+from fundhub.settlement.worker import settlement_worker
 from fundhub.web.worker import run_worker, start_worker
 
 # Per batch the worker locks, writes and (for commands) calls the bank once, whatever its size:
@@ -24,6 +37,8 @@ CONSUMER_LINGER_MS = 25
 
 
 async def run(settings: Settings) -> None:
+    """The payouts' work and the orders' refunds (which call the channels' refund APIs with
+    the merchants' keys: this process needs ``FUNDHUB_MASTER_KEY``)."""
     await verify(settings.database_url)
     names = topics(settings)
     pool = await db.connect_pool(settings.database_url, max_size=max(8, settings.db_pool_max))
@@ -52,10 +67,56 @@ async def run(settings: Settings) -> None:
         linger_ms=CONSUMER_LINGER_MS,
     )
     poller = Poller(settings, pool, submitter)
+    # The depository is the same bank: the same session (its TLS), the same notify URL.
+    depository = HttpDepository(session, settings.bank_base_url, timeout_s=settings.bank_timeout_s)
+    merchants = MerchantSubmitter(pool, names, depository, settings.bank_callback_url())
+    merchant_commands = BatchConsumer(
+        settings,
+        pool,
+        publisher,
+        names.group(merchant_consumers.COMMANDS_CONSUMER),
+        names.merchant_commands,
+        merchant_consumers.command_handler(settings, merchants),
+    )
+    merchant_results = BatchConsumer(
+        settings,
+        pool,
+        publisher,
+        names.group(merchant_consumers.RESULTS_CONSUMER),
+        names.bank_merchant_results,
+        merchant_consumers.result_handler(settings, names),
+    )
+    closing = contextlib.AsyncExitStack()
+    channel_payments = await closing.enter_async_context(open_channel_payments(settings, pool))
+    channels = from_channels(
+        settings, channel_payments, ChannelAppStore(pool, settings.master_keys())
+    )
+    refund_sender = refunds.RefundSender(pool, names, channels)
+    refund_consumer = BatchConsumer(
+        settings,
+        pool,
+        publisher,
+        names.group(refunds.CONSUMER),
+        names.order_commands,
+        refund_command_handler(names, refund_sender),
+        linger_ms=CONSUMER_LINGER_MS,
+    )
+    refund_poller = refunds.RefundPoller(
+        pool, refund_sender, settings.refund_poll_base_s, settings.refund_poll_max_s
+    )
     relay = OutboxRelay(pool, publisher, PAYOUTS_CHANNEL)
+    settlement = settlement_worker(settings, pool, publisher, session, names)
+    consumers = (
+        command_consumer,
+        result_consumer,
+        merchant_commands,
+        merchant_results,
+        settlement.results,
+        refund_consumer,
+    )
 
     async def kafka_ready() -> bool:
-        return await command_consumer.kafka_ready() and await result_consumer.kafka_ready()
+        return all([await consumer.kafka_ready() for consumer in consumers])
 
     await run_worker(
         "payment_worker",
@@ -63,12 +124,26 @@ async def run(settings: Settings) -> None:
             "commands": command_consumer.run(),
             "results": result_consumer.run(),
             "poller": poller.run(),
+            "merchant-commands": merchant_commands.run(),
+            "merchant-results": merchant_results.run(),
+            "merchant-poller": merchant_poller.Poller(settings, pool, merchants).run(),
+            "order-refunds": refund_consumer.run(),
+            "refund-poller": refund_poller.run(),
             "outbox-relay": relay.run(),
+            **settlement.tasks(),
         },
         {"kafka": kafka_ready, "postgres": partial(db.ping, pool)},
         settings.gateway_host,
         settings.payment_worker_port,
-        close=[submitter.close, session.close, publisher.stop, pool.close],
+        close=[
+            submitter.close,
+            merchants.close,
+            refund_sender.close,
+            closing.aclose,
+            session.close,
+            publisher.stop,
+            pool.close,
+        ],
     )
 
 

@@ -1,0 +1,351 @@
+"""The depository's split instructions (分账, ``/depository/v1/splits``), as settlement calls them.
+
+``POST /depository/v1/splits`` registers an order's split (idempotent by ``split_request_id``;
+the same id with other content is refused 409) and answers ``PROCESSING`` at once; like a real
+depository it completes asynchronously: ``delay_s`` later the instruction is SUCCESS or FAILED
+and the bank tells ``notify_url`` with a signed ``bkfunds.split.result.notify`` (RSA2 over the
+public parameters, as every notification it sends), retried as the bank retries.
+``GET /depository/v1/splits/{id}`` tells an instruction's state or ``NOT_FOUND``.
+
+The documented refusal rule, so anyone can see that path: an instruction naming a receiver
+whose ``member_name`` starts with ``SPLITFAIL`` FAILS, with the reason
+``receiver <member_id> (<member_name>): the member may not receive splits``.
+``POST /depository/v1/split-desk/behaviour`` sets ``delayS`` and ``notify`` (false: the result
+is never sent, only a query finds it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+import orjson
+import structlog
+from fastapi import APIRouter, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from fundhub.bank_simulator.notifications import DEFAULT_EXCLUDES, PrivateKey, private_key
+from fundhub.bank_simulator.payout_callbacks import signed_notification
+from fundhub.bank_simulator.sender import BankSender, DeliveryObserver, client_session
+from fundhub.common.clock import format_bank_time, utcnow
+from fundhub.common.ids import random_uuid
+from fundhub.common.money import MoneyError, normalize_currency, parse_minor_units
+from fundhub.settlement.depository import (
+    MAX_RECEIVERS,
+    NOT_FOUND,
+    REFUSED,
+    SPLIT_RESULT_METHOD,
+    SPLITS_PATH,
+    SplitStatus,
+)
+
+log = structlog.get_logger("fundhub.bank_simulator.depository_splits")
+
+SPLITFAIL_PREFIX = "SPLITFAIL"
+DESK_PATH = "/depository/v1/split-desk"
+_MAX_BODY = 64 * 1024
+_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class SplitRequestError(ValueError):
+    """A malformed instruction: refused 400, nothing registered."""
+
+
+class SplitConflict(SplitRequestError):
+    """The id was used for another instruction: 409."""
+
+
+class SplitBehaviour(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    delay_s: float = Field(default=0.2, ge=0.0, le=3600.0)
+    notify: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True)
+
+
+@dataclass
+class Split:
+    """One registered instruction and where the bank has got with it."""
+
+    wire: dict[str, Any]
+    bank_split_id: str
+    received_at: datetime
+    status: SplitStatus = SplitStatus.PROCESSING
+    reason: str = ""
+    finished_at: datetime | None = None
+
+    @property
+    def split_request_id(self) -> str:
+        return str(self.wire["split_request_id"])
+
+    def answer(self) -> dict[str, str]:
+        return {
+            "split_request_id": self.split_request_id,
+            "bank_split_id": self.bank_split_id,
+            "status": self.status.value,
+            "reason": self.reason,
+        }
+
+    def result_biz(self) -> dict[str, str]:
+        finished = self.finished_at or self.received_at
+        return {
+            **self.answer(),
+            "order_no": str(self.wire["order_no"]),
+            "amount": str(self.wire["amount"]),
+            "finished_time": format_bank_time(finished),
+        }
+
+
+def refusal_reason(receivers: list[dict[str, str]]) -> str | None:
+    """The documented rule: a receiver named SPLITFAIL... may not receive splits."""
+    for receiver in receivers:
+        if receiver["member_name"].startswith(SPLITFAIL_PREFIX):
+            return (
+                f"receiver {receiver['member_id']} ({receiver['member_name']}): "
+                "the member may not receive splits"
+            )
+    return None
+
+
+def instruction_from_wire(body: Any) -> dict[str, Any]:
+    """The instruction, checked as the bank checks it; SplitRequestError names the field."""
+    if not isinstance(body, dict):
+        raise SplitRequestError("body: not a JSON object")
+    for name in ("split_request_id", "order_no", "currency", "amount", "notify_url"):
+        if not isinstance(body.get(name), str) or not body[name]:
+            raise SplitRequestError(f"{name}: required, a non-empty string")
+    if not _ID.fullmatch(body["split_request_id"]):
+        raise SplitRequestError("split_request_id: 1 to 64 of [A-Za-z0-9._:-]")
+    try:
+        normalize_currency(body["currency"])
+        amount = parse_minor_units(body["amount"])
+    except MoneyError as exc:
+        raise SplitRequestError(f"amount or currency: {exc}") from None
+    receivers = body.get("receivers")
+    if not isinstance(receivers, list) or not 0 < len(receivers) <= MAX_RECEIVERS:
+        raise SplitRequestError(f"receivers: 1 to {MAX_RECEIVERS}")
+    shares = 0
+    for index, receiver in enumerate(receivers):
+        where = f"receivers[{index}]"
+        if not isinstance(receiver, dict):
+            raise SplitRequestError(f"{where}: not a JSON object")
+        for name in ("member_id", "member_name", "amount"):
+            if not isinstance(receiver.get(name), str) or not receiver[name]:
+                raise SplitRequestError(f"{where}.{name}: required, a non-empty string")
+        try:
+            share = parse_minor_units(receiver["amount"])
+        except MoneyError as exc:
+            raise SplitRequestError(f"{where}.amount: {exc}") from None
+        if share <= 0:
+            raise SplitRequestError(f"{where}.amount: must be positive")
+        shares += share
+    if shares != amount:
+        raise SplitRequestError(f"amount: {amount} is not the receivers' sum {shares}")
+    return body
+
+
+@dataclass
+class SplitDesk:
+    """The bank's split desk: instructions by id, completed ``delay_s`` after they arrive."""
+
+    behaviour: SplitBehaviour = field(default_factory=SplitBehaviour)
+    splits: dict[str, Split] = field(default_factory=dict)
+    refused_requests: int = 0
+    registrations: int = 0  # well-formed registration requests, repeats included
+
+    def register(self, wire: dict[str, Any], now: datetime) -> tuple[Split, bool]:
+        """The instruction under its id, and whether it is new; SplitConflict when the id
+        names another instruction (409)."""
+        self.registrations += 1
+        known = self.splits.get(wire["split_request_id"])
+        if known is not None:
+            if known.wire != wire:
+                raise SplitConflict("split_request_id: used before for another instruction")
+            return known, False
+        split = Split(wire, "BS" + random_uuid().replace("-", "")[:24], now)
+        self.splits[split.split_request_id] = split
+        return split, True
+
+    def complete(self, split: Split, now: datetime) -> None:
+        reason = refusal_reason(split.wire["receivers"])
+        split.status = SplitStatus.FAILED if reason else SplitStatus.SUCCESS
+        split.reason = reason or ""
+        split.finished_at = now
+
+    def stats(self) -> dict[str, int]:
+        counts = {s.value: 0 for s in SplitStatus}
+        for split in self.splits.values():
+            counts[split.status.value] += 1
+        return {
+            **counts,
+            "refusedRequests": self.refused_requests,
+            "registrations": self.registrations,
+        }
+
+
+class SplitNotifier:
+    """Completes each new instruction after the desk's delay and tells its notify_url, signed."""
+
+    def __init__(
+        self,
+        desk: SplitDesk,
+        app_id: str,
+        key: PrivateKey,
+        *,
+        retries: int = 3,
+        retry_interval_s: float = 180.0,
+        timeout_s: float = 10.0,
+        max_connections: int = 100,
+        observer: DeliveryObserver | None = None,
+    ) -> None:
+        self.desk = desk
+        self.app_id = app_id
+        self._key = private_key(key)
+        self._retries = retries
+        self._retry_interval_s = retry_interval_s
+        self._timeout_s = timeout_s
+        self._observer = observer
+        self._max_connections = max_connections
+        self._senders: dict[str, BankSender] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def is_running(self) -> bool:
+        return self._session is not None
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        async with client_session(self._max_connections) as session:
+            self._session = session
+            try:
+                yield
+            finally:
+                for task in self._tasks:
+                    task.cancel()
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+                self._tasks.clear()
+                self._senders.clear()
+                self._session = None
+
+    def follow(self, split: Split) -> None:
+        task = asyncio.create_task(self._timeline(split), name=f"split-{split.split_request_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _timeline(self, split: Split) -> None:
+        await asyncio.sleep(self.desk.behaviour.delay_s)
+        self.desk.complete(split, utcnow())
+        log.info(
+            "depository_split_completed",
+            split_request_id=split.split_request_id,
+            status=split.status.value,
+            reason=split.reason,
+        )
+        if not self.desk.behaviour.notify:
+            return
+        text = json.dumps(split.result_biz(), ensure_ascii=False, separators=(",", ":"))
+        params = await asyncio.to_thread(
+            signed_notification,
+            SPLIT_RESULT_METHOD,
+            text,
+            self.app_id,
+            self._key,
+            None,
+            DEFAULT_EXCLUDES,
+        )
+        delivery = await self._sender(str(split.wire["notify_url"])).send(params)
+        if not delivery.ok:
+            log.error(
+                "depository_split_result_gave_up",
+                split_request_id=split.split_request_id,
+                attempts=delivery.attempts,
+                reason=delivery.answer,
+            )
+
+    def _sender(self, url: str) -> BankSender:
+        sender = self._senders.get(url)
+        if sender is None:
+            if self._session is None:
+                raise RuntimeError("the split notifier is not running")
+            sender = self._senders[url] = BankSender(
+                self._session,
+                url,
+                retries=self._retries,
+                retry_interval_s=self._retry_interval_s,
+                timeout_s=self._timeout_s,
+                observer=self._observer,
+            )
+        return sender
+
+
+def _json(body: Any, status_code: int = status.HTTP_200_OK) -> Response:
+    return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
+
+
+def split_router(desk: SplitDesk, notifier: SplitNotifier) -> APIRouter:
+    router = APIRouter(tags=["bank: depository splits"])
+
+    @router.post(SPLITS_PATH, summary="Register an order's split (idempotent by split_request_id)")
+    async def register(request: Request) -> Response:
+        raw = await request.body()
+        try:
+            if len(raw) > _MAX_BODY:
+                raise SplitRequestError(f"body: over {_MAX_BODY} bytes")
+            try:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                raise SplitRequestError("body: not JSON") from None
+            wire = instruction_from_wire(body)
+            split, created = desk.register(wire, utcnow())
+        except SplitConflict as exc:
+            desk.refused_requests += 1
+            return _json({"status": REFUSED, "error": str(exc)}, status.HTTP_409_CONFLICT)
+        except SplitRequestError as exc:
+            desk.refused_requests += 1
+            return _json({"status": REFUSED, "error": str(exc)}, status.HTTP_400_BAD_REQUEST)
+        if not notifier.is_running:
+            return _json({"status": REFUSED, "error": "bank not started"}, 503)
+        if created:
+            notifier.follow(split)
+        return _json(split.answer())
+
+    @router.get(SPLITS_PATH + "/{split_request_id}", summary="An instruction's current state")
+    async def query(split_request_id: str) -> Response:
+        split = desk.splits.get(split_request_id)
+        if split is None:
+            return _json({"status": NOT_FOUND}, status.HTTP_404_NOT_FOUND)
+        return _json(split.answer())
+
+    @router.get(
+        "/depository/v1/split-desk/behaviour", summary="The split desk's delay and notifications"
+    )
+    async def behaviour() -> dict[str, Any]:
+        return desk.behaviour.to_json()
+
+    @router.post(
+        "/depository/v1/split-desk/behaviour", summary="Change them (fields left out keep theirs)"
+    )
+    async def set_behaviour(request: Request) -> Response:
+        try:
+            update = orjson.loads(await request.body())
+            desk.behaviour = SplitBehaviour.model_validate({**desk.behaviour.to_json(), **update})
+        except (orjson.JSONDecodeError, TypeError, ValidationError) as exc:
+            return _json({"status": REFUSED, "error": str(exc)[:300]}, 400)
+        return _json(desk.behaviour.to_json())
+
+    @router.get(DESK_PATH + "/stats", summary="Instructions by status")
+    async def stats() -> dict[str, int]:
+        return desk.stats()
+
+    return router

@@ -1,0 +1,130 @@
+"""The test and demo side (``/sim``): the simulator's public keys, the merchants it serves, and
+the payer's actions: pay an order, let it time out, send its notice again.
+
+    GET  /sim/keys                                  public keys and serial, to register it
+    PUT  /sim/wechatpay/merchants/{mchid}           a merchant (its key, its APIv3 key)
+    PUT  /sim/alipay/apps/{app_id}                  an app (its key, its seller)
+    POST /sim/{wechatpay|alipay}/pay/{out_trade_no}         the payer pays: a notice follows
+    POST /sim/alipay/close/{out_trade_no}                   an unpaid trade times out
+    POST /sim/{wechatpay|alipay}/notify/{out_trade_no}      the payment's notice once more
+    GET  /sim/{wechatpay|alipay}/trades/{out_trade_no}      a trade and its refunds
+    GET|POST /sim/behaviour       retries' time factor, duplicates, delays, refund outcomes
+    GET  /sim/stats, /sim/deliveries                 what was sent, and how it fared
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, status
+from pydantic import ValidationError
+
+from fundhub.channel_simulator.keys import AlipayApp, WechatPayMerchant
+from fundhub.channel_simulator.notifier import Behaviour
+from fundhub.channel_simulator.simulation import Simulation
+from fundhub.channel_simulator.trades import Conflict, NotFound, Trade, TradeError
+from fundhub.channels.events import Channel
+
+_CHANNELS = {"wechatpay": Channel.WECHATPAY, "alipay": Channel.ALIPAY}
+
+
+def _channel(name: str) -> Channel:
+    channel = _CHANNELS.get(name)
+    if channel is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no channel {name}")
+    return channel
+
+
+def _trade_call(call: Any, *args: Any) -> tuple[Trade, bool]:
+    try:
+        result: tuple[Trade, bool] = call(*args)
+    except NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, exc.message) from None
+    except Conflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, exc.message) from None
+    except TradeError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, exc.message) from None
+    return result
+
+
+def control_router(simulation: Simulation) -> APIRouter:
+    router = APIRouter(prefix="/sim", tags=["simulator control"])
+    notifier = simulation.notifier
+
+    @router.get("/keys", summary="The simulator's public keys (WeChat Pay platform, Alipay)")
+    async def keys() -> dict[str, Any]:
+        return simulation.keys.public()
+
+    @router.put("/wechatpay/merchants/{mchid}", summary="Serve a WeChat Pay merchant")
+    async def put_wechatpay_merchant(mchid: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            merchant = WechatPayMerchant.model_validate({**body, "mchid": mchid})
+            simulation.merchants.add_wechatpay(merchant)
+        except (ValidationError, ValueError) as exc:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
+        return {"mchid": merchant.mchid, "appid": merchant.appid}
+
+    @router.put("/alipay/apps/{app_id}", summary="Serve an Alipay app")
+    async def put_alipay_app(app_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            app = AlipayApp.model_validate({**body, "appId": app_id})
+            simulation.merchants.add_alipay(app)
+        except (ValidationError, ValueError) as exc:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
+        return {"appId": app.app_id, "sellerId": app.seller_id}
+
+    @router.post("/{channel}/pay/{out_trade_no}", summary="The payer pays; the notice follows")
+    async def pay(channel: str, out_trade_no: str) -> dict[str, Any]:
+        trade, paid_now = _trade_call(simulation.pay, _channel(channel), out_trade_no)
+        return {**trade.to_json(), "paidNow": paid_now}
+
+    @router.post("/alipay/close/{out_trade_no}", summary="An unpaid Alipay trade times out")
+    async def close(out_trade_no: str) -> dict[str, Any]:
+        trade, closed_now = _trade_call(simulation.close, Channel.ALIPAY, out_trade_no)
+        return {**trade.to_json(), "closedNow": closed_now}
+
+    @router.post("/{channel}/notify/{out_trade_no}", summary="The payment's notice, once more")
+    async def notify_again(channel: str, out_trade_no: str) -> dict[str, Any]:
+        trade, _ = _trade_call(
+            lambda c, o: (simulation.book.get(c, o), False), _channel(channel), out_trade_no
+        )
+        if not trade.paid:
+            raise HTTPException(status.HTTP_409_CONFLICT, "the trade is not paid")
+        simulation.notify_paid(trade)
+        return trade.to_json()
+
+    @router.get("/{channel}/trades/{out_trade_no}", summary="A trade and its refunds")
+    async def trade(channel: str, out_trade_no: str) -> dict[str, Any]:
+        found, _ = _trade_call(
+            lambda c, o: (simulation.book.get(c, o), False), _channel(channel), out_trade_no
+        )
+        return found.to_json()
+
+    @router.get("/behaviour", summary="This run's behaviour")
+    async def behaviour() -> dict[str, Any]:
+        return notifier.behaviour.to_json()
+
+    @router.post("/behaviour", summary="Change the behaviour (fields left out keep theirs)")
+    async def set_behaviour(body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            updated = Behaviour.model_validate({**notifier.behaviour.to_json(), **body})
+        except ValidationError as exc:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
+        notifier.set_behaviour(updated)
+        return updated.to_json()
+
+    @router.get("/stats", summary="Notices sent, retried, delivered, given up")
+    async def stats() -> dict[str, Any]:
+        return {
+            **notifier.stats.to_json(),
+            "trades": len(simulation.book),
+            "pendingTasks": notifier.pending,
+            "behaviour": notifier.behaviour.to_json(),
+        }
+
+    @router.get("/deliveries", summary="The latest deliveries, newest last")
+    async def deliveries(limit: int = 100) -> list[dict[str, Any]]:
+        kept = list(notifier.stats.deliveries)
+        return [d.to_json() for d in kept[-max(1, min(limit, 10_000)) :]]
+
+    return router
