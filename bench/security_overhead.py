@@ -37,22 +37,14 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import uvloop
 
 sys.path.insert(0, str(Path(__file__).parent))
-from load_client import LoadConnection, post_bytes
-from notify_e2e import machine, open_connections, pct, prepare, run_workers
+from load_client import post_bytes
+from notify_e2e import machine, prepare
 from payouts_e2e import signed_payout
-from scratch_gateway import (
-    APP_ID,
-    ROOT,
-    GatewayProcess,
-    Scratch,
-    cpu_seconds,
-    load_average,
-)
+from scratch_gateway import APP_ID, ROOT, GatewayProcess, Scratch, load_average, measure
 
 CONFIGS: dict[str, dict[str, str]] = {
     "neither": {"FUNDHUB_AUDIT_ENABLED": "false", "FUNDHUB_RATE_LIMITS_ENABLED": "false"},
@@ -62,52 +54,12 @@ CONFIGS: dict[str, dict[str, str]] = {
 }
 ROUTES = ("bank", "payouts")
 OK = {"bank": 200, "payouts": 202}
-METRICS = ("rate", "cpu_us", "p50_ms", "p99_ms")
+CPU = "cpu_us_per_request"
+METRICS = ("rate", CPU, "p50_ms", "p99_ms")
 
 
 def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
-
-
-async def drive(
-    gateway: GatewayProcess,
-    requests: list[bytes],
-    concurrency: int,
-    ok: int,
-    rate: float | None = None,
-) -> dict[str, float]:
-    """Every request over ``concurrency`` keep-alive connections, as fast as answered or, with
-    ``rate``, the k-th request sent at k/rate s (open loop, as long as a connection is free):
-    the rate achieved, latencies, and the gateway's CPU per request while they ran."""
-    latencies: list[float] = []
-    failures = 0
-    sent = 0
-
-    async def worker(connection: LoadConnection) -> None:
-        nonlocal failures, sent
-        while sent < len(requests):
-            k, sent = sent, sent + 1
-            if rate:
-                delay = t0 + k / rate - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            started = time.perf_counter()
-            status, _ = await connection.send(requests[k])
-            latencies.append((time.perf_counter() - started) * 1000)
-            failures += status != ok
-
-    connections = await open_connections(urlsplit(gateway.url), concurrency)
-    cpu0, t0 = cpu_seconds(gateway.pid), time.perf_counter()
-    await run_workers(connections, worker)
-    elapsed, cpu = time.perf_counter() - t0, cpu_seconds(gateway.pid) - cpu0
-    return {
-        "rate": len(requests) / elapsed,
-        "cpu_us": cpu / len(requests) * 1e6,
-        "p50_ms": pct(latencies, 0.5),
-        "p99_ms": pct(latencies, 0.99),
-        "failures": failures,
-        "load": load_average(),
-    }
 
 
 class Loads:
@@ -150,7 +102,7 @@ async def phase(
     """``count`` requests of ``route`` (default: as many as the round signed notifications),
     as fast as answered or at ``rate``."""
     requests = loads.bank(gateway) if route == "bank" else loads.payouts(gateway)
-    return await drive(gateway, requests[:count], concurrency, OK[route], rate)
+    return await measure(gateway.url, requests[:count], concurrency, gateway.pid, OK[route], rate)
 
 
 Runs = dict[str, dict[str, dict[str, list[dict[str, float]]]]]  # mode -> config -> route
@@ -170,12 +122,12 @@ def summarise(runs: Runs, rates: dict[str, float]) -> dict[str, Any]:
             for name in CONFIGS:
                 rounds = runs[mode][name][route]
                 med = {m: statistics.median(r[m] for r in rounds) for m in METRICS}
-                paired = [r["cpu_us"] / b["cpu_us"] for r, b in zip(rounds, bases, strict=True)]
+                paired = [r[CPU] / b[CPU] for r, b in zip(rounds, bases, strict=True)]
                 per_route[name] = {
                     **{m: round(v, 2) for m, v in med.items()},
                     "failures": sum(int(r["failures"]) for r in rounds),
                     "rate_ratio": round(med["rate"] / base["rate"], 3),
-                    "cpu_ratio": round(med["cpu_us"] / base["cpu_us"], 3),
+                    "cpu_ratio": round(med[CPU] / base[CPU], 3),
                     "cpu_ratio_paired_median": round(statistics.median(paired), 3),
                 }
             summary[mode][route] = per_route
@@ -195,8 +147,8 @@ def table(summary: dict[str, Any]) -> str:
             s, p = summary["saturated"][route][name], summary["paced"][route][name]
             lines.append(
                 f"{route:<8} {name:<12} {s['rate']:>7.0f} {s['rate_ratio']:>6.3f} "
-                f"{s['cpu_us']:>10.0f} {s['cpu_ratio']:>6.3f} {s['p99_ms']:>7.1f} "
-                f"{s['failures'] + p['failures']:>4} | {rates[route]:>6.0f} {p['cpu_us']:>10.0f} "
+                f"{s[CPU]:>10.0f} {s['cpu_ratio']:>6.3f} {s['p99_ms']:>7.1f} "
+                f"{s['failures'] + p['failures']:>4} | {rates[route]:>6.0f} {p[CPU]:>10.0f} "
                 f"{p['cpu_ratio']:>6.3f} {p['p99_ms']:>6.1f}"
             )
     return "\n".join(lines)
@@ -213,7 +165,7 @@ async def extra_keys(scratch: Scratch, count: int) -> list[tuple[str, str]]:
     return keys
 
 
-async def measure(args: argparse.Namespace, scratch: Scratch) -> tuple[Runs, dict[str, float]]:
+async def run_rounds(args: argparse.Namespace, scratch: Scratch) -> tuple[Runs, dict[str, float]]:
     loads = Loads(scratch, await extra_keys(scratch, args.keys))
     runs: Runs = {
         mode: {name: {route: [] for route in ROUTES} for name in CONFIGS} for mode in MODES
@@ -250,9 +202,9 @@ async def measure(args: argparse.Namespace, scratch: Scratch) -> tuple[Runs, dic
                     runs["paced"][name][route].append(paced)
                     say(
                         f"round {round_no + 1}/{args.rounds} {name:<12} {route:<8} "
-                        f"{saturated['rate']:6.0f}/s {saturated['cpu_us']:5.0f} us/req "
+                        f"{saturated['rate']:6.0f}/s {saturated[CPU]:5.0f} us/req "
                         f"p99 {saturated['p99_ms']:5.1f} ms | at {paced['rate']:4.0f}/s "
-                        f"{paced['cpu_us']:5.0f} us/req p99 {paced['p99_ms']:5.1f} ms | "
+                        f"{paced[CPU]:5.0f} us/req p99 {paced['p99_ms']:5.1f} ms | "
                         f"failures {saturated['failures'] + paced['failures']:.0f} "
                         f"load {paced['load']:.1f}"
                     )
@@ -289,7 +241,7 @@ async def main() -> None:
     started = time.time()
     load_before = load_average()
     async with Scratch("security") as scratch:
-        runs, rates = await measure(args, scratch)
+        runs, rates = await run_rounds(args, scratch)
     report = {
         "machine": machine(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),

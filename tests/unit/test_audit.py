@@ -188,7 +188,8 @@ def test_the_chain_continues_from_an_archived_boundary() -> None:
 _NAMES = [
     "sign", "sign_type", "X-Signature", "webhook_secret", "password", "token", "key", "masterKey",
     "in_acct_no", "accountNo", "payee_acct_no", "idNo", "mobile", "tel", "iban", "card_no",
-    "in_acct_name", "accountName", "name", "payeeName", "realName",
+    "in_acct_name", "accountName", "name", "payeeName", "realName", "email", "contact_email",
+    "licence_no", "buyer_logon_id",
     "amount", "requestId", "app_id", "biz_content", "extension", "note", "payee", "items",
     "", " ", "k" * 64, "k" * 65, "k" * 300, "名字", "账户号",
 ]  # fmt: skip
@@ -223,7 +224,8 @@ class _Generator:
         if choice == 4:
             return "".join(rng.choice("0123456789") for _ in range(rng.randrange(0, 25)))
         if choice == 5:
-            return rng.choice(["张三", "A", "", "Acme Ltd", "6222020200112233445", "ak_live_1"])
+            people = ["张三", "A", "", "Acme Ltd", "6222020200112233445", "ak_live_1", "o@a.b"]
+            return rng.choice([*people, "@x", "a@"])
         if choice == 6:
             return "v" + str(rng.randrange(1000))
         if choice == 7:  # JSON held in a string, as the bank's biz_content
