@@ -39,7 +39,7 @@ from fundhub.common.signing import generate_rsa_keypair, load_private_key
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv/bin"
 sys.path.insert(0, str(Path(__file__).parent))
-from audit_overhead import (  # noqa: E402
+from scratch_gateway import (  # noqa: E402
     cli,
     create_scratch,
     drop_scratch,

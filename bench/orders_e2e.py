@@ -75,15 +75,6 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv/bin"
 DEV = ROOT / ".data/dev"
 sys.path.insert(0, str(Path(__file__).parent))
-from audit_overhead import (  # noqa: E402
-    cli,
-    cpu_seconds,
-    create_scratch,
-    drop_scratch,
-    free_port,
-    scratch_env,
-    wait_ready,
-)
 from channel_notify import AlipayApp, WechatPayApp, alipay_paid, wechatpay_paid  # noqa: E402
 from load_client import signed_post_bytes  # noqa: E402
 from notify_e2e import (  # noqa: E402
@@ -94,6 +85,15 @@ from notify_e2e import (  # noqa: E402
     phase_throughput,
     post_requests,
     watch_commits,
+)
+from scratch_gateway import (  # noqa: E402
+    cli,
+    cpu_seconds,
+    create_scratch,
+    drop_scratch,
+    free_port,
+    scratch_env,
+    wait_ready,
 )
 
 # The services `fundhub up` starts, by the setting of the port each listens on.

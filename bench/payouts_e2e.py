@@ -87,33 +87,35 @@ async def wait_funded(pool: asyncpg.Pool, accounts: list[str]) -> None:
         await asyncio.sleep(0.1)
 
 
+def signed_payout(netloc: str, key_id: str, secret: str, payer: str, i: int) -> bytes:
+    """The i-th payout of a run as a whole HTTP request, signed now (the nonce is fresh and the
+    timestamp must be within the gateway's tolerance when it arrives)."""
+    path = "/v1/payouts"
+    body = orjson.dumps(
+        {
+            "requestId": f"bench-{uuid.uuid4().hex}",
+            "supplierId": f"SUP{i % 100:05d}",
+            "payerAccountId": payer,
+            "amount": 100 + i % 900,
+            "currency": "CNY",
+            "payee": {"accountName": "Supplier", "accountNo": f"62170{i:010d}", "bankName": "ICBC"},
+        }
+    )
+    return signed_post_bytes(netloc, path, body, key_id, secret)
+
+
 async def submit_all(
     args: argparse.Namespace, key_id: str, secret: str, accounts: list[str], run: Run
 ) -> None:
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(args.count):
         queue.put_nowait(i)
-    path = "/v1/payouts"
     url = urlsplit(args.gateway_url)
 
     async def worker(connection: LoadConnection) -> None:
         while not queue.empty():
             i = queue.get_nowait()
-            body = orjson.dumps(
-                {
-                    "requestId": f"bench-{uuid.uuid4().hex}",
-                    "supplierId": f"SUP{i % 100:05d}",
-                    "payerAccountId": accounts[i % len(accounts)],
-                    "amount": 100 + i % 900,
-                    "currency": "CNY",
-                    "payee": {
-                        "accountName": "Supplier",
-                        "accountNo": f"62170{i:010d}",
-                        "bankName": "ICBC",
-                    },
-                }
-            )
-            request = signed_post_bytes(url.netloc, path, body, key_id, secret)
+            request = signed_payout(url.netloc, key_id, secret, accounts[i % len(accounts)], i)
             started = time.perf_counter()
             status, raw = await connection.send(request)
             now = time.perf_counter()

@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
+
+from fundhub.audit import masking
 from fundhub.audit.chain import GENESIS, ChainRow, canonical, link, verify
-from fundhub.audit.entry import AuditEntry, body_params, error_code_of, http_params
-from fundhub.audit.masking import HIDDEN, MAX_KEYS, field_kind, mask
+from fundhub.audit.entry import (
+    KEPT_HEADERS,
+    AuditEntry,
+    body_params,
+    entry_json,
+    error_code_of,
+    http_params,
+    kept_headers,
+)
+from fundhub.audit.masking import HIDDEN, MAX_KEYS, field_kind, mask, mask_generic
+from fundhub.common.clock import iso_utc_us
 
 SEED = json.loads(Path("tests/fixtures/seed_transfer_notify.json").read_text(encoding="utf-8"))
 
@@ -166,3 +179,158 @@ def test_the_chain_continues_from_an_archived_boundary() -> None:
     rest = rows[3:]
     assert verify(rest, start_seq=3, start_hash=rows[2].hash, head=(6, rows[-1].hash)).ok
     assert not verify(rest, start_seq=3, start_hash=GENESIS, head=(6, rows[-1].hash)).ok
+
+
+# --- Masking by plans (per object shape) equals the generic walk, whatever is sent ---
+
+# Names of every kind (secret, number, name, kept, and the exception sign_type), in several
+# spellings, so that generated documents exercise each branch of the masking.
+_NAMES = [
+    "sign", "sign_type", "X-Signature", "webhook_secret", "password", "token", "key", "masterKey",
+    "in_acct_no", "accountNo", "payee_acct_no", "idNo", "mobile", "tel", "iban", "card_no",
+    "in_acct_name", "accountName", "name", "payeeName", "realName", "email", "contact_email",
+    "licence_no", "buyer_logon_id",
+    "amount", "requestId", "app_id", "biz_content", "extension", "note", "payee", "items",
+    "", " ", "k" * 64, "k" * 65, "k" * 300, "名字", "账户号",
+]  # fmt: skip
+
+
+class _Generator:
+    """Random documents of every shape the masking meets, at most ``budget`` values each."""
+
+    def __init__(self, seed: int, budget: int = 300) -> None:
+        self.rng = random.Random(seed)
+        self.budget = budget
+        self.left = budget
+
+    def document(self) -> object:
+        self.left = self.budget
+        return self._value(0)
+
+    def _value(self, depth: int) -> object:
+        self.left -= 1
+        rng = self.rng
+        choice = rng.randrange(14) if self.left > 0 and depth < 10 else rng.randrange(7)
+        if choice == 0:
+            return rng.randrange(-(10**12), 10**12)
+        if choice == 1:
+            return rng.choice([True, False, None, 0, -1, 1.5, 1e308])
+        if choice == 2:
+            return "x" * rng.choice([0, 1, 6, 7, 255, 256, 257, 1000])
+        if choice == 3:  # looks like JSON, is not
+            return rng.choice(
+                ["{", "[", "{not json", "[1,", "{}", "[]", '{"a":1}x', "{" + "a" * 300]
+            )
+        if choice == 4:
+            return "".join(rng.choice("0123456789") for _ in range(rng.randrange(0, 25)))
+        if choice == 5:
+            people = ["张三", "A", "", "Acme Ltd", "6222020200112233445", "ak_live_1", "o@a.b"]
+            return rng.choice([*people, "@x", "a@"])
+        if choice == 6:
+            return "v" + str(rng.randrange(1000))
+        if choice == 7:  # JSON held in a string, as the bank's biz_content
+            return json.dumps(self._value(depth + 1), ensure_ascii=rng.random() < 0.5)
+        if choice == 8:
+            return [self._value(depth + 1) for _ in range(rng.choice([0, 1, 3, 32, 33]))]
+        size = rng.choice([0, 1, 3, 9, 19, 31, 32, 33, 64, 65, 70])
+        keys = [rng.choice(_NAMES) + (str(rng.randrange(40)) if rng.random() < 0.5 else "")
+                for _ in range(size)]  # fmt: skip
+        return {key: self._value(depth + 1) for key in keys}
+
+
+def test_masking_by_plan_equals_the_generic_walk_on_generated_documents() -> None:
+    generator = _Generator(seed=20261130)
+    for _ in range(3000):
+        document = generator.document()
+        expected = mask_generic(document)
+        assert mask(document) == expected  # the shapes' plans made now
+        assert mask(document) == expected  # and used
+
+
+def test_masking_by_plan_equals_the_generic_walk_on_the_hot_routes_bodies() -> None:
+    payout = {
+        "requestId": "r-1",
+        "supplierId": "SUP1",
+        "payerAccountId": "6222020000000001",
+        "amount": 100,
+        "currency": "CNY",
+        "payee": {"accountName": "张三", "accountNo": "6222020200112233445", "bankName": "ICBC"},
+        "callbackUrl": "https://erp.example.com/cb",
+        "extension": {"idNo": "110101199001011234", "phone": "13800138000", "note": "x"},
+    }
+    batch = dict(SEED, biz_content=json.dumps({"results": [json.loads(SEED["biz_content"])] * 40}))
+    for document in (SEED, payout, batch, json.loads(SEED["biz_content"])):
+        for _ in range(2):
+            assert mask(document) == mask_generic(document)
+            assert orjson.dumps(mask(document)) == orjson.dumps(mask_generic(document))
+
+
+def test_masking_by_plan_equals_the_generic_walk_on_hostile_shapes() -> None:
+    deep: dict[str, object] = {"amount": 1}
+    for _ in range(12):
+        deep = {"a": deep, "n": 7, "name": "Zed", "sign": {"x": 1}}
+    hostile: list[object] = [
+        deep,
+        {f"k{i}": i for i in range(70_000)},  # wide: cut at MAX_KEYS
+        {f"accountNo{i}": "6222020200112233445" for i in range(33)},  # just over a plan
+        *({f"k{i}": i for i in range(n)} for n in (MAX_KEYS, MAX_KEYS + 1, MAX_KEYS + 6)),
+        {"k" * 5000: "v", "k" * 5000 + "x": "w"},  # long keys, the same once cut
+        {1: "a", 2.5: "b", None: "c", False: "d", "1": "e"},  # keys JSON never sends
+        {"accountNo": {"nested": "6222020200112233445"}, "name": ["a", "b"], "idNo": True},
+        {"payee": {"accountNo": 12345678901, "name": 0, "phone": -1}},
+        {"biz_content": "[" * 5000 + "]" * 5000},  # nested JSON too deep to parse
+        {"biz_content": json.dumps({"biz_content": json.dumps({"in_acct_no": "1234567890"})})},
+        [[[[[[[[[1, "2", {"sign": "s"}]]]]]]]]],
+        {"x": [{"accountNo": str(i)} for i in range(40)]},
+    ]
+    for document in hostile:
+        for _ in range(2):
+            assert mask(document) == mask_generic(document)
+
+
+def test_the_plans_kept_are_bounded_whatever_shapes_arrive() -> None:
+    for i in range(masking.PLAN_CACHE * 3):
+        document = {f"field{i}": "v", "accountNo": "6222020200112233445"}
+        assert mask(document) == mask_generic(document)
+        assert len(masking._plans) <= masking.PLAN_CACHE
+    masking._plans.clear()
+    mask({"k" * (masking.PLAN_MAX_KEY_LENGTH + 1): 1})
+    mask({f"k{i}": i for i in range(masking.PLAN_MAX_KEYS + 1)})
+    assert masking._plans == {}  # long keys and wide objects are walked, never kept
+
+
+def test_kept_headers_are_those_of_the_decoded_dictionary() -> None:
+    raw = [
+        (b"host", b"gw"),
+        (b"x-signature", b"first"),
+        (b"content-type", b"application/json"),
+        (b"x-api-key", b"ak_1"),
+        (b"x-signature", b"second"),
+        (b"x-nonce", "é".encode("latin-1")),
+        (b"user-agent", b"x"),
+    ]
+    decoded = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw}
+    expected = {name: value for name, value in decoded.items() if name in KEPT_HEADERS}
+    assert kept_headers(raw) == expected
+    assert list(kept_headers(raw)) == list(expected)
+
+
+def test_an_entry_built_as_json_reads_back_to_the_same_json() -> None:
+    """The gateway builds entries with ``entry_json``; the audit-writer hashes
+    ``from_json(...).to_json()``: the two must agree byte for byte, or the chain would cover
+    something other than what was sent."""
+    sent = entry_json(
+        id="e1",
+        at=iso_utc_us(1_764_522_826_000_001_999),
+        kind="http",
+        actor=None,
+        source="127.0.0.1",
+        route="POST /callbacks/bank",
+        params={"path": "/callbacks/bank", "body": mask(SEED)},
+        status=200,
+        error_code=None,
+        latency_ms=1.25,
+        correlation_id="c1",
+    )
+    assert canonical(AuditEntry.from_json(sent).to_json()) == canonical(sent)
+    assert sent["at"] == "2025-11-30T17:13:46.000001Z"

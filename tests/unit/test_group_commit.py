@@ -120,3 +120,51 @@ async def test_a_writer_cancelled_mid_batch_frees_the_batch_and_the_queue() -> N
             await asyncio.wait_for(caller, 5)
     store.gate.set()
     assert await group.submit(3) == "ok-3"
+
+
+async def test_runs_are_spaced_by_the_minimum_interval_and_gather_what_came_meanwhile() -> None:
+    store = Store()
+    group: GroupCommit[int, str] = GroupCommit(
+        store.run, conflict_key=lambda i: i, min_interval_s=0.2
+    )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await group.submit(0) == "ok-0"  # the first goes at once
+    assert loop.time() - started < 0.1
+    second = asyncio.ensure_future(group.submit(1))
+    await asyncio.sleep(0.05)
+    rest = [asyncio.ensure_future(group.submit(i)) for i in range(2, 5)]
+    assert await asyncio.gather(second, *rest) == [f"ok-{i}" for i in range(1, 5)]
+    assert loop.time() - started >= 0.2  # the interval since the first run's start
+    assert store.batches == [[0], [1, 2, 3, 4]]
+    await asyncio.sleep(0.25)
+    quiet = loop.time()
+    assert await group.submit(5) == "ok-5"  # after a quiet spell: at once again
+    assert loop.time() - quiet < 0.1
+
+
+async def test_a_full_batch_does_not_wait_for_the_interval() -> None:
+    store = Store()
+    group: GroupCommit[int, str] = GroupCommit(
+        store.run, conflict_key=lambda i: i, max_batch=3, min_interval_s=10.0
+    )
+    await group.submit(0)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await asyncio.gather(*(group.submit(i) for i in range(1, 4))) == ["ok-1", "ok-2", "ok-3"]
+    assert loop.time() - started < 1.0
+    assert store.batches == [[0], [1, 2, 3]]
+
+
+async def test_callers_waiting_out_the_interval_are_freed_when_the_writer_is_cancelled() -> None:
+    store = Store()
+    group: GroupCommit[int, str] = GroupCommit(
+        store.run, conflict_key=lambda i: i, min_interval_s=10.0
+    )
+    await group.submit(0)
+    waiting = asyncio.ensure_future(group.submit(1))
+    await asyncio.sleep(0.01)
+    assert group._writer is not None
+    group._writer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting

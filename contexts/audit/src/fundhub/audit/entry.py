@@ -4,6 +4,7 @@ correlation id that ties it to the logs. Its JSON form is what the hash chain co
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +13,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from fundhub.audit.masking import mask, mask_headers
+from fundhub.common.clock import ISO_UTC_US_FORMAT
 
 KIND_HTTP = "http"
 KIND_OPERATOR = "operator"
@@ -30,6 +32,7 @@ KEPT_HEADERS = (
     "wechatpay-nonce",
     "wechatpay-signature",
 )
+_KEPT_RAW = {name.encode("latin-1"): name for name in KEPT_HEADERS}
 
 
 @dataclass(frozen=True)
@@ -47,19 +50,19 @@ class AuditEntry:
     correlation_id: str
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "at": self.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            "kind": self.kind,
-            "actor": self.actor,
-            "source": self.source,
-            "route": self.route,
-            "params": self.params,
-            "status": self.status,
-            "errorCode": self.error_code,
-            "latencyMs": self.latency_ms,
-            "correlationId": self.correlation_id,
-        }
+        return entry_json(
+            id=self.id,
+            at=format_at(self.at),
+            kind=self.kind,
+            actor=self.actor,
+            source=self.source,
+            route=self.route,
+            params=self.params,
+            status=self.status,
+            error_code=self.error_code,
+            latency_ms=self.latency_ms,
+            correlation_id=self.correlation_id,
+        )
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AuditEntry:
@@ -76,6 +79,43 @@ class AuditEntry:
             latency_ms=float(data["latencyMs"]),
             correlation_id=str(data["correlationId"]),
         )
+
+
+def entry_json(
+    *,
+    id: str,
+    at: str,
+    kind: str,
+    actor: str | None,
+    source: str,
+    route: str,
+    params: dict[str, Any],
+    status: int,
+    error_code: str | None,
+    latency_ms: float,
+    correlation_id: str,
+) -> dict[str, Any]:
+    """An entry's JSON form, the one the chain hashes (``at`` as ``format_at`` writes it).
+
+    The gateway builds it directly for every answer, without an ``AuditEntry`` in between; the
+    audit-writer reads it back (``AuditEntry.from_json``), so both ends share this one shape."""
+    return {
+        "id": id,
+        "at": at,
+        "kind": kind,
+        "actor": actor,
+        "source": source,
+        "route": route,
+        "params": params,
+        "status": status,
+        "errorCode": error_code,
+        "latencyMs": latency_ms,
+        "correlationId": correlation_id,
+    }
+
+
+def format_at(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime(ISO_UTC_US_FORMAT)
 
 
 def parse_at(text: str) -> datetime:
@@ -110,6 +150,17 @@ def error_code_of(answer_body: bytes) -> str | None:
         return None
     code = document.get("errorCode") if isinstance(document, dict) else None
     return str(code) if code else None
+
+
+def kept_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The headers an entry keeps (``KEPT_HEADERS``; the last of repeated ones), from ASGI's
+    raw list, decoding only those."""
+    kept: dict[str, str] = {}
+    for name, value in raw:
+        known = _KEPT_RAW.get(name)
+        if known is not None:
+            kept[known] = value.decode("latin-1")
+    return kept
 
 
 def http_params(path: str, query: bytes, headers: dict[str, str], body: bytes) -> dict[str, Any]:

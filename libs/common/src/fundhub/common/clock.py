@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
 BANK_TZ = timezone(timedelta(hours=8), "GMT+8")
@@ -21,6 +22,29 @@ def iso_utc(moment: datetime) -> str:
 
 def iso_utc_ms(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
+ISO_UTC_US_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_ISO_SECOND_FORMAT = "%Y-%m-%dT%H:%M:%S"
+_stamp_second: tuple[int, str] = (-1, "")
+
+
+def iso_utc_us(ns: int) -> str:
+    """``2026-11-30T19:33:46.639273Z`` for a time in nanoseconds since the epoch: what
+    ``strftime(ISO_UTC_US_FORMAT)`` makes of that instant in UTC (microseconds cut, not
+    rounded). Without a datetime, and the date and time of day formatted once a second: this
+    stamps every audit entry, and ``now().strftime`` was a tenth of an entry's cost."""
+    global _stamp_second
+    second, micro = divmod(ns // 1000, 1_000_000)
+    cached, prefix = _stamp_second
+    if second != cached:
+        prefix = time.strftime(_ISO_SECOND_FORMAT, time.gmtime(second))
+        _stamp_second = (second, prefix)
+    return f"{prefix}.{micro:06d}Z"
+
+
+def iso_utc_us_now() -> str:
+    return iso_utc_us(time.time_ns())
 
 
 def parse_bank_time(text: str) -> datetime:

@@ -64,7 +64,9 @@ async def serve(settings: Settings) -> None:
         # The audit observer comes last: it records the answer as it finally leaves.
         observers=[
             *(limiter.observers() if limiter else ()),
-            *audit_observers(app, topics(settings), settings.audit_enabled),
+            *audit_observers(
+                app, topics(settings), settings.audit_enabled, settings.audit_send_interval_s
+            ),
         ],
     )
     api = uvicorn.Server(server_config(settings, edge))

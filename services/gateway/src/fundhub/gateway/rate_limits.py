@@ -88,7 +88,8 @@ class RateLimiter:
         self._key_limits: TtlCache[str, dict[str, Rate]] = TtlCache(KEY_LIMITS_TTL_S)
         self._blocked: dict[str, float] = {}  # bucket -> monotonic time its denial ends
         self._leases: dict[str, tuple[int, float]] = {}  # bucket -> (tokens, valid until)
-        self._refills: dict[str, asyncio.Future[None]] = {}
+        self._refills: dict[str, asyncio.Future[None]] = {}  # bucket -> its refill's outcome
+        self._waiting: dict[str, int] = {}  # bucket -> requests waiting for its refill
         self._purge: asyncio.Task[None] | None = None
         self._batches: GroupCommit[tuple[str, Rate, int], tuple[int, float]] | None = None
 
@@ -102,7 +103,7 @@ class RateLimiter:
             self._store = pool
         store = self._store
         # Checks that arrive while one statement runs share the next: under load one round
-        # trip counts many requests (bench/rate_limit_overhead.py measures what that saves).
+        # trip counts many requests (bench/security_overhead.py measures what the limits cost).
         self._batches = GroupCommit(lambda batch: take(store, batch), conflict_key=id)
         self._purge = asyncio.create_task(self._purge_buckets())
 
@@ -184,8 +185,9 @@ class RateLimiter:
     async def _take(self, bucket: str, rate: Rate) -> float:
         """One request against ``bucket``: 0.0 when it may pass, else the seconds to wait.
 
-        From this replica's lease when it holds one; else one refill at a time per bucket
-        (concurrent requests wait for it, then share what it brought)."""
+        From this replica's lease when it holds one; else it waits for the bucket's refill
+        (one at a time per bucket; the first request to find none starts it), then tries
+        the lease again. A refill the store does not answer in time lets its waiters pass."""
         while True:
             wait = self._remembered(bucket)
             if wait > 0:
@@ -194,27 +196,54 @@ class RateLimiter:
             if lease is not None and lease[0] > 0 and lease[1] > time.monotonic():
                 self._leases[bucket] = (lease[0] - 1, lease[1])
                 return 0.0
-            refill = self._refills.get(bucket)
-            if refill is None:
-                refill = asyncio.ensure_future(self._refill(bucket, rate))
-                self._refills[bucket] = refill
-                # Its waiters may all have given up (timeout): its outcome is still read.
-                refill.add_done_callback(lambda f: f.cancelled() or f.exception())
+            self._waiting[bucket] = self._waiting.get(bucket, 0) + 1
             try:
-                async with asyncio.timeout(self._timeout_s):
-                    await asyncio.shield(refill)
+                refill = self._refills.get(bucket) or self._start_refill(bucket, rate)
+                await asyncio.shield(refill)
             except Exception as exc:
                 RATE_LIMIT_STORE_ERRORS.inc()
                 log.warning("rate_limit_store_unavailable", error=type(exc).__name__)
                 return 0.0
+            finally:
+                left = self._waiting[bucket] - 1
+                if left:
+                    self._waiting[bucket] = left
+                else:
+                    del self._waiting[bucket]
 
-    async def _refill(self, bucket: str, rate: Rate) -> None:
+    def _start_refill(self, bucket: str, rate: Rate) -> asyncio.Future[None]:
+        """The bucket's refill, done when the store has answered or its deadline has passed.
+
+        It asks for a lease, or for one token per request waiting now if they are more: under
+        load the requests that found the lease spent while a refill ran would otherwise queue
+        for one refill after another, each a round trip. Those tokens are spent as soon as the
+        refill returns, so what a replica holds unused stays within a lease. One deadline per
+        refill (a timer), not one per waiting request."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        done.add_done_callback(_retrieved)  # its waiters may all be gone
+        deadline = loop.call_later(self._timeout_s, _settle, done, TimeoutError())
+        want = max(lease_size(rate), self._waiting.get(bucket, 0))
+        refill = asyncio.ensure_future(self._refill(bucket, rate, want))
+
+        def finished(task: asyncio.Future[None]) -> None:
+            deadline.cancel()
+            if self._refills.get(bucket) is done:
+                del self._refills[bucket]
+            if task.cancelled():  # the gateway is stopping: its waiters pass
+                _settle(done, RuntimeError("rate limit refill cancelled"))
+            else:
+                _settle(done, task.exception())
+
+        refill.add_done_callback(finished)
+        self._refills[bucket] = done
+        return done
+
+    async def _refill(self, bucket: str, rate: Rate, want: int) -> None:
+        """``want`` tokens from the store: a lease (the answer is kept even when its waiters
+        have given up), or the time the bucket stays closed."""
         assert self._batches is not None
-        try:
-            granted, wait = await self._batches.submit((bucket, rate, lease_size(rate)))
-        finally:
-            # Gone before its waiters wake, so they never await a finished refill again.
-            self._refills.pop(bucket, None)
+        granted, wait = await self._batches.submit((bucket, rate, want))
         now = time.monotonic()
         if granted > 0:
             self._leases[bucket] = (granted, now + min(LEASE_TTL_S, rate.period_s))
@@ -238,6 +267,20 @@ class RateLimiter:
                 await purge_buckets(self._store, 60.0)
             except Exception as exc:
                 log.warning("rate_limit_purge_failed", error=type(exc).__name__)
+
+
+def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:
+    if future.done():
+        return
+    if exc is None:
+        future.set_result(None)
+    else:
+        future.set_exception(exc)
+
+
+def _retrieved(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 async def limit_key(request: Request, key: ApiKey) -> None:
