@@ -11,7 +11,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from support.env import ModuleEnv, database_url, drop_database, new_bank_keys
+from support.env import ModuleEnv, close_pool, database_url, drop_database, new_bank_keys
 from support.kafka import delete_topics
 from support.owned_infra import ensure_running, owned_infra
 
@@ -22,6 +22,25 @@ from fundhub.common.kafka import ensure_topics
 from fundhub.common.sealing import generate_master_key
 
 RUN_ID = uuid.uuid4().hex[:8]
+INFRA_KEY = pytest.StashKey[Infra]()
+
+
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    return bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under xdist the controller starts Kafka and Postgres once, before any worker: workers
+    racing to start them, or the first one to finish stopping them under the other, would break
+    the run. Each worker then finds them running and stops nothing."""
+    if _is_xdist_controller(session.config):
+        session.config.stash[INFRA_KEY] = ensure_infra(Settings())
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    handle = session.config.stash.get(INFRA_KEY, None)
+    if handle is not None:
+        handle.stop()
 
 
 @pytest.fixture(scope="session")
@@ -61,16 +80,21 @@ async def _template(base_url: str) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def _module_env(
-    infra: Settings, template: str, tmp_path_factory: pytest.TempPathFactory
+async def module_env(
+    infra: Settings,
+    template: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    service_env: str = "test",
 ) -> AsyncIterator[ModuleEnv]:
+    """A database copied from ``template`` and a topic namespace on the servers ``infra`` names
+    (a module with servers of its own, e.g. a Kafka cluster, passes those)."""
     suffix = uuid.uuid4().hex[:8]
     name = f"fundhub_t_{suffix}"
     async with _admin(infra.database_url) as admin:
         await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     settings = infra.model_copy(
         update={
-            "env": "test",
+            "env": service_env,
             "database_url": database_url(infra.database_url, name),
             "topic_namespace": f"test-{RUN_ID}-{suffix}",
             "master_key": generate_master_key(),
@@ -83,7 +107,7 @@ async def _module_env(
     try:
         yield ModuleEnv(settings=settings, pool=pool, bank=new_bank_keys(), tmp=tmp)
     finally:
-        await pool.close()
+        await close_pool(pool)
         async with _admin(infra.database_url) as admin:
             await drop_database(admin, name)
         await delete_topics(settings)
@@ -100,8 +124,28 @@ async def env(
     infra: Settings, template_db: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[ModuleEnv]:
     """A fresh database and topic namespace per test module: modules never see each other's data."""
-    async with _module_env(infra, template_db, tmp_path_factory) as module_env:
-        yield module_env
+    async with module_env(infra, template_db, tmp_path_factory) as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+async def live_env(
+    infra: Settings, template_db: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[ModuleEnv]:
+    """A live deployment's own database and topics (FUNDHUB_ENV=prod), beside ``env``'s
+    sandbox: the environments never share a database (access.environment_stamp)."""
+    async with module_env(infra, template_db, tmp_path_factory, "prod") as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+async def other_env(
+    infra: Settings, template_db: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[ModuleEnv]:
+    """A second environment, for a module that runs two stacks side by side (started at once:
+    a process start is the slow part) which must not share a database or topics."""
+    async with module_env(infra, template_db, tmp_path_factory) as made:
+        yield made
 
 
 # -- servers a test may restart ----------------------------------------------------------------
@@ -132,5 +176,5 @@ async def owned_env(
         kafka_bootstrap=owned_infra_handle.kafka_bootstrap,
         database_url=owned_infra_handle.database_url,
     )
-    async with _module_env(infra, owned_template_db, tmp_path_factory) as module_env:
-        yield module_env
+    async with module_env(infra, owned_template_db, tmp_path_factory) as made:
+        yield made

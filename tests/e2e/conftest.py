@@ -48,7 +48,9 @@ async def stack(env: ModuleEnv) -> AsyncIterator[Stack]:
     ingest.start()
     try:
         await asyncio.gather(gw.wait_ready(), ingest.wait_ready())
-        limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+        limits = httpx.Limits(
+            max_connections=100, max_keepalive_connections=100, keepalive_expiry=2.0
+        )
         connector = aiohttp.TCPConnector(limit=100, keepalive_timeout=2.0)
         async with (
             httpx.AsyncClient(base_url=gw.url, timeout=30, limits=limits) as http,

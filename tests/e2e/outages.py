@@ -15,7 +15,9 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
+import asyncpg
 import httpx
+import orjson
 import pytest
 from support.env import ModuleEnv
 from support.ledger import assert_ledger_invariants, balances
@@ -98,7 +100,7 @@ async def assert_accepted_once(
     while the server was away every answer was a 503 E013_UNAVAILABLE within ``away_bound_s``
     (no success, no other refusal, no hang), any answer within ``bound_s``; one payout per
     requestId, whatever the number of tries. Returns the payIds."""
-    assert load.unexpected == [], load.unexpected[:5]
+    assert load.unexpected == [], (load.unexpected[:5], failed_requests(stack))
     before = load.sent_between(0, outage.stopping_at)
     during = load.sent_between(outage.stopped_at, outage.restarting_at)
     after = load.sent_between(outage.restarted_at, time.monotonic())
@@ -117,6 +119,23 @@ async def assert_accepted_once(
     )
     assert stored == len(pay_ids)
     return pay_ids
+
+
+def failed_requests(stack: PayoutStack, most: int = 3) -> list[str]:
+    """The gateway's logged 500s (their tracebacks' last lines), for a failure message: CI keeps
+    the test's output, not the services' logs."""
+    found: list[str] = []
+    try:
+        lines = stack.gateway.log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        if '"request_failed"' in line:
+            try:
+                found.append(str(orjson.loads(line).get("exception", ""))[-600:])
+            except orjson.JSONDecodeError:
+                found.append(line[-600:])
+    return found[:most]
 
 
 @dataclass(frozen=True)
@@ -196,20 +215,32 @@ async def assert_settled_once(
     async def delivered() -> bool:
         return finals <= set(stack.receiver.received)
 
+    async def deliveries() -> list[asyncpg.Record]:
+        return await pool.fetch(
+            "SELECT pay_id, state, status FROM callback_deliveries WHERE pay_id = ANY($1::text[])",
+            pay_ids,
+        )
+
+    async def recorded() -> bool:
+        # The receiver's 200 reaches the dispatcher before its DELIVERED is committed (and a
+        # commit can wait out the tail of an outage): the record is checked once it had time.
+        return {d["status"] for d in await deliveries()} == {"DELIVERED"}
+
     await wait_until(delivered, timeout_s=timeout_s, interval_s=0.5)
+    try:
+        await wait_until(recorded, timeout_s=timeout_s, interval_s=0.5)
+    except AssertionError:
+        states = Counter(d["status"] for d in await deliveries())
+        raise AssertionError(f"deliveries not all recorded DELIVERED: {dict(states)}") from None
     await asyncio.sleep(1.0)  # a second delivery of any of them would be under way by now
     received = Counter(c for c in stack.receiver.received if c[0] in rows)
     doubled = sorted(c for c, n in received.items() if n > 1)
     assert doubled == [], f"{len(doubled)} callbacks delivered more than once: {doubled[:5]}"
     assert set(received) == finals
     assert stack.receiver.bad_signatures == 0
-    deliveries = await pool.fetch(
-        "SELECT pay_id, state, status FROM callback_deliveries WHERE pay_id = ANY($1::text[])",
-        pay_ids,
-    )
-    assert {(d["pay_id"], d["state"]) for d in deliveries} == finals
-    assert len(deliveries) == len(finals)
-    assert {d["status"] for d in deliveries} == {"DELIVERED"}
+    recorded_rows = await deliveries()
+    assert {(d["pay_id"], d["state"]) for d in recorded_rows} == finals
+    assert len(recorded_rows) == len(finals)
 
     await assert_paid_exactly(pool, rows, clearing_before)
     now = await balances(pool)

@@ -130,6 +130,15 @@ async def ready(client: httpx.AsyncClient, url: str) -> bool:
         return False
 
 
+# The Kafka consumers each service runs (BatchConsumer), all asked to stop on SIGTERM.
+CONSUMERS_OF = {
+    "notify-ingest": 2,
+    "payment-worker": 6,
+    "callback-dispatcher": 1,
+    "audit-writer": 1,
+}
+
+
 async def test_a_killed_service_is_restarted_with_backoff_and_sigterm_stops_all(
     up: Up, env: ModuleEnv
 ) -> None:
@@ -233,3 +242,11 @@ async def test_a_killed_service_is_restarted_with_backoff_and_sigterm_stops_all(
     assert stopped == list(reversed(urls)), stopped
     print(f"fundhub up stopped {len(urls)} services in {took:.1f}s")
     assert took < STOP_BOUND_S
+    # Each consumer was asked to stop (the batch in hand finished, its offsets committed),
+    # not cancelled mid-fetch.
+    for name, consumers in CONSUMERS_OF.items():
+        ended = [line for line in up.lines(name) if '"consumer_stopped"' in line]
+        assert len(ended) >= consumers and all('"asked":true' in e for e in ended[-consumers:]), (
+            name,
+            ended,
+        )

@@ -12,29 +12,18 @@ import httpx
 import pytest
 from support.api import signed_get
 from support.env import ModuleEnv
-from support.processes import Service, free_port, gateway
+from support.processes import Service, gateway
 
 from fundhub.common.signing import body_signature
 
 PATH = "/v1/accounts/6222000555001/balance"
 
 
-def prod_gateway(env: ModuleEnv) -> Service:
-    port = free_port()
-    return Service(
-        env,
-        "gateway-prod",
-        "fundhub-gateway",
-        port,
-        FUNDHUB_GATEWAY_PORT=str(port),
-        FUNDHUB_ENV="prod",
-    )
-
-
 @pytest.fixture(scope="module")
-async def replicas(env: ModuleEnv) -> AsyncIterator[list[Service]]:
-    """Two gateways of one deployment (FUNDHUB_ENV=test) and one production gateway."""
-    services = [gateway(env), gateway(env), prod_gateway(env)]
+async def replicas(env: ModuleEnv, live_env: ModuleEnv) -> AsyncIterator[list[Service]]:
+    """Two gateways of one sandbox deployment (FUNDHUB_ENV=test) and one production gateway
+    on the live deployment's own database."""
+    services = [gateway(env), gateway(env), gateway(live_env)]
     for service in services:
         service.start()
     try:
@@ -126,12 +115,15 @@ async def test_an_expired_key_answers_like_an_unknown_one(
 
 
 async def test_live_and_sandbox_keys_work_only_in_their_environment(
-    env: ModuleEnv, replicas: list[Service]
+    env: ModuleEnv, live_env: ModuleEnv, replicas: list[Service]
 ) -> None:
     test_gw, _, prod_gw = replicas
     sandbox = create(env)  # FUNDHUB_ENV=test: sandbox by default
-    live = create(env, "--env", "live")
+    live = create(live_env)  # FUNDHUB_ENV=prod: live by default
     assert sandbox["environment"] == "sandbox" and live["environment"] == "live"
+    # A live key in the sandbox's database is refused there all the same (access.keys).
+    stray = create(env, "--env", "live")
+    assert await status(test_gw.url, stray["keyId"], stray["secret"], as_unknown=True) == 401
     assert await status(test_gw.url, sandbox["keyId"], sandbox["secret"]) == 404
     assert await status(test_gw.url, live["keyId"], live["secret"], as_unknown=True) == 401
     assert await status(prod_gw.url, live["keyId"], live["secret"]) == 404

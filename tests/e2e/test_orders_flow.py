@@ -67,6 +67,7 @@ class Orders:
     other: tuple[str, str]
     a: Merchant
     b: Merchant
+    bank_url: str = ""  # the bank simulator (the depository, its daily files)
 
     async def post(
         self, path: str, body: Any, key: tuple[str, str] | None = None
@@ -152,6 +153,8 @@ async def orders(env: ModuleEnv) -> AsyncIterator[Orders]:
         FUNDHUB_PAYMENT_WORKER_PORT=str(port),
         FUNDHUB_REFUND_POLL_BASE_S="0.5",
         FUNDHUB_REFUND_POLL_MAX_S="2",
+        FUNDHUB_SETTLEMENT_POLL_BASE_S="0.5",
+        FUNDHUB_SETTLEMENT_POLL_MAX_S="2",
         **channels_env,
     )
     port = free_port()
@@ -192,6 +195,7 @@ async def orders(env: ModuleEnv) -> AsyncIterator[Orders]:
                     (other_id, other_secret),
                     a,
                     b,
+                    bank.url,
                 )
     finally:
         for service in [*reversed(services), bank, simulator]:
@@ -259,6 +263,7 @@ async def test_an_order_is_created_paid_refunded_and_every_final_state_called_ba
     await wait_until(refunded)
     read = await orders.order(order_no)
     assert read["refundedAmount"] == 5_000 and read["refunds"][0]["takenFrom"] == "pending"
+    assert "depositoryDebit" not in read["refunds"][0]  # before the split: nothing to debit
     assert await orders.pending(orders.a.account_id) == pending_a + 3_000
     replay = await orders.post(
         f"/v1/orders/{order_no}/refunds", {"refundNo": "RF-1", "amount": 5_000}

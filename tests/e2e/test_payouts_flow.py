@@ -2,6 +2,8 @@
 
 Real processes: gateway, notify-ingest (funds the payers from signed transfer notifications),
 payment-worker (SIGKILLed mid-run) and the bank simulator's payout side with its fault rates.
+The stack is a sandbox deployment: the sandbox's scenario controls are tested on it too (at
+the end), against a live gateway on the live deployment's own database.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import aiohttp
 import httpx
 import pytest
 from aiohttp import web
-from support.api import signed_headers
+from support.api import signed_get, signed_headers
 from support.env import ModuleEnv
 from support.ledger import assert_ledger_invariants, balances
 from support.payout_load import PAYOUTS_PATH, payout_body
@@ -440,3 +442,180 @@ async def test_a_second_bank_app_cannot_return_a_paid_payout(payouts: PayoutStac
     assert (row["state"], row["error_code"]) == ("SUCCESS", None)
     assert (await balances(pool))[account] == before
     await assert_ledger_invariants(pool)
+
+
+# --- the sandbox (README "Sandbox"): this stack is a sandbox deployment (FUNDHUB_ENV=test) ---
+# A sandbox key drives the simulators through the same API, with scenario controls; a live
+# deployment, on its own database, neither serves the controls nor shows sandbox objects, and
+# the other way round. (Seed: "模拟环境支持:可先行在沙箱环境测试接口流程与数据,避免对线上资产产生影响".)
+
+SCENARIOS = "/v1/sandbox/payout-scenarios"
+SANDBOX_PAYER = "6222990000000077"
+
+
+@pytest.fixture(scope="module")
+async def live(live_env: ModuleEnv) -> AsyncIterator[Service]:
+    """A production gateway (FUNDHUB_ENV=prod) on the live deployment's own database."""
+    service = gateway(live_env)
+    service.start()
+    try:
+        await service.wait_ready()
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="module")
+def live_key(live_env: ModuleEnv, live: Service) -> tuple[str, str]:
+    created = create_key(live_env)
+    assert created["environment"] == "live"
+    return created["keyId"], created["secret"]
+
+
+def create_key(env: ModuleEnv) -> dict[str, str]:
+    out = env.cli(
+        "api-key", "create", "--name", "sandbox-e2e", "--scopes", "payouts:write,payouts:read",
+        "--accounts", "*", "--json",
+    )  # fmt: skip
+    key: dict[str, str] = json.loads(out)
+    return key
+
+
+async def post(
+    http: httpx.AsyncClient, key: tuple[str, str], path: str, body: dict[str, Any] | bytes
+) -> httpx.Response:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = signed_headers(key[0], key[1], "POST", path, None, raw)
+    headers["Content-Type"] = "application/json"
+    return await http.post(path, content=raw, headers=headers)
+
+
+async def get(
+    http: httpx.AsyncClient, key: tuple[str, str], path: str, **query: str
+) -> httpx.Response:
+    return await signed_get(http, key[0], key[1], path, list(query.items()) or None)
+
+
+def refusal(response: httpx.Response) -> tuple[int, str, str, bool]:
+    """What a refusal tells: status, code, message, and whether it is signed."""
+    body = response.json()
+    return response.status_code, body["errorCode"], body["msg"], "X-Signature" in response.headers
+
+
+def headers_of(response: httpx.Response) -> dict[str, str]:
+    """The headers' values, but those that differ on every answer (date, correlation id)."""
+    return {k: v for k, v in response.headers.items() if k not in ("date", "x-correlation-id")}
+
+
+async def test_a_payout_forced_to_fail_with_its_result_late_and_twice(
+    payouts: PayoutStack,
+) -> None:
+    await payouts.bank_behaviour(**QUIET)
+    await payouts.fund({SANDBOX_PAYER: 5_000})
+    key = (payouts.key_id, payouts.secret)
+    request_id = f"sbx-{uuid.uuid4().hex[:12]}"
+    scenario = {
+        "requestId": request_id,
+        "outcome": "FAILED",
+        "reason": "sandbox: account frozen",
+        "resultDelayMs": 1500,
+        "resultCopies": 2,
+    }
+    placed = await post(payouts.http, key, SCENARIOS, scenario)
+    assert placed.status_code == 201, placed.text
+    assert {k: placed.json()[k] for k in scenario} == scenario
+
+    body = payout_body(request_id, SANDBOX_PAYER, 1_200, callbackUrl=payouts.receiver.url)
+    created = await post(payouts.http, key, PAYOUTS_PATH, body)
+    assert created.status_code == 202, created.text
+    pay_id = created.json()["payId"]
+    # Too late now: the payout exists, its scenario cannot change under it.
+    again = await post(payouts.http, key, SCENARIOS, {**scenario, "outcome": "SUCCESS"})
+    assert refusal(again)[:2] == (409, "E081_SCENARIO_TOO_LATE")
+
+    # The result is due 1.5 s after the bank took the payout: PROCESSING until then.
+    await asyncio.sleep(0.8)
+    assert (await get(payouts.http, key, f"{PAYOUTS_PATH}/{pay_id}")).json()["state"] == (
+        "PROCESSING"
+    )
+
+    async def called_back() -> bool:
+        return (pay_id, "FAILED") in payouts.receiver.received
+
+    await wait_until(called_back, timeout_s=20)
+    final = (await get(payouts.http, key, f"{PAYOUTS_PATH}/{pay_id}")).json()
+    assert (final["state"], final["errorCode"]) == ("FAILED", "E015_BANK_REJECTED")
+    assert "account frozen" in final["msg"]
+    stats = await payouts.bank_stats()
+    assert stats["callbacks"]["duplicated"] >= 1, stats  # the bank told us twice...
+    await asyncio.sleep(1.0)
+    # ...the client hears it once, signed, and the money is back on the payer's account.
+    assert payouts.receiver.received.count((pay_id, "FAILED")) == 1
+    assert payouts.receiver.bad_signatures == 0
+    assert (await balances(payouts.env.pool))[SANDBOX_PAYER] == (5_000, 0)
+
+
+async def test_scenario_controls_are_checked_and_need_a_key(payouts: PayoutStack) -> None:
+    key = (payouts.key_id, payouts.secret)
+    bad = await post(payouts.http, key, SCENARIOS, {"requestId": "r1", "outcome": "LOST"})
+    assert refusal(bad)[:2] == (400, "E001")
+    assert "outcome" in bad.json()["msg"]
+    extra = await post(
+        payouts.http, key, SCENARIOS, {"requestId": "r1", "outcome": "FAILED", "x": 1}
+    )
+    assert refusal(extra)[:2] == (400, "E001")
+    anonymous = await payouts.http.post(SCENARIOS, json={"requestId": "r1", "outcome": "FAILED"})
+    assert anonymous.status_code == 401
+
+
+async def test_a_live_key_gets_no_scenario_controls_and_no_sandbox_objects(
+    payouts: PayoutStack, live: Service, live_key: tuple[str, str]
+) -> None:
+    key = live_key
+    async with httpx.AsyncClient(base_url=live.url, timeout=30) as http:
+        scenario = {"requestId": "live-1", "outcome": "FAILED"}
+        control = await post(http, key, SCENARIOS, scenario)
+        unknown = await post(http, key, "/v1/sandbox/no-such-route", scenario)
+        assert control.status_code == 404
+        assert control.content == unknown.content
+        assert headers_of(control) == headers_of(unknown)
+
+        # A sandbox payout is not there for a live key, exactly like a payId never made.
+        sandbox_key = (payouts.key_id, payouts.secret)
+        made = await post(
+            payouts.http, sandbox_key, PAYOUTS_PATH, payout_body("sbx-seen", SANDBOX_PAYER, 1)
+        )
+        pay_id = made.json()["payId"]
+        seen = await get(http, key, f"{PAYOUTS_PATH}/{pay_id}")
+        never = await get(http, key, f"{PAYOUTS_PATH}/PAY20200101{'9' * 10}")
+        assert seen.status_code == never.status_code == 404
+        assert seen.json()["msg"].replace(pay_id, "") == never.json()["msg"].replace(
+            f"PAY20200101{'9' * 10}", ""
+        )
+        # And the sandbox key itself is unknown to the live gateway.
+        stranger = await get(http, sandbox_key, f"{PAYOUTS_PATH}/{pay_id}")
+        assert refusal(stranger)[:2] == (401, "E002")
+
+
+async def test_a_sandbox_key_cannot_see_live_objects(
+    payouts: PayoutStack, live: Service, live_env: ModuleEnv, live_key: tuple[str, str]
+) -> None:
+    key = live_key
+    async with httpx.AsyncClient(base_url=live.url, timeout=30) as http:
+        made = await post(http, key, PAYOUTS_PATH, payout_body("live-real", SANDBOX_PAYER, 1))
+        assert made.status_code == 202, made.text
+    pay_id = made.json()["payId"]
+    sandbox_key = (payouts.key_id, payouts.secret)
+    # Each database numbers its own payIds, so the sandbox may hold one of the same number:
+    # then it is the sandbox's own payout, never the live one.
+    by_id = await get(payouts.http, sandbox_key, f"{PAYOUTS_PATH}/{pay_id}")
+    if by_id.status_code == 404:
+        assert refusal(by_id)[:2] == (404, "E009_NOT_FOUND")
+    else:
+        assert by_id.json()["requestId"] != "live-real"
+    by_request = await get(payouts.http, sandbox_key, PAYOUTS_PATH, requestId="live-real")
+    assert refusal(by_request)[:2] == (404, "E009_NOT_FOUND")
+    # The live payout is in the live database only.
+    query = "SELECT count(*) FROM payout_requests WHERE request_id = 'live-real'"
+    assert await live_env.pool.fetchval(query) == 1
+    assert await payouts.env.pool.fetchval(query) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import random
 import time
@@ -12,6 +13,7 @@ import httpx
 from support.api import signed_get
 from support.ledger import assert_ledger_invariants, balances
 from support.processes import ops_url
+from support.settlement_world import merchant
 from support.transfers import assert_credited_once, random_credits, records_with_prefix
 
 from e2e.conftest import Stack, wait_until
@@ -200,6 +202,19 @@ async def test_transactions_page_by_cursor(stack: Stack) -> None:
         stack.http, key_id, secret, f"/v1/accounts/{account}/transactions", [("cursor", "zzz")]
     )
     assert bad.status_code == 400 and bad.json()["errorCode"] == "E001"
+    # Past a bigint (the posting ids' type): once an unsigned E500 with a traceback.
+    beyond = base64.urlsafe_b64encode(f"p:{2**63}".encode()).decode().rstrip("=")
+    for cursor_text in (beyond, base64.urlsafe_b64encode(b"p:-1").decode().rstrip("=")):
+        out_of_range = await signed_get(
+            stack.http,
+            key_id,
+            secret,
+            f"/v1/accounts/{account}/transactions",
+            [("cursor", cursor_text)],
+        )
+        assert out_of_range.status_code == 400, out_of_range.text
+        assert out_of_range.json()["errorCode"] == "E001"
+        assert out_of_range.headers.get("X-Signature"), out_of_range.headers
 
 
 async def test_unhandled_method_is_kept_and_answered_success(stack: Stack) -> None:
@@ -234,3 +249,35 @@ async def test_health_endpoints(stack: Stack) -> None:
             base = ops_url(service) if service is stack.gateway else service.url
             metrics = await client.get(f"{base}/metrics")
             assert metrics.status_code == 200 and "fundhub_" in metrics.text
+
+
+async def test_a_transfer_to_a_closed_merchant_is_held_in_suspense_with_an_alert(
+    stack: Stack,
+) -> None:
+    """notify-ingest asks the merchants which accounts are closed: the money goes to the
+    suspense, the merchant's account stays empty, and the exception is kept and alerted."""
+    closed = await merchant(stack.env.pool, "ak_0000000000000000000e", "Gone Co", state="CLOSED")
+    spec = TransferSpec(record_id="e2e-closed-1", in_acct_no=closed.account_id, trans_amount=4321)
+    notice = build_notification(spec, stack.env.app_id, stack.env.bank.private_pem)
+    assert (await stack.post(notice)).text == "success"
+
+    async def kept() -> bool:
+        found = await stack.env.pool.fetchval(
+            "SELECT amount FROM bank_transfer_exceptions WHERE record_id = 'e2e-closed-1'"
+        )
+        return found == 4321
+
+    await wait_until(kept, timeout_s=15)
+    assert (await balances(stack.env.pool)).get(closed.account_id, (0, 0)) == (0, 0)
+    held = await stack.env.pool.fetchval(
+        "SELECT sum(amount) FROM postings WHERE account_id = 'sys:bank-suspense:CNY'"
+    )
+    assert held == 4321
+    alert = 'fundhub_notify_ingest_alerts_total{reason="account-closed"} 1.0'
+
+    async def alerted() -> bool:  # counted once the batch's transaction committed
+        async with httpx.AsyncClient(timeout=5) as client:
+            return alert in (await client.get(f"{stack.ingest.url}/metrics")).text
+
+    await wait_until(alerted, timeout_s=5)
+    await assert_ledger_invariants(stack.env.pool)

@@ -82,3 +82,64 @@ def test_stop_is_bounded_and_readiness_goes_first() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+GENTLE = textwrap.dedent(
+    """
+    import asyncio, sys
+    from fundhub.web.worker import run_worker
+
+    asked = asyncio.Event()
+
+    async def consumer() -> None:
+        try:
+            await asked.wait()  # a batch loop that returns once asked
+            print("ended-by-itself", flush=True)
+        except asyncio.CancelledError:
+            print("cancelled", flush=True)
+            raise
+
+    async def drain(tasks) -> None:
+        print("drain-after-gentle" if tasks["consumer"].done() else "drain-first", flush=True)
+
+    async def main() -> None:
+        await run_worker(
+            "gentle",
+            {"consumer": consumer()},
+            {},
+            "127.0.0.1",
+            int(sys.argv[1]),
+            drain=drain,
+            gentle={"consumer": asked.set},
+            stop_deadline_s=5.0,
+        )
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_a_gentle_task_is_asked_to_stop_and_awaited_before_drain_and_cancel() -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FUNDHUB_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", GENTLE, str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while _ready(port) != 200:
+            assert proc.poll() is None and time.monotonic() < deadline, "the worker never started"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    lines = [line for line in out.splitlines() if line in {"ended-by-itself", "cancelled",
+             "drain-after-gentle", "drain-first"}]  # fmt: skip
+    assert lines == ["ended-by-itself", "drain-after-gentle"], out

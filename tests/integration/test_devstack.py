@@ -18,12 +18,20 @@ from fundhub.bank_transfers.bank_apps import InvalidBankApp, parse_sign_excludes
 from fundhub.cli.balances import format_minor
 from fundhub.cli.devstack import Infra
 from fundhub.cli.devstack.endpoints import HostPort, parse_bootstrap, parse_dsn, same_address
-from fundhub.cli.devstack.kafka import new_cluster_id, probe_kafka
+from fundhub.cli.devstack.infra import local_kafka
+from fundhub.cli.devstack.kafka import KafkaNode, new_cluster_id, probe_kafka
+from fundhub.cli.devstack.kafka_cluster import (
+    KafkaCluster,
+    cluster_addresses,
+    cluster_nodes,
+    is_cluster_layout,
+)
 from fundhub.cli.devstack.postgres import probe_postgres
 from fundhub.cli.devstack.stack import service_specs
 from fundhub.cli.main import app as cli_app
 from fundhub.common.config import Settings
 from fundhub.common.sealing import unseal
+from fundhub.common.topics import min_insync_replicas
 
 BIN = Path(sys.executable).parent
 
@@ -87,6 +95,51 @@ def test_addresses() -> None:
     assert same_address(HostPort("localhost", 9092), HostPort("127.0.0.1", 9092))
     assert not same_address(HostPort("kafka", 9092), HostPort("127.0.0.1", 9092))
     assert not new_cluster_id().startswith("-")
+
+
+def test_a_local_cluster_is_named_by_its_layout(tmp_path: Path) -> None:
+    """`fundhub infra up --brokers 3` lays brokers out at P, P+2, P+4; a bootstrap list of
+    that shape is the checkout's cluster (started when down), any other is external."""
+    three = cluster_addresses(3, 19092)
+    assert [str(a) for a in three] == ["127.0.0.1:19092", "127.0.0.1:19094", "127.0.0.1:19096"]
+    assert is_cluster_layout(three)
+    assert not is_cluster_layout(three[:1])
+    assert not is_cluster_layout(parse_bootstrap("127.0.0.1:19092,127.0.0.1:19093"))
+    assert not is_cluster_layout(parse_bootstrap("kafka-1:9092,kafka-1:9094"))
+    assert isinstance(local_kafka(parse_bootstrap("127.0.0.1:9092")), KafkaNode)
+    assert isinstance(local_kafka(three), KafkaCluster)
+    assert local_kafka(parse_bootstrap("b1:9092,b2:9092,b3:9092")) is None
+
+
+def test_cluster_nodes_share_voters_and_replicate_internal_topics(tmp_path: Path) -> None:
+    from fundhub.cli.devstack.paths import deploy_dir
+
+    cluster = cluster_nodes(
+        tmp_path, cluster_addresses(3, 19092), deploy=deploy_dir() / "kafka", jars=tmp_path
+    )
+    assert cluster.bootstrap == "127.0.0.1:19092,127.0.0.1:19094,127.0.0.1:19096"
+    configs = []
+    for node in cluster.nodes:
+        node.home.mkdir(parents=True)
+        configs.append(dict(
+            line.split("=", 1) for line in node.render_config().read_text().splitlines()
+            if line and not line.startswith("#")
+        ))  # fmt: skip
+    voters = "1@127.0.0.1:19093,2@127.0.0.1:19095,3@127.0.0.1:19097"
+    assert {c["controller.quorum.voters"] for c in configs} == {voters}
+    assert [c["node.id"] for c in configs] == ["1", "2", "3"]
+    for config in configs:
+        assert config["offsets.topic.replication.factor"] == "3"
+        assert config["default.replication.factor"] == "3"
+        assert config["min.insync.replicas"] == "2"
+        assert config["transaction.state.log.min.isr"] == "2"
+        assert config["unclean.leader.election.enable"] == "false"
+    single = KafkaNode(home=tmp_path / "single", deploy=deploy_dir() / "kafka")
+    single.home.mkdir()
+    rendered = single.render_config().read_text()
+    assert "controller.quorum.voters=1@127.0.0.1:9093\n" in rendered
+    assert "min.insync.replicas=1\n" in rendered
+    assert [min_insync_replicas(n) for n in (1, 2, 3, 5)] == [1, 1, 2, 2]
 
 
 # -- real infrastructure --------------------------------------------------------------------
@@ -177,7 +230,7 @@ def test_only_the_services_that_unseal_secrets_get_the_master_key() -> None:
     holders = {n for n, e in specs.items() if e.get("FUNDHUB_MASTER_KEY")}
     # payment-worker sends orders' refunds through the channels' APIs, signed with the
     # merchant keys stored sealed.
-    assert holders == {"gateway", "callback-dispatcher", "payment-worker"}
+    assert holders == {"gateway", "callback-dispatcher", "payment-worker", "reconciler"}
     # Set empty, so one in the operator's shell is not passed down either.
     assert all("FUNDHUB_MASTER_KEY" in e for e in specs.values())
     assert {n for n, e in specs.items() if e.get("FUNDHUB_BANK_SIM_PRIVATE_KEY_FILE")} == {

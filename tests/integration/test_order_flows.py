@@ -137,12 +137,14 @@ async def test_each_payment_posts_once_through_duplicates_redeliveries_and_disor
     )
     assert states == {"F-1": "PAID", "F-2": "PAID"}
     kept = await env.pool.fetch(
-        "SELECT kind, out_trade_no, reason FROM order_exceptions ORDER BY exception_id"
+        "SELECT kind, out_trade_no FROM order_exceptions WHERE out_trade_no = ANY($1::text[])",
+        [one["orderId"], two["orderId"]],
     )
-    assert [(k["kind"], k["out_trade_no"]) for k in kept][-2:] == [
-        ("REFUND", one["orderId"]),
-        ("CLOSED", two["orderId"]),
-    ]
+    # One of each, in either order: the two orders' notifications are on different partitions,
+    # and a partition whose leader was still moving came in a later batch once on the suite.
+    assert sorted((k["kind"], k["out_trade_no"]) for k in kept) == sorted(
+        [("REFUND", one["orderId"]), ("CLOSED", two["orderId"])]
+    )
     assert counter("fundhub_orders_exceptions_total", channel="ALIPAY", kind="CLOSED") == (
         exceptions_before + 1
     )

@@ -8,17 +8,26 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from support.channel_events import WECHAT_APP, settle
+from support.channel_events import WECHAT_APP, paid, settle
 from support.channel_server import DOWN, REFUSING, UP
 from support.depository import depository_serving
 from support.env import ModuleEnv, new_bank_keys
 from support.ledger import assert_ledger_invariants
 from support.merchants import Merchant, add_merchant
-from support.order_world import World, body_of, notify_paid, order, order_world
+from support.order_world import (
+    World,
+    apply_events,
+    body_of,
+    notify_paid,
+    order,
+    order_world,
+)
 
+from fundhub.access.store import NonceReplayed
 from fundhub.common.errors import ErrorCode, FundhubError
 from fundhub.common.topics import topics
 from fundhub.orders.request import parse_refund_request
@@ -36,6 +45,24 @@ async def world(env: ModuleEnv) -> AsyncIterator[World]:
 
 async def count(world: World, table: str) -> int:
     return int(await world.env.pool.fetchval(f"SELECT count(*) FROM {table}"))
+
+
+async def test_a_creations_nonce_is_recorded_with_it_and_a_replay_writes_nothing(
+    world: World,
+) -> None:
+    nonce = "nonce-of-order-create-0001"
+    _, created = await world.desk.create(KEY, order("SO-nonce-1", [(world.a, 500)], 0), nonce)
+    assert created
+    recorded = "SELECT count(*) FROM api_nonces WHERE key_id = $1 AND nonce = $2"
+    assert await world.env.pool.fetchval(recorded, KEY, nonce) == 1
+    before = await count(world, "orders")
+    with pytest.raises(NonceReplayed):
+        await world.desk.create(KEY, order("SO-nonce-2", [(world.a, 500)], 0), nonce)
+    assert await count(world, "orders") == before
+    # Another key's nonces are its own.
+    mine = await add_merchant(world.env.pool, OTHER_KEY)
+    _, theirs = await world.desk.create(OTHER_KEY, order("SO-nonce-3", [(mine, 700)], 0), nonce)
+    assert theirs
 
 
 async def test_copies_of_one_order_sent_at_once_make_one_order_and_one_payment(
@@ -324,3 +351,30 @@ async def test_refunds_wait_while_the_orders_settlement_is_under_way(world: Worl
     )
     admitted, created = await world.desk.refund(KEY, "SO-settling", refund, "t")
     assert created and admitted.refund["state"] == "PROCESSING"
+
+
+async def test_an_order_is_paid_at_the_time_the_channel_says_never_later_than_now(
+    world: World,
+) -> None:
+    """The payment's business day, and so its T+1 cut-off, is the channel's: a notice retried
+    into the next day keeps the day the payer paid; a channel clock ahead of ours is clamped."""
+    yesterday = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+    late, _ = await world.desk.create(KEY, order("SO-paid-yesterday", [(world.a, 500)], 0))
+    ahead, _ = await world.desk.create(KEY, order("SO-paid-ahead", [(world.a, 500)], 0))
+    await apply_events(
+        world,
+        [
+            paid(body_of(late), occurredAt=yesterday),
+            paid(body_of(ahead), occurredAt=datetime.now(UTC) + timedelta(hours=1)),
+        ],
+    )
+    after = datetime.now(UTC)
+    rows = {
+        r["order_id"]: r["paid_at"]
+        for r in await world.env.pool.fetch(
+            "SELECT order_id, paid_at FROM orders WHERE order_id = ANY($1::text[])",
+            [late.order["order_id"], ahead.order["order_id"]],
+        )
+    }
+    assert rows[late.order["order_id"]] == yesterday
+    assert after - timedelta(seconds=30) < rows[ahead.order["order_id"]] <= after

@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+import orjson
 import pytest
 from support.env import ModuleEnv
 from support.ledger import assert_ledger_invariants
@@ -31,6 +32,7 @@ from support.settlement_world import (
 )
 from support.uvicorn_thread import ThreadedServer
 
+from fundhub.access.store import NonceReplayed
 from fundhub.bank_simulator.app import create_app
 from fundhub.bank_simulator.config import SimulatorConfig
 from fundhub.bank_simulator.payouts_bank import PayoutBehaviour
@@ -39,8 +41,11 @@ from fundhub.common import db
 from fundhub.common.clock import utcnow
 from fundhub.common.config import Settings
 from fundhub.common.envelope import Envelope
+from fundhub.common.errors import ErrorCode, FundhubError
 from fundhub.common.topics import topics
 from fundhub.settlement import seams
+from fundhub.settlement.confirm import Confirmation, Confirmations, Confirmed, confirm_many
+from fundhub.settlement.depository import SPLIT_RESULTS_METHOD
 from fundhub.settlement.depository_http import HttpDepository
 from fundhub.settlement.messages import TYPE_SPLIT_RESULT, decode_split_result
 from fundhub.settlement.results import apply_split_results
@@ -116,10 +121,23 @@ async def scheduler(env: ModuleEnv, bank: str, results: Results) -> AsyncIterato
         yield Scheduler(settings_for(env, results), env.pool, topics(env.settings), depository)
 
 
+def singly(notices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each result as its own notification, as the gateway publishes a batch's results (each
+    item under its own ``biz_content``)."""
+    single: list[dict[str, Any]] = []
+    for params in notices:
+        if params["method"] != SPLIT_RESULTS_METHOD:
+            single.append(params)
+            continue
+        for item in json.loads(params["biz_content"])["results"]:
+            single.append({**params, "biz_content": orjson.dumps(item).decode()})
+    return single
+
+
 async def deliver(env: ModuleEnv, notices: list[dict[str, Any]]) -> None:
     """The bank's notifications as the gateway publishes them, through the consumer's code."""
     messages = []
-    for params in notices:
+    for params in singly(notices):
         envelope = Envelope(
             id=notification_message_id(params["app_id"], params["biz_content"]),
             type=TYPE_SPLIT_RESULT,
@@ -132,10 +150,11 @@ async def deliver(env: ModuleEnv, notices: list[dict[str, Any]]) -> None:
 
 
 async def wait_for_notices(results: Results, count: int) -> list[dict[str, Any]]:
+    """The notifications carrying ``count`` results (a batch counts for each of its own)."""
     taken: list[dict[str, Any]] = []
     for _ in range(200):
         taken += results.take()
-        if len(taken) >= count:
+        if len(singly(taken)) >= count:
             return taken
         await asyncio.sleep(0.05)
     raise AssertionError(f"{len(taken)} of {count} split results arrived")
@@ -248,6 +267,39 @@ async def test_without_a_notification_polling_finds_the_result(
     assert (await settlement_of(env, order.order_id))["state"] == "SETTLED"
     assert await buckets(env.pool, a.account_id) == (900, 0, 0)
     await behave(bank, notify=True)
+
+
+async def test_a_batch_of_answers_settles_and_refuses_together(
+    env: ModuleEnv, scheduler: Scheduler, bank: str
+) -> None:
+    """The answers to one drive are applied in one transaction (they share the platform fee's
+    balance): a refusal among them moves its own settlement only."""
+    await behave(bank, delayS=0.0, notify=False)
+    a, b, refusing = await receivers(env, "Batch One", "Batch Two", "SPLITFAIL Batch")
+    orders = [
+        await paid_order(env.pool, KEY, [(a, 100 + i), (b, 50)], platform_fee=7,
+                         paid_at=utcnow() - YESTERDAY)
+        for i in range(4)
+    ]  # fmt: skip
+    refused = await paid_order(
+        env.pool, KEY, [(a, 10), (refusing, 20)], platform_fee=3, paid_at=utcnow() - YESTERDAY
+    )
+    fee_before = await buckets(env.pool, PLATFORM_FEE_ACCOUNT)
+    await scheduler.schedule_due(utcnow())
+    for _ in range(100):
+        await scheduler.drive_due()
+        states = [(await settlement_of(env, o.order_id))["state"] for o in [*orders, refused]]
+        if all(state in ("SETTLED", "REFUSED") for state in states):
+            break
+        await asyncio.sleep(0.05)
+    assert states == ["SETTLED"] * 4 + ["REFUSED"]
+    assert await buckets(env.pool, a.account_id) == (sum(100 + i for i in range(4)), 0, 10)
+    assert await buckets(env.pool, b.account_id) == (200, 0, 0)
+    assert await buckets(env.pool, refusing.account_id) == (0, 0, 20)
+    fee_after = await buckets(env.pool, PLATFORM_FEE_ACCOUNT)
+    assert (fee_after[0] - fee_before[0], fee_after[2] - fee_before[2]) == (28, -28)
+    await behave(bank, notify=True)
+    await assert_ledger_invariants(env.pool)
 
 
 async def test_a_fully_refunded_order_has_nothing_to_settle_and_is_marked_so(
@@ -400,3 +452,82 @@ async def test_seams_read_the_order_as_settlement_needs_it(env: ModuleEnv) -> No
     ]
     names = json.dumps(await seams.member_names(env.pool, [a.merchant_id]))  # type: ignore[arg-type]
     assert "Seam A" in names
+
+
+async def test_confirmations_together_share_a_transaction_and_keep_their_own_outcomes(
+    env: ModuleEnv,
+) -> None:
+    """Paid, not paid, another tenant's, under way already and unknown, in one batch: each
+    answered as it would be alone, and the new settlement recorded once."""
+    a, b = await receivers(env, "Confirm A", "Confirm B")
+    fresh = await paid_order(env.pool, KEY, [(a, 500), (b, 300)], platform_fee=20)
+    under_way = await paid_order(env.pool, KEY, [(a, 70)])
+    (before,) = await confirm_many(env.pool, [Confirmation(KEY, under_way.order_no)], "app")
+    assert not isinstance(before, FundhubError) and before.created
+    unpaid = await paid_order(env.pool, KEY, [(b, 40)])
+    await env.pool.execute(
+        "UPDATE orders SET state = 'CREATED' WHERE order_id = $1", unpaid.order_id
+    )
+    outcomes = await confirm_many(
+        env.pool,
+        [
+            Confirmation(KEY, fresh.order_no),
+            Confirmation(KEY, unpaid.order_no),
+            Confirmation("ak_someone_else", fresh.order_no),
+            Confirmation(KEY, under_way.order_no),
+            Confirmation(KEY, "no-such-order"),
+        ],
+        "app",
+    )
+    created, not_paid, foreign, again, missing = outcomes
+    assert not isinstance(created, FundhubError) and created.created
+    assert created.row["amount"] == 820 and created.row["state"] == "PENDING"
+    assert isinstance(not_paid, FundhubError) and not_paid.error is ErrorCode.ORDER_NOT_PAID
+    assert isinstance(foreign, FundhubError) and foreign.error is ErrorCode.NOT_FOUND
+    assert isinstance(missing, FundhubError) and missing.error is ErrorCode.NOT_FOUND
+    assert not isinstance(again, FundhubError) and not again.created
+    assert again.row["settlement_id"] == before.row["settlement_id"]
+    assert (await settlement_of(env, fresh.order_id))["settlement_id"] == created.row[
+        "settlement_id"
+    ]
+    settling = "SELECT settling_id FROM orders WHERE order_id = $1"
+    assert await env.pool.fetchval(settling, fresh.order_id) == created.row["settlement_id"]
+
+
+async def test_a_confirmations_nonce_is_recorded_with_it_and_a_replay_changes_nothing(
+    env: ModuleEnv,
+) -> None:
+    (a,) = await receivers(env, "Confirm Nonce")
+    first, second, third = [await paid_order(env.pool, KEY, [(a, 30 + i)]) for i in range(3)]
+    await env.pool.execute(
+        "INSERT INTO api_nonces (key_id, nonce) VALUES ($1, 'nonce-used-before-0001')", KEY
+    )
+    outcomes = await confirm_many(
+        env.pool,
+        [
+            Confirmation(KEY, first.order_no, "nonce-fresh-000000001"),
+            Confirmation(KEY, second.order_no, "nonce-used-before-0001"),
+            Confirmation(KEY, third.order_no, "nonce-fresh-000000001"),  # twice in the batch
+        ],
+        "app",
+    )
+    assert isinstance(outcomes[0], Confirmed) and outcomes[0].created
+    assert isinstance(outcomes[1], NonceReplayed) and isinstance(outcomes[2], NonceReplayed)
+    count = "SELECT count(*) FROM settlements WHERE order_id = $1"
+    assert [await env.pool.fetchval(count, o.order_id) for o in (first, second, third)] == [1, 0, 0]
+    recorded = "SELECT count(*) FROM api_nonces WHERE key_id = $1 AND nonce = $2"
+    assert await env.pool.fetchval(recorded, KEY, "nonce-fresh-000000001") == 1
+
+
+async def test_concurrent_confirmations_of_one_order_make_one_settlement(env: ModuleEnv) -> None:
+    (a,) = await receivers(env, "Confirm Twice")
+    orders = [await paid_order(env.pool, KEY, [(a, 10 + i)]) for i in range(5)]
+    confirmations = Confirmations(env.pool, "app", max_batch=50)
+    answers = await asyncio.gather(
+        *(confirmations.confirm(KEY, o.order_no) for o in orders for _ in range(3))
+    )
+    for order in orders:
+        ids = {c.row["settlement_id"] for c in answers if c.row["order_id"] == order.order_id}
+        assert len(ids) == 1
+        assert sum(c.created for c in answers if c.row["order_id"] == order.order_id) == 1
+        assert (await settlement_of(env, order.order_id))["settlement_id"] in ids

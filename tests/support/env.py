@@ -46,10 +46,11 @@ class ModuleEnv:
         s = self.settings
         env = {k: v for k, v in os.environ.items() if not k.startswith("FUNDHUB_")}
         env.update(
-            FUNDHUB_ENV="test",
+            FUNDHUB_ENV=s.env,
             FUNDHUB_KAFKA_BOOTSTRAP=s.kafka_bootstrap,
             FUNDHUB_DATABASE_URL=s.database_url,
             FUNDHUB_TOPIC_NAMESPACE=s.topic_namespace,
+            FUNDHUB_TOPIC_REPLICATION_FACTOR=str(s.topic_replication_factor),
             FUNDHUB_MASTER_KEY=s.master_key or "",
             FUNDHUB_LOG_LEVEL="INFO",
         )
@@ -89,6 +90,15 @@ class ModuleEnv:
         pem = self.tmp / f"bank-{uuid.uuid4().hex}.pem"
         pem.write_text(self.bank.public_pem)
         self.cli("bank-app", "add", "--app-id", self.app_id, "--public-key", str(pem))
+
+
+async def close_pool(pool: asyncpg.Pool, timeout_s: float = 15.0) -> None:
+    """A test that left a connection checked out (a task it could not stop) must fail alone:
+    ``Pool.close`` would wait for that connection for ever and hang the module's teardown."""
+    try:
+        await asyncio.wait_for(pool.close(), timeout_s)
+    except TimeoutError:
+        pool.terminate()
 
 
 def new_bank_keys() -> BankKeys:

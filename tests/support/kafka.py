@@ -95,3 +95,63 @@ async def read_keyed(
         return out
     finally:
         await consumer.stop()
+
+
+async def group_lag(settings: Settings, group: str, topic: str) -> int:
+    """Messages of the topic the consumer group has not committed yet (a partition it never
+    committed counts from 0)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    tps = [TopicPartition(topic, p["partition"]) for d in described for p in d["partitions"]]
+    if not tps:
+        return 0
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+    done = {tp: meta.offset for tp, meta in committed.items() if meta is not None}
+    return sum(end - max(done.get(tp, 0), 0) for tp, end in ends.items())
+
+
+async def group_assignments(settings: Settings, group: str) -> list[set[tuple[str, int]]]:
+    """The partitions each live member of a consumer group holds (one set per member)."""
+    from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        (response,) = await admin.describe_consumer_groups([group])
+    finally:
+        await admin.close()
+    held: list[set[tuple[str, int]]] = []
+    for described in response.groups:
+        for member in described[5]:
+            raw = member[-1]
+            if not raw:
+                held.append(set())
+                continue
+            assignment = ConsumerProtocolMemberAssignment.decode(raw)
+            held.append({(t, p) for t, partitions in assignment.assignment for p in partitions})
+    return held
+
+
+async def partition_leaders(settings: Settings) -> dict[tuple[str, int], tuple[int, list[int]]]:
+    """Each partition of the namespace's topics: its leader and its in-sync replicas."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics(settings).all())
+    finally:
+        await admin.close()
+    return {
+        (d["topic"], p["partition"]): (p["leader"], sorted(p["isr"]))
+        for d in described
+        for p in d["partitions"]
+    }

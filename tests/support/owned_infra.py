@@ -9,12 +9,15 @@ runs them with (``KafkaNode``, ``PostgresNode``), stopped and deleted at the end
 from __future__ import annotations
 
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from fundhub.cli.devstack import Infra, KafkaNode, PostgresNode, kafka_node
+from fundhub.cli.devstack.endpoints import HostPort
+from fundhub.cli.devstack.kafka_cluster import KafkaCluster, cluster_nodes
 from support.processes import free_port
 
 USER = "fundhub"
@@ -69,4 +72,42 @@ def owned_infra() -> Iterator[Infra]:
         yield infra
     finally:
         infra.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def free_port_run(length: int) -> int:
+    """The first of ``length`` consecutive free ports (a cluster's brokers and controllers)."""
+    for _ in range(100):
+        first = free_port()
+        rest = []
+        for port in range(first + 1, first + length):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    break
+            rest.append(port)
+        if len(rest) == length - 1:
+            return first
+    raise AssertionError(f"no {length} consecutive free ports")
+
+
+@contextmanager
+def owned_cluster(brokers: int = 3) -> Iterator[KafkaCluster]:
+    """A KRaft cluster of ``brokers`` nodes of the test's own, started (``fundhub infra up
+    --brokers 3`` runs the same code), stopped and deleted on the way out."""
+    root = Path(tempfile.mkdtemp(prefix="fundhub-cluster-"))
+    checkout = kafka_node()
+    checkout.ensure_jars()
+    first = free_port_run(2 * brokers)
+    addresses = [HostPort("127.0.0.1", first + 2 * i) for i in range(brokers)]
+    cluster = cluster_nodes(
+        root, addresses, deploy=checkout.deploy, jars=checkout.libs_dir,
+        heap_min="128m", heap_max="384m", jvm_options=("-XX:TieredStopAtLevel=1",),
+    )  # fmt: skip
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.kill()  # its data goes with it: nothing to shut down cleanly for
         shutil.rmtree(root, ignore_errors=True)

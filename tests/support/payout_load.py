@@ -86,7 +86,9 @@ class PayoutLoad:
 
     def start(self) -> None:
         limits = httpx.Limits(
-            max_connections=self.connections, max_keepalive_connections=self.connections
+            max_connections=self.connections,
+            max_keepalive_connections=self.connections,
+            keepalive_expiry=2.0,  # below the gateway's 5 s: never reuse one it is closing
         )
         self._http = httpx.AsyncClient(base_url=self.gateway_url, timeout=30, limits=limits)
         self._arrivals = asyncio.create_task(self._arrive())

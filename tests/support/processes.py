@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -24,11 +25,42 @@ def _die_with_parent() -> None:
     libc.prctl(1, signal.SIGKILL)
 
 
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST = 10_000
+_handed_out: set[int] = set()
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel gives outgoing connections (and ``bind`` to port 0)."""
+    try:
+        low, high = (int(n) for n in _EPHEMERAL_RANGE.read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999
+    return low, high
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A port free now, for a service to listen on seconds later, outside the ephemeral range.
+
+    A port from that range (``bind`` to port 0) may meanwhile become the local end of any
+    outgoing connection on the machine (to Kafka, Postgres, another test's services), and the
+    service then cannot bind it: its module's setup fails now and then on a busy machine, or a
+    restarted broker cannot take its port back. Drawn at random, so concurrent test runs seldom
+    draw the same, and never the same twice in one run."""
+    low, _ = ephemeral_range()
+    for _ in range(1000):
+        port = random.randrange(_LOWEST, low) if low > _LOWEST + 1000 else 0
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            chosen: int = s.getsockname()[1]
+        _handed_out.add(chosen)
+        return chosen
+    raise AssertionError("no free port below the ephemeral range")
 
 
 class Service:
@@ -86,6 +118,11 @@ class Service:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
 
+    def terminate(self) -> None:
+        """SIGTERM without waiting (``stop`` waits): to stop several at once."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -94,11 +131,26 @@ class Service:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    def cpu_seconds(self) -> float:
+        """CPU time the running process has used so far; 0 when it is not running."""
+        if self.proc is None or self.proc.poll() is not None:
+            return 0.0
+        return cpu_seconds(self.proc.pid)
+
     def tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process so far, 0 when it is gone. Linux ``/proc``."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def gateway(env: ModuleEnv, **extra_env: str) -> Service:
@@ -132,10 +184,15 @@ def channel_simulator(env: ModuleEnv, *args: str) -> Service:
     )
 
 
-def notify_ingest(env: ModuleEnv) -> Service:
+def notify_ingest(env: ModuleEnv, **extra_env: str) -> Service:
     port = free_port()
     return Service(
-        env, "notify-ingest", "fundhub-notify-ingest", port, FUNDHUB_NOTIFY_INGEST_PORT=str(port)
+        env,
+        "notify-ingest",
+        "fundhub-notify-ingest",
+        port,
+        FUNDHUB_NOTIFY_INGEST_PORT=str(port),
+        **extra_env,
     )
 
 

@@ -16,7 +16,7 @@ from aiohttp import web
 from support.orders import payout_order
 from support.receivers import posts_to, serving
 
-from fundhub.bank_simulator import payout_callbacks
+from fundhub.bank_simulator import result_batches
 from fundhub.bank_simulator.payout_callbacks import PayoutNotifier
 from fundhub.bank_simulator.payouts_bank import PayoutBank, PayoutBehaviour, Transfer
 from fundhub.common.config import BANK_CALLBACK_PATH as CALLBACK_PATH
@@ -70,7 +70,7 @@ async def gateway(keys: tuple[str, str]) -> AsyncIterator[Gateway]:
 def wide_gather(monkeypatch: pytest.MonkeyPatch) -> None:
     """A gather long enough that results meant to land together do so on a loaded machine
     (submitting a thousand transfers can take longer than the usual few ms)."""
-    monkeypatch.setattr(payout_callbacks, "GATHER_S", 0.2)
+    monkeypatch.setattr(result_batches, "GATHER_S", 0.2)
 
 
 def order(request_id: str, notify_url: str) -> PayoutOrder:

@@ -12,13 +12,14 @@ from support.certs import CertAuthority, Issued
 from support.orders import payout_order
 from support.uvicorn_thread import ThreadedServer
 
+from fundhub.bank_client.session import bank_session
 from fundhub.bank_simulator.app import create_app
 from fundhub.bank_simulator.config import SimulatorConfig
 from fundhub.bank_simulator.payouts_bank import PayoutBehaviour
 from fundhub.common.config import Settings
 from fundhub.common.signing import generate_rsa_keypair
 from fundhub.payouts.bank import BankStatus, BankUnavailable
-from fundhub.payouts.bank_http import HttpBankAdapter, bank_session
+from fundhub.payouts.bank_http import HttpBankAdapter
 
 
 class TlsBank(ThreadedServer):

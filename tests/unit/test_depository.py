@@ -34,6 +34,7 @@ from fundhub.merchants.depository import (
     DepositoryRequest,
     DepositoryUnavailable,
     InvalidMemberResult,
+    existing_account,
     parse_answer,
     parse_member_result,
     snake_case,
@@ -144,6 +145,47 @@ async def test_a_name_starting_with_reject_is_refused_with_a_reason(
         REVIEW_REFUSED,
         None,
     )
+
+
+def registering(member: str, name: str = "Old Shop") -> DepositoryRequest:
+    return request(
+        RequestKind.REGISTER,
+        member,
+        version="1",
+        materials={"name": name, "type": "INDIVIDUAL"},
+    )
+
+
+async def test_an_existing_account_is_registered_at_once_and_the_answer_repeats(
+    bank: Depository, session: aiohttp.ClientSession
+) -> None:
+    depository = HttpDepository(session, bank.url)
+    sent = registering("mch_existing")
+    first = await depository.submit(sent)
+    assert first.status is ResultStatus.SUCCESS and first.member_no  # no review to wait for
+    assert await depository.submit(sent) == first
+    assert await depository.query(sent.request_id) == first
+    again = await depository.submit(registering("mch_existing"))  # another request, same member
+    assert again.status is ResultStatus.SUCCESS and again.member_no == first.member_no
+
+
+async def test_registering_an_existing_account_keeps_the_refusal_list(
+    bank: Depository, session: aiohttp.ClientSession
+) -> None:
+    answer = await HttpDepository(session, bank.url).submit(registering("mch_x", "REJECT old"))
+    assert (answer.status, answer.reason, answer.member_no) == (
+        ResultStatus.FAILED,
+        REVIEW_REFUSED,
+        None,
+    )
+
+
+async def test_a_register_without_materials_is_refused_whole(
+    bank: Depository, session: aiohttp.ClientSession
+) -> None:
+    with pytest.raises(DepositoryRefused) as caught:
+        await HttpDepository(session, bank.url).submit(request(RequestKind.REGISTER, "mch_y"))
+    assert caught.value.status_code == 400
 
 
 async def test_an_id_reused_with_another_body_is_refused_and_an_unknown_one_not_found(
@@ -335,4 +377,18 @@ def test_our_camel_case_reaches_the_bank_in_snake_case() -> None:
     assert snake_case({"legalPerson": {"idNumber": "1", "idType": "X"}, "list": [{"aB": 1}]}) == {
         "legal_person": {"id_number": "1", "id_type": "X"},
         "list": [{"a_b": 1}],
+    }
+
+
+def test_an_existing_account_is_registered_with_its_material_in_the_banks_spelling() -> None:
+    sent = existing_account(
+        "mrq_1", "mch_1", "http://127.0.0.1:9/cb", {"legalPerson": {"idNumber": "X"}}
+    )
+    assert sent.to_wire() == {
+        "request_id": "mrq_1",
+        "kind": "REGISTER",
+        "member_ext_id": "mch_1",
+        "notify_url": "http://127.0.0.1:9/cb",
+        "version": "1",
+        "materials": {"legal_person": {"id_number": "X"}},
     }

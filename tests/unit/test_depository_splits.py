@@ -25,12 +25,15 @@ from fundhub.bank_simulator.payouts_bank import PayoutBehaviour
 from fundhub.common.signing import generate_rsa_keypair, load_public_key, rsa2_verify
 from fundhub.settlement.depository import (
     SPLIT_RESULT_METHOD,
+    SPLIT_RESULTS_METHOD,
     DepositoryRefused,
     DepositoryUnavailable,
     SplitInstruction,
     SplitReceiver,
+    SplitReport,
     SplitStatus,
     parse_split_result,
+    parse_split_results,
 )
 from fundhub.settlement.depository_http import HttpDepository
 
@@ -59,8 +62,9 @@ class Receiver(ThreadedReceiver):
             with self.lock:
                 for notice in self.notices:
                     biz: dict[str, Any] = json.loads(notice["biz_content"])
-                    if biz["split_request_id"] == split_request_id:
-                        return notice
+                    for result in biz.get("results", [biz]):
+                        if result["split_request_id"] == split_request_id:
+                            return notice
             time.sleep(0.02)
         raise AssertionError(f"no result for {split_request_id}")
 
@@ -113,6 +117,30 @@ async def test_a_split_is_taken_then_confirmed_by_a_signed_notification(
     assert queried is not None and queried.status is SplitStatus.SUCCESS
 
 
+async def test_splits_completing_together_are_reported_in_one_signed_notification(
+    depository: HttpDepository, receiver: Receiver
+) -> None:
+    ids = [f"STL-batch-{n}" for n in range(5)]
+    answers = await asyncio.gather(
+        *(depository.register_split(instruction(sid, receiver.url, "Acme Ltd")) for sid in ids)
+    )
+    assert all(a.status is SplitStatus.PROCESSING for a in answers)
+    notices = [await asyncio.to_thread(receiver.wait_for, sid) for sid in ids]
+    batched = [n for n in notices if n["method"] == SPLIT_RESULTS_METHOD]
+    assert batched, "five splits completing within the gather window share a notification"
+    reported = {}
+    for notice in {id(n): n for n in notices}.values():
+        biz = json.loads(notice["biz_content"])
+        if notice["method"] == SPLIT_RESULTS_METHOD:
+            for result in parse_split_results(biz):
+                reported[result.report.split_request_id] = result.report
+        else:
+            report = parse_split_result(biz)
+            reported[report.split_request_id] = report
+    assert set(reported) == set(ids)
+    assert all(r.status is SplitStatus.SUCCESS and r.amount == 1000 for r in reported.values())
+
+
 async def test_a_receiver_named_splitfail_makes_the_split_fail_with_a_reason(
     depository: HttpDepository, receiver: Receiver
 ) -> None:
@@ -135,6 +163,44 @@ async def test_registering_again_is_the_same_instruction_and_another_body_is_ref
     with pytest.raises(DepositoryRefused) as caught:
         await depository.register_split(other)
     assert caught.value.status_code == 409
+
+
+async def test_a_batch_registers_each_instruction_as_alone_and_refuses_only_its_bad_items(
+    bank: str, depository: HttpDepository, receiver: Receiver
+) -> None:
+    known = instruction("STL-b-known", receiver.url, "Acme Ltd")
+    first = await depository.register_split(known)
+    conflicting = instruction("STL-b-known2", receiver.url, "Acme Ltd")
+    await depository.register_split(conflicting)
+    other_body = instruction("STL-b-known2", receiver.url, "Acme Ltd", "Beta Co")
+    fresh = [instruction(f"STL-b-{n}", receiver.url, "Acme Ltd", "Beta Co") for n in range(3)]
+    outcomes = await depository.register_splits([fresh[0], known, other_body, *fresh[1:]])
+    assert len(outcomes) == 5
+    new, again, refused, *others = outcomes
+    assert isinstance(new, SplitReport) and new.split_request_id == "STL-b-0"
+    assert isinstance(again, SplitReport) and again.bank_split_id == first.bank_split_id
+    assert isinstance(refused, DepositoryRefused) and refused.status_code == 409
+    assert [o.split_request_id for o in others if isinstance(o, SplitReport)] == [
+        "STL-b-1",
+        "STL-b-2",
+    ]
+    for sid in ("STL-b-0", "STL-b-1", "STL-b-2"):
+        await asyncio.to_thread(receiver.wait_for, sid)
+    async with httpx.AsyncClient() as client:
+        whole = await client.post(f"{bank}/depository/v1/splits/batch", json={"splits": []})
+    assert whole.status_code == 400
+
+
+async def test_a_batch_the_bank_refuses_whole_is_refused_not_unavailable(
+    bank: str, receiver: Receiver
+) -> None:
+    """A bank without the batch form (404 here, a path it does not serve) gives no verdict on
+    any instruction: the caller registers each alone."""
+    async with aiohttp.ClientSession() as session:
+        elsewhere = HttpDepository(session, bank + "/nowhere", timeout_s=2.0, retries=0)
+        with pytest.raises(DepositoryRefused) as caught:
+            await elsewhere.register_splits([instruction("STL-w-1", receiver.url, "Acme Ltd")])
+    assert caught.value.status_code == 404
 
 
 async def test_a_malformed_instruction_is_refused_and_an_unknown_one_not_found(

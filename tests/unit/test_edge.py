@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+from typing import IO, Any
 
 import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import REGISTRY
 
+from fundhub.common import tracing
 from fundhub.common.errors import ErrorCode, FundhubError
 from fundhub.gateway.edge import CLIENT_GONE, Edge, Exchange, edge_route
 from fundhub.gateway.responses import success
+from fundhub.gateway.spool import spooled_body
 
 LIMIT = 1000
 
@@ -20,6 +27,7 @@ LIMIT = 1000
 def app() -> Edge:
     api = FastAPI()
     ran: list[str] = []
+    files: list[IO[bytes]] = []
 
     @api.post("/hot")
     @edge_route(hot=True, body_limit=LIMIT)
@@ -47,8 +55,20 @@ def app() -> Edge:
     async def bank(request: Request) -> Response:
         return PlainTextResponse("success")
 
+    @api.post("/upload")
+    @edge_route(body_limit=LIMIT, spool=True, media_types=frozenset({"text/csv"}))
+    async def upload(request: Request) -> Response:
+        spooled = spooled_body(request)
+        ran.append("upload")
+        files.append(spooled.file)
+        content = spooled.file.read()
+        return success(
+            {"inMemory": len(await request.body()), "file": content.decode(), "sha": spooled.sha256}
+        )
+
     edge = Edge(api)
     edge.ran = ran  # type: ignore[attr-defined]
+    edge.files = files  # type: ignore[attr-defined]
     return edge
 
 
@@ -68,7 +88,7 @@ async def call(
         "client": ("127.0.0.1", 5555),
         "root_path": "",
     }
-    messages: list[dict[str, Any]] = [
+    messages = left = [
         {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
         for i, c in enumerate(chunks)
     ]
@@ -84,6 +104,7 @@ async def call(
         sent.append(message)
 
     await edge(scope, receive, send)  # type: ignore[arg-type]
+    edge.unread = len(left)  # type: ignore[attr-defined]
     start = next((m for m in sent if m["type"] == "http.response.start"), None)
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     if start is None:
@@ -128,6 +149,34 @@ async def test_the_body_limit_holds_on_framework_routes_before_the_handler_runs(
         declared = [(b"content-length", b"5000")]
         status, _, _ = await call(edge, path, [b"x"], headers=declared)
         assert status == 413
+    assert edge.ran == []  # type: ignore[attr-defined]
+
+
+CSV = [(b"content-type", b"text/csv; charset=utf-8")]
+
+
+async def test_an_upload_is_spooled_to_a_file_that_is_gone_after_the_answer() -> None:
+    edge = app()
+    status, _, body = await call(edge, "/upload", [b"a,b\n", b"1,2\n"], headers=CSV)
+    answer = orjson.loads(body)
+    assert status == 200, answer
+    assert (answer["inMemory"], answer["file"]) == (0, "a,b\n1,2\n")
+    assert answer["sha"] == hashlib.sha256(b"a,b\n1,2\n").hexdigest()
+    assert [f.closed for f in edge.files] == [True]  # type: ignore[attr-defined]
+
+
+async def test_an_upload_past_its_cap_is_refused_while_read_and_one_of_another_type_unread() -> (
+    None
+):
+    edge = app()
+    chunks = [b"x" * 400] * 5  # the cap (1000) is passed by the third
+    status, _, body = await call(edge, "/upload", chunks, headers=CSV)
+    assert (status, orjson.loads(body)["errorCode"]) == (413, "E011_PAYLOAD_TOO_LARGE")
+    assert edge.unread == 2  # type: ignore[attr-defined]
+    for headers in ([(b"content-type", b"application/json")], []):
+        status, _, body = await call(edge, "/upload", [b"{}"], headers=headers)
+        assert (status, orjson.loads(body)["errorCode"]) == (415, "E075_UNSUPPORTED_MEDIA_TYPE")
+        assert edge.unread == 1  # type: ignore[attr-defined]
     assert edge.ran == []  # type: ignore[attr-defined]
 
 
@@ -235,3 +284,33 @@ def test_an_included_router_is_refused_rather_than_silently_slow() -> None:
     else:
         # A FastAPI whose include_router copies routes in is fine too: then they are seen.
         assert Edge(api)._resolve({"type": "http", "method": "GET", "path": "/x"})[0]
+
+
+async def test_traced_each_request_is_a_server_span_named_by_its_route_probes_aside() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.install(provider)
+    try:
+        edge = app()
+        await call(edge, "/framework/refuse", [b"x"])
+        await call(edge, "/hot", [b"boom"])
+        await call(edge, "/readyz", [b""])
+        given = b"00-" + b"a" * 32 + b"-" + b"b" * 16 + b"-01"
+        await call(edge, "/hot", [b"x"], headers=[(b"traceparent", given)])
+    finally:
+        tracing.shutdown()
+    refused, failed, answered = exporter.get_finished_spans()
+    # A caller's traceparent is not adopted: an outsider does not choose our traces.
+    assert answered.parent is None and answered.context.trace_id != int("a" * 32, 16)
+    assert refused.kind is SpanKind.SERVER and refused.parent is None
+    assert refused.name == "POST /framework/{thing}"
+    assert refused.attributes is not None and failed.attributes is not None
+    assert refused.attributes["http.route"] == "/framework/{thing}"
+    assert refused.attributes["url.path"] == "/framework/refuse"
+    assert refused.attributes["fundhub.correlation_id"] == "corr-123"
+    assert refused.attributes["http.response.status_code"] == 404
+    assert refused.status.status_code is StatusCode.UNSET  # a refusal is not a fault
+    assert (failed.name, failed.attributes["http.response.status_code"]) == ("POST /hot", 500)
+    assert failed.status.status_code is StatusCode.ERROR
+    assert refused.context.trace_id != failed.context.trace_id

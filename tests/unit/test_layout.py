@@ -30,20 +30,41 @@ CONTEXTS = (
     "channels",
     "orders",
     "settlement",
+    "reconciliation",
 )
 # The pure domain of each context: rules, state machines and wire shapes, no I/O.
 DOMAIN = [
+    "contexts/reconciliation/src/fundhub/reconciliation/statement.py",
+    "contexts/reconciliation/src/fundhub/reconciliation/classes.py",
+    "contexts/reconciliation/src/fundhub/reconciliation/outcomes.py",
+    "contexts/reconciliation/src/fundhub/reconciliation/fees.py",
+    "contexts/reconciliation/src/fundhub/reconciliation/business_day.py",
+    "contexts/reconciliation/src/fundhub/reconciliation/discrepancy_states.py",
+    "contexts/reconciliation/src/fundhub/reconciliation/report.py",
+    "contexts/reconciliation/src/fundhub/reconciliation/match_keys.py",
+    "contexts/reconciliation/src/fundhub/reconciliation/wire.py",
+    "contexts/reconciliation/src/fundhub/reconciliation/fetch_schedule.py",
+    "contexts/reconciliation/src/fundhub/reconciliation/bill_bytes.py",
+    "contexts/reconciliation/src/fundhub/reconciliation/bill_fields.py",
+    "contexts/reconciliation/src/fundhub/reconciliation/gc_pause.py",
+    "contexts/reconciliation/src/fundhub/reconciliation/wechatpay_bill.py",
+    "contexts/reconciliation/src/fundhub/reconciliation/alipay_bill.py",
+    "contexts/reconciliation/src/fundhub/reconciliation/bank_file.py",
+    "contexts/reconciliation/src/fundhub/reconciliation/initialisation/files.py",
+    "contexts/reconciliation/src/fundhub/reconciliation/initialisation/plan.py",
     "contexts/access/src/fundhub/access/keys.py",
     "contexts/access/src/fundhub/access/binding.py",
     "contexts/access/src/fundhub/access/limits.py",
     "contexts/ledger/src/fundhub/ledger/rules.py",
     "contexts/bank-transfers/src/fundhub/bank_transfers/notification.py",
     "contexts/bank-transfers/src/fundhub/bank_transfers/records.py",
+    "contexts/bank-transfers/src/fundhub/bank_transfers/ports.py",
     "contexts/payouts/src/fundhub/payouts/states.py",
     "contexts/payouts/src/fundhub/payouts/request.py",
     "contexts/payouts/src/fundhub/payouts/bank.py",
     "contexts/payouts/src/fundhub/payouts/bank_results.py",
     "contexts/payouts/src/fundhub/payouts/wire.py",
+    "contexts/payouts/src/fundhub/payouts/sandbox.py",
     "contexts/webhooks/src/fundhub/webhooks/policy.py",
     "contexts/webhooks/src/fundhub/webhooks/destinations.py",
     "contexts/audit/src/fundhub/audit/masking.py",
@@ -67,6 +88,7 @@ DOMAIN = [
     "contexts/orders/src/fundhub/orders/postings.py",
     "contexts/orders/src/fundhub/orders/wire.py",
     "contexts/orders/src/fundhub/orders/depository.py",
+    "contexts/orders/src/fundhub/orders/refund_debits.py",
     "contexts/settlement/src/fundhub/settlement/cutoff.py",
     "contexts/settlement/src/fundhub/settlement/amounts.py",
     "contexts/settlement/src/fundhub/settlement/states.py",
@@ -98,6 +120,14 @@ def sources(folder: str) -> list[Path]:
 def test_common_holds_plumbing_only(path: Path) -> None:
     found = imports(path)
     assert not [m for m in found if under(m, WEB_AND_HTTP)], "no web framework, no HTTP client"
+    assert not [m for m in found if under(m, tuple(f"fundhub.{c}" for c in CONTEXTS))]
+    assert not [m for m in found if under(m, SERVICES)]
+
+
+@pytest.mark.parametrize("path", sources("libs/bank-client/src"), ids=lambda p: p.name)
+def test_the_bank_client_knows_http_not_any_protocol(path: Path) -> None:
+    """Each context keeps its own requests, answers and refusals; the client only carries them."""
+    found = imports(path)
     assert not [m for m in found if under(m, tuple(f"fundhub.{c}" for c in CONTEXTS))]
     assert not [m for m in found if under(m, SERVICES)]
 

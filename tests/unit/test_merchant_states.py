@@ -53,6 +53,16 @@ def test_approval_activates_on_version_one_and_says_so() -> None:
     assert [(e.type, e.key) for e in change.events] == [("MERCHANT_APPROVED", "ACTIVE:1")]
 
 
+def test_a_registered_existing_account_is_settled_as_an_opening() -> None:
+    change = on_result(RequestKind.REGISTER, "r1", PENDING, 1, None, OK, None, "M0002")
+    assert change.merchant is not None and change.merchant.state is MerchantState.ACTIVE
+    assert change.merchant.member_no == "M0002" and change.merchant.approved_version == 1
+    refused = on_result(RequestKind.REGISTER, "r1", PENDING, 1, None, NO, "name refused")
+    assert refused.merchant is not None and refused.merchant.state is MerchantState.REJECTED
+    late = on_result(RequestKind.REGISTER, "r1", ACTIVE, 1, None, OK, None, "M0002")
+    assert late.stale and late.merchant is None
+
+
 def test_rejection_keeps_the_banks_reason() -> None:
     change = on_result(RequestKind.OPEN, "r1", PENDING, 1, None, NO, "name refused")
     assert change.merchant is not None and change.merchant.state is MerchantState.REJECTED

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import asyncpg
 import pytest
 
@@ -80,3 +82,32 @@ async def test_a_connection_dropped_mid_operation_is_retried() -> None:
                 if tries < 3:
                     raise error
         assert tries == 3 and len(sleeps.waits) == 2
+
+
+async def test_for_at_most_stops_trying_once_its_time_is_up() -> None:
+    tries = 0
+    started = time.monotonic()
+    with pytest.raises(asyncpg.InternalClientError):
+        async for attempt in retry.for_at_most("test", 0.3, base_s=0.02, max_s=0.05):
+            with attempt:
+                tries += 1
+                raise asyncpg.InternalClientError("cannot switch to state 12")
+    took = time.monotonic() - started
+    assert tries > 2 and 0.3 <= took < 0.3 + 0.2
+
+
+async def test_for_at_most_returns_once_it_works_and_tries_once_with_no_time_left() -> None:
+    tries = 0
+    async for attempt in retry.for_at_most("test", 5.0, base_s=0.01, max_s=0.01):
+        with attempt:
+            tries += 1
+            if tries < 3:
+                raise asyncpg.CannotConnectNowError("the database system is starting up")
+    assert tries == 3
+    tries = 0
+    with pytest.raises(OSError):
+        async for attempt in retry.for_at_most("test", -1.0):
+            with attempt:
+                tries += 1
+                raise OSError("refused")
+    assert tries == 1

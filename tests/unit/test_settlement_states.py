@@ -19,10 +19,12 @@ from fundhub.ledger.rules import (
 )
 from fundhub.settlement.amounts import ReceiverAmount
 from fundhub.settlement.depository import (
+    MAX_SPLIT_RESULTS,
     InvalidSplitResult,
     SplitReport,
     SplitStatus,
     parse_split_result,
+    parse_split_results,
 )
 from fundhub.settlement.states import (
     SPLIT_REFUSED,
@@ -219,6 +221,23 @@ def test_an_unreadable_split_result_names_its_field(changes: dict[str, object], 
     with pytest.raises(InvalidSplitResult) as caught:
         parse_split_result({k: v for k, v in biz.items() if v is not None})
     assert caught.value.field == f"biz_content.{field}"
+
+
+def test_a_batch_of_split_results_is_read_whole_or_refused_naming_the_item() -> None:
+    other = {**BIZ, "split_request_id": "STL-2", "status": "FAILED", "reason": "no"}
+    parsed = parse_split_results({"results": [BIZ, other]})
+    assert [p.report.split_request_id for p in parsed] == [SID, "STL-2"]
+    assert parsed[1].report.status is SplitStatus.FAILED and parsed[1].item is other
+    for biz, field in (
+        ({"results": []}, "biz_content.results"),
+        ({"results": "x"}, "biz_content.results"),
+        ({"results": [BIZ] * (MAX_SPLIT_RESULTS + 1)}, "biz_content.results"),
+        ({"results": [BIZ, "x"]}, "biz_content.results[1]"),
+        ({"results": [BIZ, {**BIZ, "amount": "0"}]}, "biz_content.results[1].amount"),
+    ):
+        with pytest.raises(InvalidSplitResult) as caught:
+            parse_split_results(biz)
+        assert caught.value.field == field
 
 
 def test_random_report_streams_keep_money_once() -> None:

@@ -9,7 +9,9 @@ import sys
 import time
 from pathlib import Path
 
+from fundhub.cli.devstack.stack import stop_grace_s
 from fundhub.cli.devstack.supervisor import ServiceSpec, Supervisor
+from fundhub.common.config import Settings
 
 STEADY = "import time\nprint('up', flush=True)\ntime.sleep(3600)\n"
 
@@ -98,3 +100,9 @@ async def test_without_restart_the_first_exit_stops_everything() -> None:
         restart=False,
     )
     assert await asyncio.wait_for(supervisor.run(), 20) == 1
+
+
+def test_ctrl_c_waits_past_the_services_own_stop_deadline() -> None:
+    for deadline in (1.0, 20.0, 45.0):
+        settings = Settings(stop_deadline_s=deadline)
+        assert stop_grace_s(settings) > deadline

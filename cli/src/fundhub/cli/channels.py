@@ -42,8 +42,9 @@ from fundhub.cli.audit import audited
 from fundhub.cli.database import connection
 from fundhub.cli.errors import CliError, UsageError
 from fundhub.cli.masterkey import resolve_master_key
+from fundhub.cli.settings import cli_settings
 from fundhub.cli.tables import render_table
-from fundhub.common.config import Settings, get_settings
+from fundhub.common.config import Settings
 from fundhub.common.db import Connection
 
 T = TypeVar("T")
@@ -69,13 +70,6 @@ def _reported() -> Iterator[None]:
     except CliError as error:
         typer.echo(f"error: {error.message}", err=True)
         raise typer.Exit(error.exit_code) from None
-
-
-def _settings() -> Settings:
-    try:
-        return get_settings()
-    except ValueError as exc:
-        raise UsageError(f"invalid FUNDHUB_* configuration: {exc}") from None
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
@@ -166,7 +160,7 @@ def add_wechatpay(
 ) -> None:
     """Trust a WeChat Pay app: its APIv3 key and platform keys (notifications), and the
     merchant's key (our requests). Given again, it updates the app and adds the serials."""
-    settings = _settings()
+    settings = cli_settings()
     with _reported():
         mchid, appid = parse_id(mchid, "--mchid"), parse_id(appid, "--appid")
         platform_serial, platform_public_key = platform_serial or [], platform_public_key or []
@@ -239,7 +233,7 @@ def add_alipay(
 ) -> None:
     """Trust an Alipay app: Alipay's public key (notices, answers) and the app's private key
     (our requests). Given again, it updates the app."""
-    settings = _settings()
+    settings = cli_settings()
     with _reported():
         app_id, seller_id = parse_id(app_id, "--app-id"), parse_id(seller_id, "--seller-id")
         public_pem = normalize_public_key(_text(alipay_public_key, "Alipay public key"))
@@ -269,7 +263,7 @@ def add_alipay(
 @channel_app.command("list")
 def list_channel_apps(as_json: Annotated[bool, _JSON] = False) -> None:
     """Every channel app: ids, whether it takes new payments, serials; never a secret."""
-    apps = _in_database(_settings(), list_apps)
+    apps = _in_database(cli_settings(), list_apps)
     if as_json:
         typer.echo(json.dumps([a.as_json() for a in apps]))
         return
@@ -304,7 +298,7 @@ def add_serial(
     as_json: Annotated[bool, _JSON] = False,
 ) -> None:
     """Trust one more WeChat Pay platform key (rotation): notifications verify under either."""
-    settings = _settings()
+    settings = cli_settings()
     with _reported():
         appid, serial = parse_id(appid, "--appid"), parse_serial(platform_serial)
         pem = normalize_public_key(_text(platform_public_key, "platform public key"))
@@ -331,7 +325,7 @@ def remove_serial(
     as_json: Annotated[bool, _JSON] = False,
 ) -> None:
     """Stop trusting one platform key; an app's last one cannot be removed."""
-    settings = _settings()
+    settings = cli_settings()
     with _reported():
         appid, serial = parse_id(appid, "--appid"), parse_serial(platform_serial)
     _in_database(

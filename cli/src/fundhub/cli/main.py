@@ -53,11 +53,14 @@ from fundhub.cli.callbacks import parse_pay_id, replay_callbacks
 from fundhub.cli.channels import channel_app
 from fundhub.cli.database import connection
 from fundhub.cli.errors import CliError, UsageError
+from fundhub.cli.initialisation import init_app
 from fundhub.cli.keys import reseal_everything, summaries_table, summary_json
 from fundhub.cli.masterkey import resolve_master_key, resolve_master_keys
+from fundhub.cli.recon import recon_app
+from fundhub.cli.settings import cli_settings as _settings
 from fundhub.common.cidrs import InvalidCidr, parse_cidrs
 from fundhub.common.clock import utcnow
-from fundhub.common.config import Settings, get_settings
+from fundhub.common.config import Settings
 from fundhub.common.db import Connection
 from fundhub.common.sealing import generate_master_key
 from fundhub.ledger.balances import customer_balances, read_balance
@@ -84,13 +87,8 @@ app.add_typer(callbacks_app, name="callbacks")
 app.add_typer(audit_app, name="audit")
 app.add_typer(master_key_app, name="master-key")
 app.add_typer(channel_app, name="channel")
-
-
-def _settings() -> Settings:
-    try:
-        return get_settings()
-    except ValueError as exc:  # pydantic's ValidationError: a malformed FUNDHUB_* variable
-        raise UsageError(f"invalid FUNDHUB_* configuration: {exc}") from None
+app.add_typer(recon_app, name="recon")
+app.add_typer(init_app, name="init")
 
 
 def _fail(error: CliError) -> typer.Exit:
@@ -157,11 +155,29 @@ def dev_init() -> None:
 
 
 @infra_app.command("up")
-def infra_up() -> None:
+def infra_up(
+    brokers: Annotated[
+        int,
+        typer.Option(
+            "--brokers", min=1, max=9, help="Kafka nodes: 3 runs a KRaft cluster on this machine."
+        ),
+    ] = 1,
+    kafka_port: Annotated[
+        int, typer.Option("--kafka-port", help="The first broker's port (the next at +2...).")
+    ] = 9092,
+) -> None:
     """Start local Kafka and PostgreSQL in the background (if not reachable) and return."""
     from fundhub.cli.devstack import ensure_infra
+    from fundhub.cli.devstack.kafka_cluster import cluster_addresses
 
     settings = _settings()
+    if brokers > 1:
+        # The services must then be told the cluster (the variables printed below).
+        bootstrap = ",".join(str(a) for a in cluster_addresses(brokers, kafka_port))
+        replicas = min(3, brokers)
+        settings = settings.model_copy(
+            update={"kafka_bootstrap": bootstrap, "topic_replication_factor": replicas}
+        )
     try:
         infra = ensure_infra(settings, progress=typer.echo)
     except (RuntimeError, OSError) as exc:
@@ -169,6 +185,11 @@ def infra_up() -> None:
         raise typer.Exit(1) from None
     typer.echo(f"kafka     {infra.kafka_bootstrap}")
     typer.echo(f"postgres  {settings.database_url.split('@')[-1]}")
+    if brokers > 1:
+        typer.echo(
+            f"export FUNDHUB_KAFKA_BOOTSTRAP={settings.kafka_bootstrap} "
+            f"FUNDHUB_TOPIC_REPLICATION_FACTOR={settings.topic_replication_factor}"
+        )
     typer.echo("stop them with `fundhub infra down` (or `make down`)")
 
 
@@ -184,9 +205,13 @@ def infra_down() -> None:
 @infra_app.command("status")
 def infra_status() -> None:
     """Show whether the local Kafka and PostgreSQL run."""
-    from fundhub.cli.devstack import kafka_node, postgres_node
+    from fundhub.cli.devstack import KafkaNode, PostgresNode, kafka_node, postgres_node
+    from fundhub.cli.devstack.kafka_cluster import running_clusters
 
-    for name, node in (("kafka", kafka_node()), ("postgres", postgres_node())):
+    shown: list[tuple[str, KafkaNode | PostgresNode]] = [("kafka", kafka_node())]
+    shown += [("kafka", node) for cluster in running_clusters() for node in cluster.nodes]
+    shown.append(("postgres", postgres_node()))
+    for name, node in shown:
         pid = node.pid()
         state = f"running (pid {pid})" if pid else "not running"
         if pid is None and node.is_running():

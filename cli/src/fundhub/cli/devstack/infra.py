@@ -11,8 +11,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from fundhub.cli.devstack.blocking import run_sync
-from fundhub.cli.devstack.endpoints import parse_bootstrap, parse_dsn, same_address
+from fundhub.cli.devstack.endpoints import HostPort, parse_bootstrap, parse_dsn, same_address
 from fundhub.cli.devstack.kafka import KafkaNode, kafka_node, probe_kafka
+from fundhub.cli.devstack.kafka_cluster import (
+    KafkaCluster,
+    is_cluster_layout,
+    local_cluster,
+    running_clusters,
+)
 from fundhub.cli.devstack.paths import data_dir
 from fundhub.cli.devstack.postgres import PostgresNode, postgres_node, probe_postgres
 from fundhub.common.config import Settings, get_settings
@@ -35,7 +41,7 @@ class Infra:
 
     kafka_bootstrap: str
     database_url: str
-    kafka: KafkaNode | None
+    kafka: KafkaNode | KafkaCluster | None
     postgres: PostgresNode | None
     started_kafka: bool = False
     started_postgres: bool = False
@@ -70,6 +76,17 @@ def _wait_external(name: str, probe: Callable[[], bool], where: str, timeout_s: 
         time.sleep(0.5)
 
 
+def local_kafka(brokers: list[HostPort]) -> KafkaNode | KafkaCluster | None:
+    """The checkout's Kafka that a bootstrap list names, if any: the single node at
+    127.0.0.1:9092, or a cluster laid out as ``fundhub infra up --brokers N`` lays it out."""
+    single = kafka_node()
+    if len(brokers) == 1 and same_address(brokers[0], single.address):
+        return single
+    if is_cluster_layout(brokers):
+        return local_cluster(brokers)
+    return None
+
+
 def ensure_infra(
     settings: Settings | None = None,
     *,
@@ -81,22 +98,25 @@ def ensure_infra(
 
     If the settings name the local default nodes (127.0.0.1:9092, 127.0.0.1:55432) and nothing
     answers there, start them in the background, wait until they serve requests, and create the
-    DSN's role and database. Any other address is external: wait for it, start nothing."""
+    DSN's role and database. A bootstrap list of loopback brokers at ports p, p+2, p+4... is
+    the checkout's local cluster (``fundhub infra up --brokers 3``), started the same way. Any
+    other address is external: wait for it, start nothing."""
     settings = settings or get_settings()
     say = progress or log.info
-    local_kafka, local_pg = kafka_node(), postgres_node()
-    brokers = parse_bootstrap(settings.kafka_bootstrap)
+    local_pg = postgres_node()
     pg_target = parse_dsn(settings.database_url)
-    manage_kafka = len(brokers) == 1 and same_address(brokers[0], local_kafka.address)
+    managed = local_kafka(parse_bootstrap(settings.kafka_bootstrap))
+    manage_kafka = managed is not None
+    kafka = managed if managed is not None else kafka_node()
     manage_pg = pg_target.address is not None and same_address(pg_target.address, local_pg.address)
     infra = Infra(settings.kafka_bootstrap, settings.database_url, None, None)
     with _infra_lock():
         try:
-            if manage_kafka and not local_kafka.is_running():
-                if not local_kafka.jars_ready():
+            if manage_kafka and not kafka.is_running():
+                if not kafka.jars_ready():
                     say("fetching the Kafka jars with Maven (first run only)")
-                say(f"starting Kafka at {local_kafka.bootstrap} (data in {local_kafka.home})")
-                local_kafka.start(wait=False)  # the JVM warms up while Postgres starts
+                say(f"starting Kafka at {kafka.bootstrap} (data in {kafka.home})")
+                kafka.start(wait=False)  # the JVM warms up while Postgres starts
                 infra.started_kafka = True
             if manage_pg:
                 if not local_pg.is_running():
@@ -115,9 +135,9 @@ def ensure_infra(
                     external_timeout_s,
                 )
             if manage_kafka:
-                local_kafka.wait_ready(timeout_s)
-                if infra.started_kafka or local_kafka.pid() is not None:
-                    infra.kafka = local_kafka
+                kafka.wait_ready(timeout_s)
+                if infra.started_kafka or kafka.pid() is not None:
+                    infra.kafka = kafka
             else:
                 _wait_external(
                     "Kafka",
@@ -128,7 +148,7 @@ def ensure_infra(
         except BaseException:
             # Leave nothing half-started behind (including on Ctrl-C).
             if infra.started_kafka:
-                infra.kafka = local_kafka
+                infra.kafka = kafka
             if infra.started_postgres:
                 infra.postgres = local_pg
             infra.stop()
@@ -147,11 +167,13 @@ def stop_local_infra(progress: Progress | None = None) -> list[str]:
     """Stop the default local Kafka and Postgres if this checkout runs them (``make down``)."""
     say = progress or log.info
     stopped: list[str] = []
-    local_kafka, local_pg = kafka_node(), postgres_node()
-    if local_kafka.pid() is not None:
-        say(f"stopping Kafka at {local_kafka.bootstrap}")
-        local_kafka.stop()
-        stopped.append("kafka")
+    local_pg = postgres_node()
+    kafkas: list[KafkaNode | KafkaCluster] = [kafka_node(), *running_clusters()]
+    for kafka in kafkas:
+        if kafka.pid() is not None:
+            say(f"stopping Kafka at {kafka.bootstrap}")
+            kafka.stop()
+            stopped.append("kafka")
     if local_pg.pid() is not None:
         say(f"stopping PostgreSQL at {local_pg.address}")
         local_pg.stop()

@@ -1,4 +1,5 @@
-"""A single-node KRaft Kafka broker run from Maven Central jars under ``.data/kafka``."""
+"""A KRaft Kafka node (broker and controller) run from Maven Central jars under ``.data/kafka``;
+one alone, or one of a cluster on this machine (``kafka_cluster``)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from fundhub.cli.devstack import processes
 from fundhub.cli.devstack.blocking import run_sync
 from fundhub.cli.devstack.endpoints import HostPort, tcp_reachable
 from fundhub.cli.devstack.paths import data_dir, deploy_dir
+from fundhub.common.topics import min_insync_replicas
 
 DEFAULT_PORT = 9092
 DEFAULT_CONTROLLER_PORT = 9093
@@ -38,7 +40,10 @@ def new_cluster_id() -> str:
 
 @dataclass
 class KafkaNode:
-    """The local broker+controller. Runs detached (own session) so Ctrl-C reaches only us."""
+    """A broker+controller. Runs detached (own session) so Ctrl-C reaches only us.
+
+    Alone by default; in a cluster, ``voters`` names every node's controller
+    (``id@host:port,...``) and ``replicas`` is the cluster's size (internal topics, defaults)."""
 
     home: Path
     deploy: Path
@@ -51,6 +56,10 @@ class KafkaNode:
     # Where the broker's jars are kept (default ``home/libs``): a second node of the same
     # checkout (a test's own broker) shares them instead of fetching them again.
     jars: Path | None = None
+    voters: str | None = None
+    replicas: int = 1
+    # More JVM flags (a test's short-lived nodes start quicker on C1 alone).
+    jvm_options: tuple[str, ...] = ()
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -142,6 +151,9 @@ class KafkaNode:
             port=self.port,
             controller_port=self.controller_port,
             log_dirs=str(self.log_dir),
+            voters=self.voters or f"{self.node_id}@{self.host}:{self.controller_port}",
+            replicas=self.replicas,
+            min_isr=min_insync_replicas(self.replicas),
         )
         self.config_file.write_text(rendered, encoding="utf-8")
         return self.config_file
@@ -208,6 +220,7 @@ class KafkaNode:
             "-XX:+UseG1GC",
             "-XX:MaxGCPauseMillis=20",
             "-Djava.awt.headless=true",
+            *self.jvm_options,
             *self._logging_options(),
             "-cp",
             self._classpath(),

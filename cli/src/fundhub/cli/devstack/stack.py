@@ -60,7 +60,8 @@ BANK_SIM_KEY = "FUNDHUB_BANK_SIM_PRIVATE_KEY_FILE"
 CHANNEL_SIM_KEYS = "FUNDHUB_CHANNEL_SIM_KEYS_DIR"
 # Who gets which secret: the master key unseals API and webhook secrets, so only the gateway
 # (API secrets; and the channels' merchant keys, to create orders' payments), the callback
-# dispatcher (webhook secrets) and payment-worker (the merchant keys, to refund through the
+# dispatcher (webhook secrets), the reconciler (the merchant keys, to ask the channels for their
+# bills) and payment-worker (the merchant keys, to refund through the
 # channels) get it; the simulator's signing key is the bank's, for the simulator alone. An
 # empty value also hides one the operator's shell would otherwise pass down (the supervisor
 # starts children with its own environment).
@@ -68,6 +69,7 @@ _NEEDS = {
     "gateway": {MASTER_KEY},
     "callback-dispatcher": {MASTER_KEY},
     "payment-worker": {MASTER_KEY},
+    "reconciler": {MASTER_KEY},
     "bank-simulator": {BANK_SIM_KEY},
     "channel-simulator": {CHANNEL_SIM_KEYS},
 }
@@ -108,6 +110,12 @@ def service_specs(settings: Settings, env: dict[str, str]) -> list[ServiceSpec]:
             [console_script("fundhub-payment-worker")],
             env_for("payment-worker", env),
             f"http://{loopback}:{settings.payment_worker_port} (health)",
+        ),
+        ServiceSpec(
+            "reconciler",
+            [console_script("fundhub-reconciler")],
+            env_for("reconciler", env),
+            f"http://{loopback}:{settings.reconciler_port} (health)",
         ),
         ServiceSpec(
             "gateway",
@@ -161,6 +169,7 @@ async def prepare(settings: Settings, say: Say) -> dict[str, str]:
     env = {
         "FUNDHUB_ENV": settings.env,
         "FUNDHUB_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "FUNDHUB_TOPIC_REPLICATION_FACTOR": str(settings.topic_replication_factor),
         "FUNDHUB_DATABASE_URL": settings.database_url,
     }
     if settings.env == "dev":
@@ -197,11 +206,22 @@ def _describe(settings: Settings, infra: Infra, specs: list[ServiceSpec]) -> lis
     return lines
 
 
+# Past a service's own stop deadline: it exits by itself then (its work drained or abandoned,
+# logged); the supervisor's SIGKILL is for one that does not.
+STOP_MARGIN_S = 5.0
+
+
+def stop_grace_s(settings: Settings) -> float:
+    """How long Ctrl-C waits for each service before SIGKILL: longer than the services' own
+    ``FUNDHUB_STOP_DEADLINE_S`` (a kill before it would cut a drain the service was allowed)."""
+    return settings.stop_deadline_s + STOP_MARGIN_S
+
+
 async def _serve(settings: Settings, infra: Infra, with_services: bool, out: TextIO) -> int:
     say = _say_to(out)
     env = await prepare(settings, say)
     specs = service_specs(settings, env) if with_services else []
-    supervisor = Supervisor(specs, out=out)
+    supervisor = Supervisor(specs, out=out, grace_s=stop_grace_s(settings))
 
     def announce() -> None:
         say("up:")

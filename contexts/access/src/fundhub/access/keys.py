@@ -26,6 +26,8 @@ SCOPE_MERCHANTS_WRITE = "merchants:write"
 SCOPE_MERCHANTS_READ = "merchants:read"
 SCOPE_ORDERS_WRITE = "orders:write"
 SCOPE_ORDERS_READ = "orders:read"
+SCOPE_RECON_READ = "reconciliation:read"
+SCOPE_RECON_WRITE = "reconciliation:write"
 # The one list of scopes a key may be given (README.md, "Operator command line").
 SCOPES: frozenset[str] = frozenset(
     {
@@ -38,6 +40,8 @@ SCOPES: frozenset[str] = frozenset(
         SCOPE_MERCHANTS_READ,
         SCOPE_ORDERS_WRITE,
         SCOPE_ORDERS_READ,
+        SCOPE_RECON_READ,
+        SCOPE_RECON_WRITE,
     }
 )
 ALL_ACCOUNTS = "*"

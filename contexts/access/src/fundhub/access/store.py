@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -181,9 +182,27 @@ async def restrict_api_key(
     return status != "UPDATE 0"
 
 
-async def take_nonce(pool: Pool, key_id: str, nonce: str) -> bool:
-    """Record the nonce; False when the key used it before (a replay)."""
+class NonceReplayed(Exception):
+    """A request's nonce was used before: recorded in the request's own transaction, it stops
+    the request with nothing written."""
+
+
+async def take_nonce(pool: Pool | Connection, key_id: str, nonce: str) -> bool:
+    """Record the nonce (on its own, or in the caller's transaction with the request's effect);
+    False when the key used it before (a replay)."""
     return bool(await pool.fetchval(INSERT_NONCE, key_id, nonce))
+
+
+async def take_nonces(conn: Connection, nonces: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Record many (key_id, nonce) in one statement, in the caller's transaction (with the
+    requests' effects); the fresh ones, the others were used before (replays)."""
+    rows = await conn.fetch(
+        "INSERT INTO api_nonces (key_id, nonce) SELECT * FROM unnest($1::text[], $2::text[]) "
+        "ON CONFLICT DO NOTHING RETURNING key_id, nonce",
+        [k for k, _ in nonces],
+        [n for _, n in nonces],
+    )
+    return {(r["key_id"], r["nonce"]) for r in rows}
 
 
 async def purge_nonces(pool: Pool, older_than_s: float) -> int:

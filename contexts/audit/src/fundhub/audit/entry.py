@@ -14,6 +14,7 @@ import orjson
 
 from fundhub.audit.masking import mask, mask_headers
 from fundhub.common.clock import ISO_UTC_US_FORMAT
+from fundhub.common.forms import form_value
 
 KIND_HTTP = "http"
 KIND_OPERATOR = "operator"
@@ -130,7 +131,7 @@ def body_params(body: bytes, content_type: str) -> dict[str, Any]:
         return {"_body": f"{len(body)} bytes, not kept"}
     if "application/x-www-form-urlencoded" in content_type:
         try:
-            return {"body": mask(dict(parse_qsl(body.decode(), keep_blank_values=True)))}
+            return {"body": mask(form_fields(body.decode()))}
         except UnicodeDecodeError:
             return {"_body": f"{len(body)} bytes, not UTF-8"}
     try:
@@ -138,6 +139,22 @@ def body_params(body: bytes, content_type: str) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         return {"_body": f"{len(body)} bytes, not JSON"}
     return {"body": mask(document)}
+
+
+def form_fields(text: str) -> dict[str, str]:
+    """``dict(parse_qsl(text, keep_blank_values=True))``, the same pairs, without its cost for
+    the values (most) that need no decoding: the channels' notifications are forms, audited at
+    their full rate."""
+    fields: dict[str, str] = {}
+    for field in text.split("&"):
+        if field:
+            name, _, value = field.partition("=")
+            fields[_form_decoded(name)] = _form_decoded(value)
+    return fields
+
+
+def _form_decoded(text: str) -> str:
+    return form_value(text, errors="replace")
 
 
 def error_code_of(answer_body: bytes) -> str | None:

@@ -1,7 +1,15 @@
-"""Apply a batch of transfer notifications: one transaction, effects exactly once per message."""
+"""Apply a batch of transfer notifications: one transaction, effects exactly once per message.
+
+A transfer first seen for an account that may no longer take money (a merchant closing or
+closed, ``ports.ClosedAccounts``) is credited to the suspense account ``sys:bank-suspense:<ccy>``
+instead, and kept in ``bank_transfer_exceptions`` for reconciliation with an alert: the money is
+neither lost nor left where nobody can take it out. The record keeps the suspense account, so
+its later notices (held, deducted, reversed) move the money from there.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,7 +17,8 @@ import structlog
 
 from fundhub.bank_transfers import store
 from fundhub.bank_transfers.messages import TransferMessage
-from fundhub.bank_transfers.records import RecordPosition, decide
+from fundhub.bank_transfers.ports import ClosedAccounts
+from fundhub.bank_transfers.records import RecordPosition, RecordState, decide, target_state
 from fundhub.common import db, inbox, outbox
 from fundhub.common.db import Connection
 from fundhub.common.envelope import Envelope
@@ -18,6 +27,7 @@ from fundhub.common.topics import Topics
 from fundhub.ledger import store as ledger_store
 from fundhub.ledger.rules import (
     BANK_INFLOW,
+    BANK_SUSPENSE,
     DEDUCTION_CLEARING,
     Balance,
     InsufficientFunds,
@@ -30,7 +40,19 @@ from fundhub.ledger.rules import (
 log = structlog.get_logger(__name__)
 
 CONSUMER = "notify-ingest"
+_SUSPENSE_PREFIX = system_account(BANK_SUSPENSE, "")
 EVENT_TRANSFER_APPLIED = "bank.transfer.applied"
+
+
+@dataclass(frozen=True)
+class Suspended:
+    """A credit held in suspense: the account the bank named may no longer take money."""
+
+    message: TransferMessage
+    account_id: str
+    holder: str
+    holder_state: str
+    held_in: str
 
 
 @dataclass
@@ -39,6 +61,7 @@ class BatchResult:
     stale: int = 0
     duplicates: int = 0
     rejected: list[tuple[TransferMessage, str]] = field(default_factory=list)
+    suspended: list[Suspended] = field(default_factory=list)
 
 
 @dataclass
@@ -47,6 +70,7 @@ class _Work:
 
     positions: dict[store.RecordKey, RecordPosition]
     balances: dict[str, Balance]
+    closed: Mapping[str, tuple[str, str]]
     entries: list[JournalEntry] = field(default_factory=list)
     entry_correlations: list[str | None] = field(default_factory=list)
     records: dict[store.RecordKey, store.RecordWrite] = field(default_factory=dict)
@@ -55,17 +79,21 @@ class _Work:
     )
     events: list[tuple[str, str | None, Envelope]] = field(default_factory=list)
     touched: set[str] = field(default_factory=set)
+    exceptions: list[tuple[str, str, str, str, str, str, str, int]] = field(default_factory=list)
 
 
 async def apply_transfer_notifications(
-    conn: Connection, topics: Topics, messages: list[TransferMessage]
+    conn: Connection,
+    topics: Topics,
+    messages: list[TransferMessage],
+    closed_accounts: ClosedAccounts,
 ) -> BatchResult:
     """Run inside the caller's transaction; the caller commits Kafka offsets after it commits."""
     result = BatchResult()
     # One round trip claims the ids, creates accounts on first sight and locks the records
     # and balances. It does so for the whole batch; duplicates are dropped afterwards.
     currencies = {m.notice.currency for m in messages}
-    purposes = (BANK_INFLOW, DEDUCTION_CLEARING)
+    purposes = (BANK_INFLOW, DEDUCTION_CLEARING, BANK_SUSPENSE)
     system_ids = [system_account(p, c) for c in currencies for p in purposes]
     claimed, *_, balance_rows, record_rows = await db.run_together(
         conn,
@@ -83,9 +111,20 @@ async def apply_transfer_notifications(
     )
     if not fresh:
         return result
+    positions = store.positions_from(record_rows)
+    # Who may still take money is read once the balances are locked, in a statement of its
+    # own: a close deciding meanwhile either committed before (seen here) or waits for this
+    # transaction on the balance's lock (and sees the credit).
+    first_seen = {
+        m.notice.in_acct_no
+        for m in fresh
+        if (m.app_id, m.notice.record_id) not in positions
+        and target_state(m.notice) is not RecordState.REVERSAL_NOTICE
+    }
     work = _Work(
-        positions=store.positions_from(record_rows),
+        positions=positions,
         balances=ledger_store.balances_from(balance_rows),
+        closed=await closed_accounts.closed(conn, sorted(first_seen)) if first_seen else {},
     )
     for message in fresh:
         with correlation(message.correlation_id):
@@ -98,6 +137,7 @@ async def apply_transfer_notifications(
             *ledger_store.entry_writes(work.entries, work.entry_correlations),
             *ledger_store.balance_writes(work.balances[a] for a in sorted(work.touched)),
             *store.record_writes(list(work.records.values())),
+            *store.exception_writes(work.exceptions),
             *store.notification_writes(work.notifications),
             *outbox.outbox_writes(work.events),
         ],
@@ -112,7 +152,16 @@ def _apply_one(work: _Work, topics: Topics, message: TransferMessage, result: Ba
     current = work.positions.get(key)
     # A known record keeps the account it was first credited to; the decision checks the notice.
     account_id = current.account_id if current else notice.in_acct_no
-    account = work.balances[account_id]
+    holder = None if current else work.closed.get(account_id)
+    if holder is not None:
+        account_id = system_account(BANK_SUSPENSE, notice.currency)
+    if current is not None and current.account_id.startswith(_SUSPENSE_PREFIX):
+        # The suspense is a system account: it keeps no balance row and may go below zero.
+        account = Balance(current.account_id, current.currency, allow_negative=True)
+    elif holder is not None:
+        account = Balance(account_id, notice.currency, allow_negative=True)
+    else:
+        account = work.balances[account_id]
     log_ctx = {"record_id": notice.record_id, "message_id": message.message_id}
     if account.currency != notice.currency:
         reason = f"currency {notice.currency} does not match account {account.currency}"
@@ -137,6 +186,8 @@ def _apply_one(work: _Work, topics: Topics, message: TransferMessage, result: Ba
         work.entries.append(decision.entry)
         work.entry_correlations.append(message.correlation_id)
     work.positions[key] = decision.position
+    if holder is not None and decision.entry is not None:
+        _suspend(work, message, holder, account_id, result)
     previous = work.records.get(key)
     work.records[key] = store.RecordWrite(
         app_id=message.app_id,
@@ -159,6 +210,21 @@ def _apply_one(work: _Work, topics: Topics, message: TransferMessage, result: Ba
         note=decision.note or None,
         **log_ctx,
     )
+
+
+def _suspend(
+    work: _Work,
+    message: TransferMessage,
+    holder: tuple[str, str],
+    held_in: str,
+    result: BatchResult,
+) -> None:
+    notice = message.notice
+    work.exceptions.append(
+        (message.app_id, notice.record_id, notice.in_acct_no, holder[0], holder[1], held_in,
+         notice.currency, notice.trans_amount)
+    )  # fmt: skip
+    result.suspended.append(Suspended(message, notice.in_acct_no, holder[0], holder[1], held_in))
 
 
 def _notification_row(

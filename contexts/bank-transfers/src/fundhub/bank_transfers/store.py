@@ -130,3 +130,26 @@ def notification_writes(
 ) -> list[Write]:
     """(message_id, app_id, method, record_id, params, outcome, received_at) per message."""
     return [(_LOG, rows)]
+
+
+_EXCEPTION_COLUMNS = (
+    ("app_id", "text"),
+    ("record_id", "text"),
+    ("account_id", "text"),
+    ("holder", "text"),
+    ("holder_state", "text"),
+    ("held_in", "text"),
+    ("currency", "text"),
+    ("amount", "bigint"),
+)
+_EXCEPTION = BatchInsert(
+    "bank_transfer_exceptions", _EXCEPTION_COLUMNS, "ON CONFLICT (app_id, record_id) DO NOTHING"
+)
+
+
+def exception_writes(
+    rows: Sequence[tuple[str, str, str, str, str, str, str, int]],
+) -> list[Write]:
+    """(app_id, record_id, account_id, holder, holder_state, held_in, currency, amount): a
+    credit held in suspense because its account may no longer take money."""
+    return [(_EXCEPTION, rows)]

@@ -8,6 +8,7 @@ reads (count of keys, length of strings, size of integers) and refuses rather th
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -76,13 +77,21 @@ def _object_hook(max_keys: int) -> Any:
     return hook
 
 
+@functools.cache
+def _decoder(max_keys: int) -> json.JSONDecoder:
+    # One decoder per bound, made once: ``json.loads`` with a hook builds a new one per call,
+    # which cost the gateway as much as the parsing itself.
+    return json.JSONDecoder(object_pairs_hook=_object_hook(max_keys))
+
+
 def strict_object(raw: bytes | str, what: str, max_keys: int = 48) -> dict[str, Any]:
     """A JSON object with no key twice and no object of more than ``max_keys`` keys.
 
     The standard library rather than orjson: its hook sees every object's pairs, so a key
     given twice (which two parsers could read differently) is refused, not silently merged."""
     try:
-        value = json.loads(raw, object_pairs_hook=_object_hook(max_keys))
+        text = raw if isinstance(raw, str) else raw.decode("utf-8")
+        value = _decoder(max_keys).decode(text)
     except _Duplicate as exc:
         raise malformed(f"{what}: {exc}") from None
     except (ValueError, RecursionError):  # JSONDecodeError, bad UTF-8, absurd nesting

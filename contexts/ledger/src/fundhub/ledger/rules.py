@@ -15,6 +15,8 @@ from enum import StrEnum
 from fundhub.common.ids import is_canonical_uuid, time_ordered_uuid
 
 BANK_INFLOW = "bank-inflow"
+# Money the bank credited to an account that may no longer take it, until reconciled.
+BANK_SUSPENSE = "bank-suspense"
 DEDUCTION_CLEARING = "deduction-clearing"
 
 

@@ -5,12 +5,13 @@ Orders check their receivers here in the transaction that records the order, so 
 closed a moment earlier is refused; a merchant of another tenant reads as unknown. Withdrawals
 (settlement) pay only to ``settlement_account``, the account verified by micro-deposit; the
 balance API lets a tenant read its merchants' ledger accounts (``owns_account``) without the
-key being given each account.
+key being given each account. Bank transfers ask which accounts may no longer take money
+(``ClosedMerchantAccounts``): a closing or closed merchant's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -97,3 +98,24 @@ async def owns_account(conn: Connection, owner_key_id: str, account_id: str) -> 
         owner_key_id,
     )
     return bool(found)
+
+
+CLOSED_STATES = ("CLOSING", "CLOSED")
+
+
+class ClosedMerchantAccounts:
+    """``bank_transfers.ports.ClosedAccounts``: merchants' accounts that may no longer take
+    money, those of a merchant CLOSING or CLOSED (whose close found them empty)."""
+
+    async def closed(
+        self, conn: Connection, account_ids: Sequence[str]
+    ) -> dict[str, tuple[str, str]]:
+        if not account_ids:
+            return {}
+        rows = await conn.fetch(
+            "SELECT account_id, merchant_id, state FROM merchants"
+            " WHERE account_id = ANY($1::text[]) AND state = ANY($2::text[])",
+            list(account_ids),
+            list(CLOSED_STATES),
+        )
+        return {r["account_id"]: (r["merchant_id"], r["state"]) for r in rows}

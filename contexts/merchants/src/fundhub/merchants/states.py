@@ -84,13 +84,16 @@ _UNFINISHED = frozenset(
 class RequestKind(StrEnum):
     """What we ask the depository: open a member (review its first version, or a new one after
     a rejection), review a material change, bind a settlement account (it sends the
-    micro-deposit), confirm the amount the merchant reported, close the member."""
+    micro-deposit), confirm the amount the merchant reported, close the member; and register an
+    existing account (data initialisation: a merchant that traded before the depository, whose
+    version 1 it takes as it stands, its result settled as an OPEN's)."""
 
     OPEN = "OPEN"
     MATERIALS = "MATERIALS"
     BIND = "BIND"
     CONFIRM = "CONFIRM"
     CLOSE = "CLOSE"
+    REGISTER = "REGISTER"
 
 
 class ResultStatus(StrEnum):
@@ -292,7 +295,7 @@ def on_result(
         return Change(stale=True, note="still processing")
     ok = status is ResultStatus.SUCCESS
     why = reason or ("the depository gave no reason" if not ok else None)
-    if kind is RequestKind.OPEN:
+    if kind in (RequestKind.OPEN, RequestKind.REGISTER):
         return _opened(merchant, version, ok, why, member_no)
     if kind is RequestKind.MATERIALS:
         return _reviewed(merchant, version, ok, why)

@@ -130,7 +130,7 @@ class Submitter:
         merchant_id = row["merchant_id"]
         details: dict[str, Any] = {}
         async with self._pool.acquire() as conn:
-            if kind in (RequestKind.OPEN, RequestKind.MATERIALS):
+            if kind in (RequestKind.OPEN, RequestKind.MATERIALS, RequestKind.REGISTER):
                 materials = await store.version_materials(conn, merchant_id, row["version"])
                 details = {"version": str(row["version"]), "materials": snake_case(materials)}
             elif kind is RequestKind.BIND:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from fundhub.access.store import NonceReplayed, take_nonce
 from fundhub.channels.apps import ChannelApp
 from fundhub.channels.events import Channel
 from fundhub.channels.ports import (
@@ -113,17 +114,25 @@ class OrderDesk:
         self._channels = channels
         self._depository = depository
         self._timing = timing
+        self._ensured: set[str] = set()  # accounts known to exist (committed)
 
     # --- creation ------------------------------------------------------------------------------
 
-    async def create(self, key_id: str, request: OrderRequest) -> tuple[OrderView, bool]:
+    async def create(
+        self, key_id: str, request: OrderRequest, nonce: str | None = None
+    ) -> tuple[OrderView, bool]:
         """The order the request names (new, or the one its orderNo made before), completed as
-        far as the depository and the channel allow; and whether this request created it."""
+        far as the depository and the channel allow; and whether this request created it.
+        ``nonce``: the request's, recorded in the order's transaction (one round trip less than
+        on its own); NonceReplayed, with nothing written, when it was used before."""
         # Looked up before the transaction: the app store may take a connection from the same
         # pool, and with every connection held by a transaction waiting for one, none would end.
         app = await self._channels.app(request.channel)
         async with self._pool.acquire() as conn, conn.transaction():
+            if nonce is not None and not await take_nonce(conn, key_id, nonce):
+                raise NonceReplayed(nonce)
             row, created, parts = await self._record(conn, key_id, request, app)
+        self._ensured.update(_accounts(key_id, request.channel, request.currency))
         if OrderState(row["state"]) is OrderState.CREATED:
             completed = await self._complete(row, self._adapter(request.channel), parts)
             # Just completed and still awaiting its payer: no refund can exist yet, so the row
@@ -155,7 +164,12 @@ class OrderDesk:
     ) -> tuple[OrderRow, bool, list[OrderRow] | None]:
         """The order's row: the one its orderNo made before, or a new one (nothing is written
         when a receiver may not trade or the channel takes no orders); whether it is new, and
-        then its parts' rows as written."""
+        then its parts' rows as written.
+
+        The fee and clearing accounts are created on first sight, once per process: ensuring
+        them on every order waited for each transaction that had just moved the fee account's
+        balance (an insert's conflict check waits for the row version's writer), so every new
+        order queued behind the payments and settlements posting to it."""
         fingerprint = request.fingerprint()
         existing = await store.order_by_no(conn, key_id, request.order_no)
         if existing is not None:
@@ -163,12 +177,11 @@ class OrderDesk:
         parts = await _parts(conn, key_id, request)
         app = self._taking(request.channel, app)
         currency = request.currency
-        fee = parts[-1].account_id
-        await ledger_store.ensure_accounts(
-            conn,
-            [(fee, currency, f"platform fee of {key_id}")],
-            [clearing_account(request.channel, currency)],
-        )
+        fee, clearing = _accounts(key_id, request.channel, currency)
+        if not {fee, clearing} <= self._ensured:
+            await ledger_store.ensure_accounts(
+                conn, [(fee, currency, f"platform fee of {key_id}")], [clearing]
+            )
         sequence = int(await conn.fetchval("SELECT nextval('order_seq')"))
         row = await store.insert_order(
             conn,
@@ -341,6 +354,11 @@ class OrderDesk:
             )
         log.info("order_refund_admitted", order_id=order_id, refund_id=refund_id)
         return RefundView(order_row, refund, parts), True
+
+
+def _accounts(key_id: str, channel: Channel, currency: str) -> tuple[str, str]:
+    """The accounts every order of the key through the channel posts to: fee, clearing."""
+    return fee_account(key_id, currency), clearing_account(channel, currency)
 
 
 def _same_request(row: OrderRow, fingerprint: str, order_no: str) -> OrderRow:

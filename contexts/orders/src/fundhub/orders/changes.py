@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import structlog
 
-from fundhub.channels.events import Channel, ChannelEvent
+from fundhub.channels.events import Channel, ChannelEvent, EventKind
 from fundhub.common import db, outbox
 from fundhub.common.clock import utcnow
 from fundhub.common.db import Connection
@@ -27,7 +28,9 @@ from fundhub.ledger.rules import Balance, JournalEntry, apply_entry
 from fundhub.orders import store
 from fundhub.orders.metrics import ALERTS, EXCEPTIONS, TRANSITIONS
 from fundhub.orders.postings import clearing_account
-from fundhub.orders.states import Move, Order, OrderState, Refund
+from fundhub.orders.refund_debits import RefundDebit, debit_of
+from fundhub.orders.refund_debits_store import debit_writes
+from fundhub.orders.states import Move, Order, OrderState, Refund, RefundState
 from fundhub.orders.store import OrderRow, RefundRow
 from fundhub.orders.wire import order_body, refund_body
 
@@ -46,6 +49,17 @@ class Source:
     event: ChannelEvent
 
 
+def paid_at(source: Source | None) -> datetime:
+    """When the payer paid: the channel's time (WeChat Pay's ``success_time``, Alipay's
+    ``gmt_payment``), never later than now. The order's business day, and so its T+1 cut-off,
+    is the channel's: a notice retried past midnight does not move the payment to the next day
+    (the channel's bill and the depository date it by the payment too)."""
+    now = utcnow()
+    if source is None or source.event.kind is not EventKind.PAYMENT:
+        return now
+    return min(source.event.occurred_at, now)
+
+
 @dataclass
 class OrderChanges:
     """Rows and balances locked by the caller's transaction, and what it did to them."""
@@ -62,6 +76,7 @@ class OrderChanges:
     changed_refunds: set[str] = field(default_factory=set)
     events: list[tuple[str, str | None, Envelope]] = field(default_factory=list)
     exceptions: list[tuple[Any, ...]] = field(default_factory=list)
+    debits: list[RefundDebit] = field(default_factory=list)
 
     def order(self, order_id: str) -> Order | None:
         row = self.orders.get(order_id)
@@ -105,7 +120,7 @@ class OrderChanges:
             self.correlations.append(correlation_id)
         moved = False
         if move.order is not None:
-            moved |= self._order_moved(move.order, correlation_id)
+            moved |= self._order_moved(move.order, correlation_id, source)
         if move.refund is not None and refund_id is not None:
             moved |= self._refund_moved(order_id, move.refund, correlation_id)
         log.info("order_event_applied", moved=moved, **context)
@@ -116,12 +131,12 @@ class OrderChanges:
         self.refunds[refund_id].update(changes)
         self.changed_refunds.add(refund_id)
 
-    def _order_moved(self, order: Order, correlation_id: str) -> bool:
+    def _order_moved(self, order: Order, correlation_id: str, source: Source | None) -> bool:
         row = self.orders[order.order_id]
         moved: bool = order.state.value != row["state"]
         row.update(state=order.state.value, transaction_id=order.transaction_id)
         if moved and order.state is OrderState.PAID:
-            row["paid_at"] = utcnow()
+            row["paid_at"] = paid_at(source)
         self.changed_orders.add(order.order_id)
         if moved:
             TRANSITIONS.labels("order", order.state.value).inc()
@@ -148,6 +163,11 @@ class OrderChanges:
         if moved:
             TRANSITIONS.labels("refund", refund.state.value).inc()
             order = self.orders[order_id]
+            if refund.state is RefundState.SUCCESS:
+                # After the split the members' money is at the depository: it must debit them.
+                debit = debit_of(order, self.parts.get(order_id, []), row)
+                if debit is not None:
+                    self.debits.append(debit)
             if order["notify_url"]:  # the body is built only for an order that wants it
                 body = refund_body(order, row, self.parts.get(order_id, []))
                 self._callback(order, refund.refund_id, refund.state.value, body, correlation_id)
@@ -206,6 +226,7 @@ class OrderChanges:
                 *store.order_writes([self.orders[o] for o in sorted(self.changed_orders)]),
                 *store.refund_writes([self.refunds[r] for r in sorted(self.changed_refunds)]),
                 *store.exception_writes(self.exceptions),
+                *debit_writes(self.debits),
                 *outbox.outbox_writes(self.events),
             ],
             notify=wake if self.events else None,

@@ -32,3 +32,8 @@ CHANNEL_CALLS = Counter(
 DEPOSITORY_CALLS = Counter(
     "fundhub_orders_depository_calls_total", "Order registrations with the depository", ["outcome"]
 )
+REFUND_DEBIT_CALLS = Counter(
+    "fundhub_orders_refund_debit_calls_total",
+    "Refund debits sent to (or asked of) the depository, by action and outcome",
+    ["action", "outcome"],
+)

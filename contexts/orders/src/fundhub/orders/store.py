@@ -13,6 +13,7 @@ from typing import Any
 
 from fundhub.channels.events import Channel
 from fundhub.common.db import ArrayStatement, BatchInsert, Connection, Row, Write
+from fundhub.common.metrics import PAST_DEADLINE
 from fundhub.ledger.rules import Bucket
 from fundhub.orders.postings import Part
 from fundhub.orders.states import Order, OrderState, Refund, RefundState
@@ -119,10 +120,14 @@ async def parts_of(conn: Connection, order_ids: Iterable[str]) -> dict[str, list
 
 
 async def refunds_of(conn: Connection, order_id: str, lock: bool = False) -> list[RefundRow]:
-    """The order's refunds, oldest first (locked, in id order, with ``lock``)."""
+    """The order's refunds, oldest first (locked, in id order, with ``lock``), each with its
+    depository debit's ``debit_state``, ``debit_error_code`` and ``debit_finished_at`` (None
+    for a refund made before the order's split: it has no debit)."""
     records = await conn.fetch(
-        f"SELECT {REFUND_COLUMNS} FROM order_refunds WHERE order_id = $1 ORDER BY refund_id"
-        + (" FOR UPDATE" if lock else ""),
+        f"SELECT {qualified('r', REFUND_COLUMNS)}, d.state AS debit_state,"
+        " d.error_code AS debit_error_code, d.finished_at AS debit_finished_at"
+        " FROM order_refunds r LEFT JOIN order_refund_debits d ON d.refund_id = r.refund_id"
+        " WHERE r.order_id = $1 ORDER BY r.refund_id" + (" FOR UPDATE OF r" if lock else ""),
         order_id,
     )
     return [_refund(r) for r in records]
@@ -389,3 +394,19 @@ async def mark_overdue_refunds(conn: Connection, limit: int) -> list[RefundRow]:
         limit,
     )
     return [_refund(r) for r in records]
+
+
+# A few hundred late refunds already page someone; counting past that would walk them all.
+PAST_DEADLINE_CAP = 10_000
+
+
+async def sample_refunds_past_deadline(conn: Connection) -> None:
+    """``fundhub_processing_past_deadline{kind="refund"}``: a refund has a deadline once its
+    money is held and it went to the channel, so the partial index ``order_refunds_to_poll``
+    (PROCESSING and held) holds every candidate."""
+    late = await conn.fetchval(
+        "SELECT count(*) FROM (SELECT 1 FROM order_refunds"
+        " WHERE state = 'PROCESSING' AND held AND deadline_at < now() LIMIT $1) late",
+        PAST_DEADLINE_CAP,
+    )
+    PAST_DEADLINE.labels("refund").set(late)

@@ -86,7 +86,21 @@ def refund_item(refund: Row, parts: Sequence[Row]) -> dict[str, Any]:
     if refund["error_code"]:
         item["errorCode"] = refund["error_code"]
         item["msg"] = refund["message"] or ""
+    if refund.get("debit_state") is not None:
+        item["depositoryDebit"] = debit_item(refund)
     return item
+
+
+def debit_item(refund: Row) -> dict[str, Any]:
+    """A refund made after the order's split: the depository's debit of each member's share
+    (``orders.refund_debits``), PENDING until sent, PROCESSING at the bank, then final."""
+    debit: dict[str, Any] = {
+        "state": refund["debit_state"],
+        "finishedAt": _time(refund["debit_finished_at"]),
+    }
+    if refund["debit_error_code"]:
+        debit["errorCode"] = refund["debit_error_code"]
+    return debit
 
 
 def refund_body(order: Row, refund: Row, parts: Sequence[Row]) -> dict[str, Any]:

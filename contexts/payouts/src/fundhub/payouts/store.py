@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from fundhub.common.db import ArrayStatement, Connection, Pool, Write
+from fundhub.common.metrics import PAST_DEADLINE
 from fundhub.payouts.states import Payout, PayoutState
 
 PayoutRow = dict[str, Any]
@@ -188,3 +189,18 @@ async def note_submitted_many(pool: Pool, answers: Sequence[tuple[str, str | Non
         [txn_id for _, txn_id in answers],
     )
     return {record["pay_id"] for record in records}
+
+
+# A few hundred late payouts already page someone; counting past that would walk them all.
+PAST_DEADLINE_CAP = 10_000
+
+
+async def sample_past_deadline(conn: Connection) -> None:
+    """``fundhub_processing_past_deadline{kind="payout"}``, alerted or not, from the partial
+    index ``payouts_to_poll`` (PROCESSING rows only)."""
+    late = await conn.fetchval(
+        "SELECT count(*) FROM (SELECT 1 FROM payouts"
+        " WHERE state = 'PROCESSING' AND deadline_at < now() LIMIT $1) late",
+        PAST_DEADLINE_CAP,
+    )
+    PAST_DEADLINE.labels("payout").set(late)

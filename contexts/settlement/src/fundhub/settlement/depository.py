@@ -8,13 +8,14 @@ The simulator (the bank side) imports the names from here, so both sides agree.
 As for payouts, an instruction is sent under one id, ``split_request_id`` (our settlementId),
 and only ever under it: a retry the bank has seen is deduplicated by the bank. The bank takes
 the instruction synchronously and completes it asynchronously: the result comes as a signed
-notification (``SPLIT_RESULT_METHOD``) to ``/callbacks/bank``, or by a status query.
+notification to ``/callbacks/bank`` (``SPLIT_RESULT_METHOD``, or ``SPLIT_RESULTS_METHOD`` for
+many at once, one signature for all), or by a status query.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -24,7 +25,16 @@ from fundhub.common.clock import parse_bank_time
 from fundhub.common.money import MoneyError, normalize_currency, parse_minor_units
 
 SPLITS_PATH = "/depository/v1/splits"
+# Many instructions in one request: {"splits": [<instruction>, ...]}, 1 to MAX_BATCH_SPLITS,
+# answered {"results": [...]} item by item in the order sent (an answer, or a refusal:
+# {"status": "REFUSED", "code": 400 or 409, "error": ...}), as payouts' transfers/batch is.
+SPLITS_BATCH_PATH = SPLITS_PATH + "/batch"
+MAX_BATCH_SPLITS = 100
 SPLIT_RESULT_METHOD = "bkfunds.split.result.notify"
+# Many instructions' results in one notification, as the bank reports payouts: ``biz_content``
+# = ``{"results": [<split result>, ...]}``, 1 to MAX_SPLIT_RESULTS, accepted or refused whole.
+SPLIT_RESULTS_METHOD = "bkfunds.split.results.notify"
+MAX_SPLIT_RESULTS = 200  # long refusal reasons included, well inside the gateway's body limit
 NOT_FOUND = "NOT_FOUND"
 REFUSED = "REFUSED"
 # Like WeChat Pay's profit sharing: at most 50 receivers in one instruction (an order has
@@ -148,6 +158,14 @@ class DepositoryPort(Protocol):
         DepositoryRefused."""
         ...
 
+    async def register_splits(
+        self, instructions: Sequence[SplitInstruction]
+    ) -> list[SplitReport | DepositoryRefused]:
+        """Register up to MAX_BATCH_SPLITS in one request: each instruction's report or its
+        refusal, in order; raises DepositoryUnavailable when the batch got no usable answer
+        (each may or may not be held: register again, under the same ids)."""
+        ...
+
     async def query_split(self, split_request_id: str) -> SplitReport | None:
         """The instruction's state; None only when the bank says it never received it."""
         ...
@@ -182,6 +200,29 @@ def parse_answer(body: Any, split_request_id: str) -> SplitReport:
     return SplitReport(split_request_id, status, bank_split_id or None, (reason or None))
 
 
+def parse_batch_answer(
+    body: Any, split_request_ids: Sequence[str]
+) -> list[SplitReport | DepositoryRefused]:
+    """A batch answer: exactly one item per instruction sent, in the order sent, each an
+    answer about that instruction or its refusal. ValueError for anything else (the batch
+    is then unanswered, never read as refused)."""
+    if not isinstance(body, Mapping) or not isinstance(body.get("results"), list):
+        raise ValueError("batch answer without its results")
+    items = body["results"]
+    if len(items) != len(split_request_ids):
+        raise ValueError(f"{len(items)} results for {len(split_request_ids)} instructions")
+    outcomes: list[SplitReport | DepositoryRefused] = []
+    for item, split_request_id in zip(items, split_request_ids, strict=True):
+        if isinstance(item, Mapping) and item.get("status") == REFUSED:
+            code = item.get("code")
+            if code not in (400, 409):
+                raise ValueError(f"refusal of {split_request_id} without its code")
+            outcomes.append(DepositoryRefused(code, refusal_reason(item, "")))
+        else:
+            outcomes.append(parse_answer(item, split_request_id))
+    return outcomes
+
+
 def refusal_reason(parsed: Any, text: str) -> str:
     if isinstance(parsed, Mapping):
         for key in ("reason", "error"):
@@ -191,59 +232,85 @@ def refusal_reason(parsed: Any, text: str) -> str:
     return text[:_REASON_MAX] or "no reason given"
 
 
-def parse_split_result(biz: Mapping[str, Any]) -> SplitReport:
+def parse_split_result(biz: Mapping[str, Any], where: str = _BIZ) -> SplitReport:
     """A signed split result's ``biz_content`` (decoded), read strictly: every refusal names
     its field. JSON null and "" mean absent, as in the bank's other notifications; unknown keys
     are ignored (banks add fields)."""
-    split_request_id = _required(biz, "split_request_id", _ID_MAX)
+    split_request_id = _required(biz, "split_request_id", _ID_MAX, where)
     if not _ID.fullmatch(split_request_id):
-        raise InvalidSplitResult(f"{_BIZ}.split_request_id", "not 1 to 64 of [A-Za-z0-9._:-]")
-    status_text = _required(biz, "status", 16)
+        raise InvalidSplitResult(f"{where}.split_request_id", "not 1 to 64 of [A-Za-z0-9._:-]")
+    status_text = _required(biz, "status", 16, where)
     try:
         status = SplitStatus(status_text)
     except ValueError:
         allowed = ", ".join(s.value for s in SplitStatus)
-        raise InvalidSplitResult(f"{_BIZ}.status", f"not one of {allowed}") from None
+        raise InvalidSplitResult(f"{where}.status", f"not one of {allowed}") from None
     try:
-        amount = parse_minor_units(_required(biz, "amount", 16))
+        amount = parse_minor_units(_required(biz, "amount", 16, where))
     except MoneyError:
         amount = 0
     if amount <= 0:
-        raise InvalidSplitResult(f"{_BIZ}.amount", "not a positive integer amount of fen")
-    finished_text = _optional(biz, "finished_time", 19)
+        raise InvalidSplitResult(f"{where}.amount", "not a positive integer amount of fen")
+    finished_text = _optional(biz, "finished_time", 19, where)
     finished = None
     if finished_text is not None:
         try:
             finished = parse_bank_time(finished_text)
         except ValueError:
             raise InvalidSplitResult(
-                f"{_BIZ}.finished_time", "expected yyyy-MM-dd HH:mm:ss"
+                f"{where}.finished_time", "expected yyyy-MM-dd HH:mm:ss"
             ) from None
     elif status is not SplitStatus.PROCESSING:
-        raise InvalidSplitResult(f"{_BIZ}.finished_time", "missing")
+        raise InvalidSplitResult(f"{where}.finished_time", "missing")
     return SplitReport(
         split_request_id=split_request_id,
         status=status,
-        bank_split_id=_optional(biz, "bank_split_id", _ID_MAX),
-        reason=_optional(biz, "reason", _REASON_MAX),
+        bank_split_id=_optional(biz, "bank_split_id", _ID_MAX, where),
+        reason=_optional(biz, "reason", _REASON_MAX, where),
         amount=amount,
         finished_time=finished,
     )
 
 
-def _required(biz: Mapping[str, Any], key: str, max_len: int) -> str:
-    value = _optional(biz, key, max_len)
+@dataclass(frozen=True, slots=True)
+class SplitResultItem:
+    """One result of a batch notification, and the item as the bank sent it (the gateway
+    forwards the item itself, so the worker reads exactly what was verified)."""
+
+    report: SplitReport
+    item: Mapping[str, Any]
+
+
+def parse_split_results(biz: Mapping[str, Any]) -> list[SplitResultItem]:
+    """A batch notification's ``biz_content`` (decoded): every item read as a single result
+    is, or none (refusals name the item: ``biz_content.results[3].amount: missing``)."""
+    where = f"{_BIZ}.results"
+    items = biz.get("results")
+    if not isinstance(items, list) or not items:
+        raise InvalidSplitResult(where, "missing, or not a non-empty list")
+    if len(items) > MAX_SPLIT_RESULTS:
+        raise InvalidSplitResult(where, f"more than {MAX_SPLIT_RESULTS} items")
+    parsed: list[SplitResultItem] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise InvalidSplitResult(f"{where}[{index}]", "not a JSON object")
+        parsed.append(SplitResultItem(parse_split_result(item, f"{where}[{index}]"), item))
+    return parsed
+
+
+def _required(biz: Mapping[str, Any], key: str, max_len: int, where: str) -> str:
+    value = _optional(biz, key, max_len, where)
     if value is None:
-        raise InvalidSplitResult(f"{_BIZ}.{key}", "missing")
+        raise InvalidSplitResult(f"{where}.{key}", "missing")
     return value
 
 
-def _optional(biz: Mapping[str, Any], key: str, max_len: int) -> str | None:
+def _optional(biz: Mapping[str, Any], key: str, max_len: int, where: str) -> str | None:
     value = biz.get(key)
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise InvalidSplitResult(f"{_BIZ}.{key}", "not a string")
+        raise InvalidSplitResult(f"{where}.{key}", "not a string")
     if len(value) > max_len:
-        raise InvalidSplitResult(f"{_BIZ}.{key}", f"longer than {max_len} characters")
+        raise InvalidSplitResult(f"{where}.{key}", f"longer than {max_len} characters")
     return value

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Any
 
@@ -35,6 +36,7 @@ from fundhub.settlement.amounts import (
 from fundhub.settlement.completion import lock_batch
 from fundhub.settlement.cutoff import paid_before, parse_cutoff
 from fundhub.settlement.depository import (
+    MAX_BATCH_SPLITS,
     DepositoryPort,
     DepositoryRefused,
     DepositoryUnavailable,
@@ -177,17 +179,61 @@ class Scheduler:
         return len(orders)
 
     async def drive_due(self) -> int:
-        """Register PENDING settlements and ask about PROCESSING ones, each due (one batch)."""
+        """Register PENDING settlements and ask about PROCESSING ones, each due (one batch):
+        the registrations in one request to the bank, the queries at once, then every answer
+        in one transaction. An answer's transaction locks the parts' balances, the platform
+        fee's among them, shared by every order: one transaction per answer queued a batch's
+        hundred behind each other's commits."""
         s = self._settings
         async with self._pool.acquire() as conn, conn.transaction():
             due = await store.claim_due(
                 conn, BATCH, s.settlement_poll_base_s, s.settlement_poll_max_s
             )
         if due:
-            await asyncio.gather(*(self._drive(row) for row in due))
+            pending = [r for r in due if r["state"] == SettlementState.PENDING.value]
+            asked = [r for r in due if r["state"] != SettlementState.PENDING.value]
+            registered, queried = await asyncio.gather(
+                self._register_all(pending), asyncio.gather(*(self._drive(row) for row in asked))
+            )
+            answers = [*registered, *queried]
+            await self.apply_answers([a for a in answers if a is not None])
         return len(due)
 
-    async def _drive(self, row: SettlementRow) -> None:
+    async def _register_all(self, rows: list[SettlementRow]) -> list[Answer | None]:
+        """The rows registered with the bank, MAX_BATCH_SPLITS to a request; each alone when
+        the bank refuses a batch as a whole (it gives no verdict on any one of them)."""
+        answers: list[Answer | None] = []
+        for start in range(0, len(rows), MAX_BATCH_SPLITS):
+            chunk = rows[start : start + MAX_BATCH_SPLITS]
+            try:
+                outcomes = await self._depository.register_splits(
+                    [instruction(row, self._notify_url) for row in chunk]
+                )
+            except DepositoryUnavailable as exc:
+                DEPOSITORY_CALLS.labels("register", "unavailable").inc(len(chunk))
+                log.warning(
+                    "depository_unanswered",
+                    settlement_id=chunk[0]["settlement_id"],
+                    settlements=len(chunk),
+                    action="register",
+                    error=str(exc),
+                )
+                continue
+            except DepositoryRefused as exc:
+                log.warning("depository_batch_refused", status=exc.status_code, reason=exc.reason)
+                answers += await asyncio.gather(*(self._drive(row) for row in chunk))
+                continue
+            for row, outcome in zip(chunk, outcomes, strict=True):
+                sid = row["settlement_id"]
+                if isinstance(outcome, DepositoryRefused):
+                    answers.append(self._refused(sid, "register", outcome))
+                else:
+                    DEPOSITORY_CALLS.labels("register", "answered").inc()
+                    answers.append(Answer(sid, outcome, None))
+        return answers
+
+    async def _drive(self, row: SettlementRow) -> Answer | None:
+        """The bank's answer about the settlement; None when there is nothing to apply."""
         sid = row["settlement_id"]
         action = "register" if row["state"] == SettlementState.PENDING.value else "query"
         try:
@@ -200,31 +246,48 @@ class Scheduler:
         except DepositoryUnavailable as exc:
             DEPOSITORY_CALLS.labels(action, "unavailable").inc()
             log.warning("depository_unanswered", settlement_id=sid, action=action, error=str(exc))
-            return
+            return None
         except DepositoryRefused as exc:
-            DEPOSITORY_CALLS.labels(action, "refused").inc()
-            if exc.status_code == 409:  # the id names another instruction there: a person looks
-                ALERTS.labels("id-conflict").inc()
-                log.error("depository_id_conflict", settlement_id=sid, reason=exc.reason)
-                return
-            await self.apply_answer(sid, None, exc.reason)
-            return
+            return self._refused(sid, action, exc)
         DEPOSITORY_CALLS.labels(action, "answered").inc()
-        await self.apply_answer(sid, report, None)
+        return Answer(sid, report, None)
+
+    def _refused(self, sid: str, action: str, exc: DepositoryRefused) -> Answer | None:
+        DEPOSITORY_CALLS.labels(action, "refused").inc()
+        if exc.status_code == 409:  # the id names another instruction there: a person looks
+            ALERTS.labels("id-conflict").inc()
+            log.error("depository_id_conflict", settlement_id=sid, reason=exc.reason)
+            return None
+        return Answer(sid, None, exc.reason)
 
     async def apply_answer(self, sid: str, report: SplitReport | None, refusal: str | None) -> None:
-        """The bank's answer in its own short transaction, through the same state machine as
-        its notifications: whichever comes second is stale."""
+        await self.apply_answers([Answer(sid, report, refusal)])
+
+    async def apply_answers(self, answers: list[Answer]) -> None:
+        """The bank's answers in one short transaction, through the same state machine as its
+        notifications: whichever comes second is stale."""
+        if not answers:
+            return
         async with self._pool.acquire() as conn, conn.transaction():
-            batch = await lock_batch(conn, self._topics, [sid])
-            row = batch.rows.get(sid)
-            if row is None:
-                return
-            current = to_settlement(row)
-            transition: Transition = (
-                states.report(current, report, new_entry_id())
-                if report is not None
-                else states.refused_request(current, refusal or "refused")
-            )
-            batch.apply(sid, transition, sid)
+            batch = await lock_batch(conn, self._topics, [a.settlement_id for a in answers])
+            for answer in answers:
+                row = batch.rows.get(answer.settlement_id)
+                if row is None:
+                    continue
+                current = to_settlement(row)
+                transition: Transition = (
+                    states.report(current, answer.report, new_entry_id())
+                    if answer.report is not None
+                    else states.refused_request(current, answer.refusal or "refused")
+                )
+                batch.apply(answer.settlement_id, transition, answer.settlement_id)
             await batch.flush(conn)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the depository said about one settlement: a report, or a refusal's reason."""
+
+    settlement_id: str
+    report: SplitReport | None
+    refusal: str | None

@@ -106,6 +106,22 @@ async def lock_order(conn: Connection, key_id: str, order_no: str) -> Settleable
     return (await _complete(conn, [row]))[0]
 
 
+async def lock_orders_by_no(
+    conn: Connection, wanted: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], SettleableOrder]:
+    """The tenants' orders by (key_id, orderNo), locked in id order (no deadlock with another
+    batch); another tenant's order is simply not found."""
+    rows = await conn.fetch(
+        f"SELECT {_ORDER_COLUMNS} FROM orders o "
+        "JOIN unnest($1::text[], $2::text[]) AS u(key_id, order_no) "
+        "ON o.key_id = u.key_id AND o.order_no = u.order_no "
+        "ORDER BY o.order_id FOR UPDATE OF o",
+        [k for k, _ in wanted],
+        [n for _, n in wanted],
+    )
+    return {(o.key_id, o.order_no): o for o in await _complete(conn, rows)}
+
+
 async def order_id_of(conn: Connection, key_id: str, order_no: str) -> str | None:
     """The tenant's order's id (another tenant's reads as missing), without a lock."""
     order_id: str | None = await conn.fetchval(

@@ -122,6 +122,17 @@ async def latest_of_order(conn: Connection | Pool, order_id: str) -> SettlementR
     return None if row is None else _row(row)
 
 
+async def latest_of_orders(conn: Connection, order_ids: Iterable[str]) -> dict[str, SettlementRow]:
+    """``latest_of_order`` of each order that has a settlement, in one statement."""
+    rows = await conn.fetch(
+        f"SELECT DISTINCT ON (order_id) {_COLUMNS} FROM settlements "
+        "WHERE order_id = ANY($1::text[]) "
+        "ORDER BY order_id, (state <> 'REFUSED') DESC, created_at DESC",
+        sorted(set(order_ids)),
+    )
+    return {r["order_id"]: _row(r) for r in rows}
+
+
 async def lock(conn: Connection, settlement_ids: Iterable[str]) -> dict[str, SettlementRow]:
     rows = await conn.fetch(
         f"SELECT {_COLUMNS} FROM settlements WHERE settlement_id = ANY($1::text[]) "

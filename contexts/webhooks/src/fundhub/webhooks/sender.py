@@ -6,11 +6,12 @@ secret, and records every attempt with its outcome: 2xx delivers; anything else 
 capped exponential backoff and jitter until the delivery is older than ``callback_max_age_s``,
 then it is given up (logged as an error and counted). Rows come from ``intake``.
 
-Delivery is at least once, not exactly once: a crash (or a lost database connection) after the
-POST but before its attempt is recorded leaves the lease to expire, and the callback is sent
-again. A client must treat callbacks as idempotent by (payId, state). An operator replays a
-delivery with ``UPDATE callback_deliveries SET status = 'PENDING', next_attempt_at = now()``;
-a replay past the age limit gets one attempt, then gives up again if that fails.
+Delivery is at least once, not exactly once: a crash after the POST but before its attempt is
+recorded, or a database away for longer than the rest of the lease (recording is retried until
+shortly before the lease ends), leaves the lease to expire, and the callback is sent again. A
+client must treat callbacks as idempotent by (payId, state). An operator replays a delivery
+with ``UPDATE callback_deliveries SET status = 'PENDING', next_attempt_at = now()``; a replay past
+the age limit gets one attempt, then gives up again if that fails.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from fundhub.access.store import sealed_webhook_secret
 from fundhub.common.clock import utcnow
 from fundhub.common.config import Settings
 from fundhub.common.db import Pool
-from fundhub.common.retry import TRANSIENT_ERRORS, Backoff
+from fundhub.common.retry import TRANSIENT_ERRORS, Backoff, for_at_most
 from fundhub.common.sealing import MasterKeys, SealingError, unseal
 from fundhub.webhooks.connector import guarded_connector, refused_by_rule
 from fundhub.webhooks.destinations import CallbackAddresses
@@ -69,6 +70,9 @@ IDLE_POLL_S = 0.5
 MAX_IN_FLIGHT = 200
 # The lease outlives the slowest attempt, so a live replica's row is never taken from it.
 LEASE_MARGIN_S = 30.0
+# Recording an attempt is retried (the database may be restarting) until this long before the
+# lease ends: past it another replica may lease the row and send the callback again.
+RECORD_BEFORE_LEASE_ENDS_S = 5.0
 SECRET_TTL_S = 30.0
 MAX_ERROR_CHARS = 500
 USER_AGENT = "fundhub-callbacks/1"
@@ -168,7 +172,7 @@ class CallbackSender:
         lease_until = now + timedelta(seconds=self._timeout_s + LEASE_MARGIN_S)
         due = await lease_due(self._pool, now, lease_until, limit)
         for delivery in due:
-            task = asyncio.create_task(self._attempt(session, delivery))
+            task = asyncio.create_task(self._attempt(session, delivery, time.monotonic()))
             self._in_flight.add(task)
             task.add_done_callback(self._finished)
         return len(due)
@@ -179,7 +183,9 @@ class CallbackSender:
         if was_full:
             self._wake.set()  # room again: lease more without waiting for the idle poll
 
-    async def _attempt(self, session: aiohttp.ClientSession, delivery: DueDelivery) -> None:
+    async def _attempt(
+        self, session: aiohttp.ClientSession, delivery: DueDelivery, leased_at: float
+    ) -> None:
         attempted_at = utcnow()
         started = time.perf_counter()
         status_code: int | None = None
@@ -212,18 +218,24 @@ class CallbackSender:
         outcome = decide(
             status_code, delivery.attempts, delivery.created_at, utcnow(), self._policy
         )
+        lease_left_s = self._timeout_s + LEASE_MARGIN_S - (time.monotonic() - leased_at)
         try:
-            await record_attempt(
-                self._pool,
-                delivery.delivery_id,
-                attempted_at,
-                status_code,
-                error,
-                int(elapsed * 1000),
-                outcome,
-            )
+            async for retry in for_at_most(
+                "record callback attempt", lease_left_s - RECORD_BEFORE_LEASE_ENDS_S
+            ):
+                with retry:
+                    await record_attempt(
+                        self._pool,
+                        delivery.delivery_id,
+                        attempted_at,
+                        status_code,
+                        error,
+                        int(elapsed * 1000),
+                        outcome,
+                    )
         except TRANSIENT_ERRORS as exc:
-            # The lease expires and the callback is sent again: a duplicate, never a loss.
+            # Not recorded within the lease (the database away for longer): the lease expires
+            # and the callback is sent again. A duplicate, never a loss.
             log.error("attempt_not_recorded", delivery_id=delivery.delivery_id, error=str(exc))
             return
         fields = {

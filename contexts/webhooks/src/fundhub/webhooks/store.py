@@ -11,6 +11,8 @@ from typing import Any
 from fundhub.common.clock import iso_utc_ms
 from fundhub.common.db import BatchInsert, Connection, Pool
 from fundhub.common.inbox import claim
+from fundhub.common.sampling import Probe
+from fundhub.webhooks.metrics import OLDEST_PENDING_AGE, PENDING
 from fundhub.webhooks.policy import Delivered, GiveUp, Outcome, RetryAt, public_error
 
 CONSUMER = "callback-dispatcher"
@@ -192,3 +194,24 @@ async def replay(conn: Connection, pay_id: str) -> int:
         pay_id,
     )
     return int(result.split()[-1])
+
+
+# Past this many pending callbacks a client is down for good; counting further walks them all.
+PENDING_CAP = 100_000
+_PENDING = (
+    "SELECT count(*) AS pending, extract(epoch FROM now() - min(created_at)) AS oldest_s"
+    " FROM (SELECT created_at FROM callback_deliveries WHERE status = 'PENDING' LIMIT $1) p"
+)
+
+
+async def sample_pending(conn: Connection) -> None:
+    """From the partial index ``callback_deliveries_due`` (PENDING rows only). Given-up
+    deliveries are counted as they happen (``fundhub_callbacks_gave_up_total``)."""
+    row = await conn.fetchrow(_PENDING, PENDING_CAP)
+    assert row is not None
+    PENDING.set(row["pending"])
+    OLDEST_PENDING_AGE.set(max(0.0, float(row["oldest_s"] or 0)))
+
+
+def pending_probe() -> Probe:
+    return Probe("callbacks", sample_pending, (PENDING, OLDEST_PENDING_AGE))

@@ -101,6 +101,17 @@ class Settings(BaseSettings):
     settlement_interval_s: float = 1.0
     settlement_poll_base_s: float = 5.0
     settlement_poll_max_s: float = 300.0
+    # Reconciliation (fundhub.reconciliation, services/reconciler): the channels' fee rate in
+    # parts per million, how close to midnight an unmatched item waits for the next day's run,
+    # the largest statement file taken (upload or download), and when the reconciler fetches
+    # the previous day's files (HH:MM, GMT+8) from which sources.
+    recon_wechatpay_fee_ppm: int = Field(default=6000, ge=0, le=1_000_000)
+    recon_alipay_fee_ppm: int = Field(default=6000, ge=0, le=1_000_000)
+    recon_carry_window_s: int = Field(default=300, ge=0, le=7200)
+    recon_max_file_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    recon_fetch_at: str = Field(default="10:30", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    recon_sources: str = "bank,wechatpay,alipay"
+    reconciler_port: int = 8005
     # Orders (fundhub.orders): how long the gateway waits for the depository (each of 2 tries)
     # while it creates an order, and how payment-worker follows a refund the channel did not
     # report on (backoff between looks; an alert past the deadline).
@@ -115,7 +126,12 @@ class Settings(BaseSettings):
     db_pool_max: int = 10
     # After SIGTERM a worker exits within this many seconds, whatever its tasks do.
     stop_deadline_s: float = 20.0
+    # Workers read their backlog gauges (outbox, inbox, late items, callbacks) this often.
+    metrics_sample_s: float = 15.0
     log_level: str = "INFO"
+    # OpenTelemetry traces (fundhub.common.tracing): the OTLP/HTTP receiver's base address, e.g.
+    # http://collector:4318 (spans go to its /v1/traces). Unset, nothing is traced or exported.
+    otlp_endpoint: str | None = None
 
     # Client callbacks: a delivery is retried with capped exponential backoff until it is this
     # old (at least a day, so a client's outage overnight loses nothing), then given up.
@@ -146,6 +162,13 @@ class Settings(BaseSettings):
     audit_send_interval_s: float = 0.025
     audit_writer_port: int = 8004
     audit_retention_months: int = 36
+
+    # Retention of the exactly-once plumbing (fundhub.common.retention): an inbox id is kept
+    # longer than any peer re-sends (bank 3x3 min, WeChat Pay ~24 h, Alipay ~25 h, Kafka
+    # re-delivery; keep it at least the topics' retention); a published outbox row an hour.
+    inbox_dedupe_window_s: float = Field(default=7 * 86400, ge=2 * 86400)
+    outbox_keep_published_s: float = Field(default=3600, ge=0)
+    retention_interval_s: float = Field(default=60, gt=0)
 
     def master_keys(self) -> list[str]:
         """The keys that may open a sealed secret: the current one first (it seals)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -10,7 +11,13 @@ from typing import Any, TypeAlias
 
 import asyncpg
 import orjson
+import structlog
 from asyncpg.pool import PoolConnectionProxy
+
+log = structlog.get_logger(__name__)
+
+# A process on its way out waits this long for its connections to come back to the pool.
+CLOSE_TIMEOUT_S = 5.0
 
 # What every module annotates with: a pool, a connection whether held alone or lent by the pool
 # (asyncpg lends a proxy with the same methods), one lent (what ``Pool.release`` takes back), and
@@ -62,6 +69,20 @@ async def connect_pool(dsn: str, min_size: int = 1, max_size: int = 10) -> Pool:
     )
     assert pool is not None
     return pool
+
+
+async def close_pool(pool: Pool, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+    """Close the pool, but never wait past ``timeout_s``.
+
+    ``Pool.close`` waits until every connection is released. After the server restarted, one
+    taken by a task cancelled mid-statement can stay "in use" for good, and every worker then
+    sat out its whole stop deadline (seen: notify-ingest and payment-worker killed 15 s after
+    SIGTERM in the Postgres-restart test). Past the timeout the rest are terminated."""
+    try:
+        await asyncio.wait_for(pool.close(), timeout_s)
+    except TimeoutError:
+        log.warning("pool_close_abandoned", timeout_s=timeout_s)
+        pool.terminate()
 
 
 async def connect(dsn: str) -> Connection:

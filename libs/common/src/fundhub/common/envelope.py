@@ -9,6 +9,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from fundhub.common import tracing
 from fundhub.common.clock import utcnow
 from fundhub.common.ids import content_uuid, random_uuid
 
@@ -46,10 +47,15 @@ class Envelope(BaseModel):
         return cls.model_validate_json(raw)
 
     def headers(self) -> list[tuple[str, bytes]]:
-        return [
+        """Made where the message is made (a request, a batch): the trace context in them is
+        that of the work that caused the message, even when an outbox relay sends it later."""
+        headers = [
             (HEADER_CORRELATION_ID, self.correlation_id.encode()),
             (HEADER_MESSAGE_TYPE, self.type.encode()),
         ]
+        if tracing.ON:
+            tracing.inject(headers)
+        return headers
 
 
 def deterministic_id(*parts: str) -> str:

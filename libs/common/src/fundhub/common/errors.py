@@ -70,6 +70,51 @@ class ErrorCode(Enum):
     )
     # A settlement the depository refused: its state's errorCode, not a refusal of a request.
     SPLIT_REFUSED = (200, "E043_SPLIT_REFUSED", "the depository refused the split")
+    # A refund after the order's split, at the depository (E070-E074): its debit's outcome,
+    # kept on the debit (``order_refund_debits.error_code``), not a refusal of a request.
+    REFUND_DEBIT_REFUSED = (
+        200,
+        "E070_REFUND_DEBIT_REFUSED",
+        "the depository refused to debit the members for the refund",
+    )
+    REFUND_DEBIT_FAILED = (
+        200,
+        "E071_REFUND_DEBIT_FAILED",
+        "the depository could not debit the members for the refund",
+    )
+    # Reconciliation (E060-E069): statement files and the discrepancies' actions.
+    STATEMENT_REJECTED = (422, "E060_STATEMENT_REJECTED", "the statement file was refused")
+    DISCREPANCY_STATE_CONFLICT = (
+        409,
+        "E061_DISCREPANCY_STATE_CONFLICT",
+        "the discrepancy's state does not allow this",
+    )
+    OWN_APPROVAL = (403, "E062_OWN_APPROVAL", "nobody approves their own adjustment")
+    NO_STATEMENT = (409, "E063_NO_STATEMENT", "no statement file for that source and day")
+    ADJUSTMENT_REFUSED = (422, "E064_ADJUSTMENT_REFUSED", "the adjustment cannot be posted")
+    # Statement uploads (E075-E079).
+    UNSUPPORTED_MEDIA_TYPE = (415, "E075_UNSUPPORTED_MEDIA_TYPE", "not a statement file's type")
+    STATEMENT_TOO_LARGE_UNPACKED = (
+        422,
+        "E076_STATEMENT_TOO_LARGE_UNPACKED",
+        "the statement file unpacks to more than a statement can be",
+    )
+    # Sandbox (E080-E084): the environments kept apart, the scenario controls.
+    ENVIRONMENT_MISMATCH = (
+        503,
+        "E080_ENVIRONMENT_MISMATCH",
+        "the database holds the other environment's state",
+    )
+    SCENARIO_TOO_LATE = (
+        409,
+        "E081_SCENARIO_TOO_LATE",
+        "a payout with this requestId exists: place its scenario before creating it",
+    )
+    SCENARIO_LIMIT = (
+        409,
+        "E082_SCENARIO_LIMIT",
+        "the key holds the most scenarios not used yet",
+    )
     UNAVAILABLE = (503, "E013_UNAVAILABLE", "a dependency is unavailable; retry")
     INTERNAL = (500, "E500_INTERNAL", "internal error")
 

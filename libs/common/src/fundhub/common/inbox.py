@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from fundhub.common.db import Connection, Step
+from fundhub.common.metrics import INBOX_ROWS
 
 T = TypeVar("T")
 
@@ -48,3 +49,12 @@ async def take_fresh(
     the batch wins) and how many were duplicates."""
     fresh_ids = await claim(conn, consumer, [message_id(item) for item in items])
     return fresh_items(items, message_id, fresh_ids)
+
+
+_ESTIMATE = "SELECT reltuples::bigint AS n FROM pg_class WHERE oid = 'inbox'::regclass"
+
+
+async def sample_size(conn: Connection) -> None:
+    """The planner's estimate (kept by autovacuum and ANALYZE): a count would read every id."""
+    estimate = await conn.fetchval(_ESTIMATE)
+    INBOX_ROWS.set(max(0, int(estimate or 0)))  # -1 before the first ANALYZE

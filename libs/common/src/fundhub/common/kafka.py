@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,13 +14,15 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.structs import ConsumerRecord
 
+from fundhub.common import tracing
 from fundhub.common.config import Settings
 from fundhub.common.envelope import (
     HEADER_DEAD_LETTER_REASON,
     HEADER_DEAD_LETTER_SOURCE,
     Envelope,
 )
-from fundhub.common.topics import topics
+from fundhub.common.metrics import DEAD_LETTERS
+from fundhub.common.topics import min_insync_replicas, topics
 
 log = structlog.get_logger(__name__)
 
@@ -44,10 +47,10 @@ def make_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer:
     return AIOKafkaProducer(**options)
 
 
-def make_consumer(settings: Settings, group: str, *topic_names: str) -> AIOKafkaConsumer:
-    """Offsets are committed by hand, after the database commit (invariant 2)."""
+def make_consumer(settings: Settings, group: str) -> AIOKafkaConsumer:
+    """Offsets are committed by hand, after the database commit (invariant 2). The caller
+    subscribes (with its rebalance listener) once it has started the consumer."""
     return AIOKafkaConsumer(
-        *topic_names,
         bootstrap_servers=settings.kafka_bootstrap,
         group_id=group,
         enable_auto_commit=False,
@@ -117,6 +120,18 @@ class KafkaPublisher:
 
     async def send_many(self, messages: Sequence[OutgoingMessage]) -> None:
         """Send and wait for every acknowledgement (acks=all), or raise PublishFailed."""
+        if tracing.ON:
+            with tracing.publishing(messages) as headers:
+                await self._send_many(messages, headers)
+        else:
+            await self._send_many(messages, None)
+
+    async def _send_many(
+        self,
+        messages: Sequence[OutgoingMessage],
+        headers: Sequence[Sequence[tuple[str, bytes]]] | None,
+    ) -> None:
+        """``headers``: each message's, when tracing rewrote them."""
         producer: AIOKafkaProducer | None = None
         try:
             # One deadline for the whole send, a fresh producer's start included: a caller
@@ -125,8 +140,13 @@ class KafkaPublisher:
             async with asyncio.timeout(self._timeout_s):
                 producer = await self._current()
                 futures = [
-                    await producer.send(m.topic, value=m.value, key=m.key, headers=list(m.headers))
-                    for m in messages
+                    await producer.send(
+                        m.topic,
+                        value=m.value,
+                        key=m.key,
+                        headers=list(m.headers if headers is None else headers[i]),
+                    )
+                    for i, m in enumerate(messages)
                 ]
                 if len(futures) == 1:
                     await futures[0]
@@ -164,23 +184,55 @@ class OutgoingMessage:
 
 
 async def ensure_topics(settings: Settings) -> None:
-    """Create the namespace's topics when missing; safe to call from every replica at start."""
+    """Create the namespace's topics when missing; safe to call from every replica at start.
+
+    Each with ``min.insync.replicas`` for its replication factor (2 of 3), whatever the
+    brokers' default: the producers' acks=all then means "on two brokers"."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
         wanted = topics(settings).all()
         existing = set(await admin.list_topics())
+        replicas = settings.topic_replication_factor
+        configs = {"min.insync.replicas": str(min_insync_replicas(replicas))}
         missing = [
-            NewTopic(name, settings.topic_partitions, settings.topic_replication_factor)
+            NewTopic(name, settings.topic_partitions, replicas, topic_configs=configs)
             for name in wanted
             if name not in existing
         ]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
+            await _wait_for_leaders(admin, [t.name for t in missing])
             log.info("topics_created", topics=[t.name for t in missing])
     finally:
         await admin.close()
+
+
+async def _wait_for_leaders(
+    admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 30.0
+) -> None:
+    """Return once every partition of ``names`` has a leader the broker will tell clients of.
+
+    A topic is created before its partitions have leaders. A consumer that joins its group in
+    between is assigned nothing ("no partition metadata") and reads nothing until its next
+    metadata refresh, 30 s later: a service started with its topics would sit idle that long."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        described = await admin.describe_topics(names)
+        led = {
+            d["topic"]
+            for d in described
+            if d.get("error_code", 0) == 0
+            and d["partitions"]
+            and all(p.get("leader", -1) >= 0 for p in d["partitions"])
+        }
+        if led >= set(names):
+            return
+        if time.monotonic() > deadline:
+            log.warning("topics_without_leaders", topics=sorted(set(names) - led))
+            return
+        await asyncio.sleep(0.1)
 
 
 async def dead_letter(
@@ -198,6 +250,7 @@ async def dead_letter(
     await publisher.send_many(
         [OutgoingMessage(topics(settings).dead_letter, record.value, record.key, headers)]
     )
+    DEAD_LETTERS.labels(record.topic).inc()
     log.warning("dead_lettered", reason=reason, topic=record.topic, offset=record.offset)
 
 

@@ -11,6 +11,8 @@ from contextlib import contextmanager
 import orjson
 import structlog
 
+from fundhub.common import tracing
+
 _SECRET_KEYS = frozenset({"secret", "sign", "signature", "private_key", "master_key", "password"})
 
 
@@ -30,6 +32,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            tracing.add_trace_id,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _redact,

@@ -15,6 +15,7 @@ import structlog
 from fundhub.common.db import BatchInsert, Connection, Lent, Pool, Write
 from fundhub.common.envelope import Envelope
 from fundhub.common.kafka import KafkaPublisher, OutgoingMessage
+from fundhub.common.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
 
 log = structlog.get_logger(__name__)
 
@@ -146,3 +147,21 @@ class OutboxRelay:
             if self._conn is not None:
                 conn, self._conn = self._conn, None
                 await self._pool.release(conn)
+
+
+# A backlog past this is an incident whatever its size; counting further would walk it all.
+OUTBOX_COUNT_CAP = 100_000
+_BACKLOG = (
+    "SELECT (SELECT count(*) FROM (SELECT 1 FROM outbox WHERE published_at IS NULL LIMIT $1) b)"
+    " AS waiting, (SELECT extract(epoch FROM now() - created_at) FROM outbox"
+    "  WHERE published_at IS NULL ORDER BY id LIMIT 1) AS oldest_s"
+)
+
+
+async def sample_backlog(conn: Connection) -> None:
+    """The unpublished rows and the oldest one's age, both from the partial index
+    ``outbox_unpublished`` (it holds only the backlog, however long the history)."""
+    row = await conn.fetchrow(_BACKLOG, OUTBOX_COUNT_CAP)
+    assert row is not None
+    OUTBOX_BACKLOG.set(row["waiting"])
+    OUTBOX_OLDEST_AGE.set(max(0.0, float(row["oldest_s"] or 0)))

@@ -22,6 +22,7 @@ from tenacity import (
     RetryCallState,
     retry_if_exception_type,
     stop_after_attempt,
+    stop_after_delay,
     stop_never,
     wait_random_exponential,
 )
@@ -36,17 +37,29 @@ DATA_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.DataError,
     asyncpg.IntegrityConstraintViolationError,
 )
-# The database or the broker out of reach, or a connection lost: the same work may succeed later.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+# The database out of reach or a connection to it lost: refused or dropped connections, a pool or
+# statement timeout, the server stopping or starting (class 57, e.g. a statement ended by a
+# shutdown, 57P01). The same statement may succeed on a new connection; the gateway answers
+# these with 503 E013 (retry) rather than a 500.
+CONNECTION_LOST: tuple[type[BaseException], ...] = (
     TimeoutError,
     OSError,
-    asyncpg.PostgresError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.TooManyConnectionsError,
+    # A connection used after the server closed it ("connection is closed").
     asyncpg.InterfaceError,
     # A connection dropped by the server mid-operation can leave asyncpg's protocol state
-    # confused ("cannot switch to state 15; another operation is in progress"): it says
+    # confused ("cannot switch to state 12; another operation (2) is in progress"): it says
     # nothing about the data, the connection is dropped and a new one works. Not retrying it
-    # made payment-worker exit on a Postgres restart.
+    # made payment-worker exit on a Postgres restart, and the gateway answer a 500.
     asyncpg.InternalClientError,
+)
+# What a loop tries again: a connection lost, any other refusal from the server that is not
+# about the data (DATA_ERRORS are caught first), or the broker out of reach.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    *CONNECTION_LOST,
+    asyncpg.PostgresError,
     PublishFailed,
 )
 BASE_S = 0.2
@@ -139,3 +152,17 @@ class Backoff:
             error=f"{type(error).__name__}: {error}",
         )
         await asyncio.sleep(delay)
+
+
+def for_at_most(
+    what: str,
+    seconds: float,
+    on: tuple[type[BaseException], ...] = TRANSIENT_ERRORS,
+    base_s: float = BASE_S,
+    max_s: float = MAX_S,
+    sleep: Sleep = asyncio.sleep,
+) -> AsyncRetrying:
+    """Retries until ``seconds`` have passed since the first try (no new try starts after
+    that); the last failure is raised as it was. For work that holds a lease: it gives up
+    before the lease could pass to another replica."""
+    return _retrying(what, stop_after_delay(max(seconds, 0.0)), on, base_s, max_s, sleep)

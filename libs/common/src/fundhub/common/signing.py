@@ -161,7 +161,15 @@ def api_string_to_sign(
 ) -> str:
     """Six lines: method, path, canonical query, timestamp, nonce, hex SHA-256 of the body."""
     body_hash = hashlib.sha256(body).hexdigest()
-    return "\n".join((method.upper(), path, query, timestamp, nonce, body_hash))
+    return api_string_to_sign_of_digest(method, path, query, timestamp, nonce, body_hash)
+
+
+def api_string_to_sign_of_digest(
+    method: str, path: str, query: str, timestamp: str, nonce: str, body_sha256: str
+) -> str:
+    """As ``api_string_to_sign``, the body's hex SHA-256 given (a body spooled to disk, hashed
+    as it was read)."""
+    return "\n".join((method.upper(), path, query, timestamp, nonce, body_sha256))
 
 
 def api_signature(secret: str, string_to_sign: str) -> str:

@@ -108,3 +108,9 @@ class Topics:
 
 def topics(settings: Settings | None = None) -> Topics:
     return Topics((settings or get_settings()).topic_namespace)
+
+
+def min_insync_replicas(replication_factor: int) -> int:
+    """Replicas an acks=all write must reach: 2 of 3, so one broker may be lost (or restarted)
+    with no acknowledged write lost and writes still accepted; 1 when there is no spare."""
+    return 2 if replication_factor >= 3 else 1

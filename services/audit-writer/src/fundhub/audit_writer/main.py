@@ -10,6 +10,7 @@ from fundhub.common.config import Settings
 from fundhub.common.consumer import BatchConsumer
 from fundhub.common.kafka import KafkaPublisher, ensure_topics
 from fundhub.common.migrations import verify
+from fundhub.common.sampling import Sampler, messaging_probes
 from fundhub.common.topics import topics
 from fundhub.web.worker import run_worker, start_worker
 
@@ -27,11 +28,15 @@ async def run(settings: Settings) -> None:
     )
     await run_worker(
         "audit_writer",
-        {"consumer": worker.run()},
+        {
+            "consumer": worker.run(),
+            "sampler": Sampler(pool, messaging_probes(), settings.metrics_sample_s).run(),
+        },
         {"kafka": worker.kafka_ready, "postgres": partial(db.ping, pool)},
         settings.gateway_host,
         settings.audit_writer_port,
-        close=[publisher.stop, pool.close],
+        gentle={"consumer": worker.stop},
+        close=[publisher.stop, partial(db.close_pool, pool)],
     )
 
 

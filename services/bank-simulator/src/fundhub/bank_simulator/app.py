@@ -12,9 +12,11 @@ import structlog
 from fastapi import FastAPI, HTTPException, status
 
 from fundhub.bank_simulator.config import SimulatorConfig
+from fundhub.bank_simulator.daily_file_api import DailyFiles, daily_file_router
 from fundhub.bank_simulator.depository_api import MemberNotifier, depository_router
 from fundhub.bank_simulator.depository_members import DepositoryBehaviour, MemberBook
 from fundhub.bank_simulator.depository_orders import DepositoryOrders, order_router
+from fundhub.bank_simulator.depository_refund_debits import RefundDebitDesk, refund_debit_router
 from fundhub.bank_simulator.depository_splits import SplitDesk, SplitNotifier, split_router
 from fundhub.bank_simulator.metrics import PrometheusObserver
 from fundhub.bank_simulator.notifications import private_key
@@ -46,6 +48,7 @@ def create_app(
     members = MemberBook(depository or DepositoryBehaviour())
     member_notifier = MemberNotifier(members, config.app_id, key, config.delivery())
     splits = SplitDesk()
+    debits = RefundDebitDesk(splits)
     split_notifier = SplitNotifier(
         splits, config.app_id, key, **config.delivery(), observer=PrometheusObserver()
     )
@@ -98,8 +101,8 @@ def create_app(
         title="fundhub bank simulator",
         summary="Plays the bank: signed bkfunds.acct.transfer.notify with its retries, "
         "the payout API with its delays, failures, timeouts and callbacks, and the "
-        "depository's member API with its reviews, micro-deposits and signed results, and its "
-        "order registration.",
+        "depository's member API with its reviews, micro-deposits and signed results, its "
+        "order registration, splits and refund debits.",
         lifespan=lifespan,
     )
     app.include_router(
@@ -111,6 +114,8 @@ def create_app(
     app.include_router(depository_router(members, member_notifier))
     app.include_router(order_router(DepositoryOrders(), config.app_id, key))
     app.include_router(split_router(splits, split_notifier))
+    app.include_router(refund_debit_router(debits))
+    app.include_router(daily_file_router(DailyFiles(config.app_id, runs, bank, splits, debits)))
 
     def current_sender() -> BankSender:
         if not senders:

@@ -2,7 +2,8 @@
 and its signed result notifications.
 
 ``POST /depository/v1/requests`` takes a request (idempotent by ``request_id``) and answers
-PROCESSING (a CONFIRM: its result at once); after the review delay the request is decided and
+PROCESSING (a CONFIRM and a REGISTER, the registration of an existing account: their result at
+once); after the review delay the request is decided and
 its result is sent to ``notify_url`` as ``bkfunds.member.result.notify``, signed exactly like
 the bank's other notifications (the same app and key, RSA2) and retried like them.
 ``GET /depository/v1/requests/{id}`` tells a request's state or ``NOT_FOUND``.

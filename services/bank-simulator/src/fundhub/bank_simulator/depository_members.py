@@ -12,7 +12,10 @@ can see every path from a test or a demo:
   tests and demos (``micro_deposit``);
 - a reported amount (CONFIRM) is checked at once: right verifies the account; wrong counts a
   try, and after ``MAX_TRIES`` wrong ones the deposit accepts no more;
-- a member is closed (CLOSE) after the delay, if it is an active member.
+- a member is closed (CLOSE) after the delay, if it is an active member;
+- an existing account is registered (REGISTER, data initialisation) at once, with no review to
+  wait for: a member with its number, unless the merchant's ``name`` starts with ``REJECT``
+  (refused with the review's reason); one already a member answers with its number again.
 
 Requests are idempotent by ``request_id``: the same request again answers as the first did, the
 id with another body is refused (409). Every random draw comes from the behaviour's seed and the
@@ -177,7 +180,8 @@ class MemberBook:
 
     def submit(self, wire: Any, now: datetime) -> tuple[MemberRequest, bool]:
         """Take a request (``depository.DepositoryRequest.to_wire``); the request and whether
-        it is new. A CONFIRM is decided at once; the others wait for ``decide``."""
+        it is new. A CONFIRM and a REGISTER are decided at once; the others wait for
+        ``decide``."""
         request = _parse(wire, now)
         known = self.requests.get(request.request_id)
         if known is not None:
@@ -188,7 +192,7 @@ class MemberBook:
             return known, False
         self.stats.requests += 1
         self.requests[request.request_id] = request
-        if request.kind is RequestKind.CONFIRM:
+        if request.kind in (RequestKind.CONFIRM, RequestKind.REGISTER):
             self._decide(request, now)
         return request, True
 
@@ -218,7 +222,7 @@ class MemberBook:
         kind, body = request.kind, request.body
         member = self.members.get(request.member_ext_id)
         active = member is not None and member.state is MemberState.ACTIVE
-        if kind is RequestKind.OPEN:
+        if kind in (RequestKind.OPEN, RequestKind.REGISTER):
             refused = _rejected_name(body["materials"].get("name"))
             if not refused and member is None:
                 member = Member(request.member_ext_id, self._member_no(request.request_id))
@@ -311,7 +315,7 @@ def _parse(wire: Any, now: datetime) -> MemberRequest:
     notify_url = _text(wire, "notify_url", 512)
     if not notify_url.startswith(("http://", "https://")):
         raise RequestInvalid("notify_url: an http(s) URL")
-    if kind in (RequestKind.OPEN, RequestKind.MATERIALS):
+    if kind in (RequestKind.OPEN, RequestKind.MATERIALS, RequestKind.REGISTER):
         materials = wire.get("materials")
         if not isinstance(materials, dict) or not isinstance(materials.get("name"), str):
             raise RequestInvalid("materials: an object with a name")

@@ -3,9 +3,13 @@
 ``POST /depository/v1/splits`` registers an order's split (idempotent by ``split_request_id``;
 the same id with other content is refused 409) and answers ``PROCESSING`` at once; like a real
 depository it completes asynchronously: ``delay_s`` later the instruction is SUCCESS or FAILED
-and the bank tells ``notify_url`` with a signed ``bkfunds.split.result.notify`` (RSA2 over the
-public parameters, as every notification it sends), retried as the bank retries.
-``GET /depository/v1/splits/{id}`` tells an instruction's state or ``NOT_FOUND``.
+and the bank tells ``notify_url`` with a signed notification (RSA2 over the public parameters,
+as every notification it sends), retried as the bank retries: the results completing within a
+few ms of each other in one ``bkfunds.split.results.notify``, a lone one as
+``bkfunds.split.result.notify``.
+``POST /depository/v1/splits/batch`` registers many at once, each as it would be alone,
+answered item by item in the order sent. ``GET /depository/v1/splits/{id}`` tells an
+instruction's state or ``NOT_FOUND``.
 
 The documented refusal rule, so anyone can see that path: an instruction naming a receiver
 whose ``member_name`` starts with ``SPLITFAIL`` FAILS, with the reason
@@ -17,9 +21,8 @@ is never sent, only a query finds it).
 from __future__ import annotations
 
 import asyncio
-import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,15 +37,20 @@ from pydantic.alias_generators import to_camel
 
 from fundhub.bank_simulator.notifications import DEFAULT_EXCLUDES, PrivateKey, private_key
 from fundhub.bank_simulator.payout_callbacks import signed_notification
+from fundhub.bank_simulator.result_batches import ResultOutboxes
 from fundhub.bank_simulator.sender import BankSender, DeliveryObserver, client_session
 from fundhub.common.clock import format_bank_time, utcnow
 from fundhub.common.ids import random_uuid
 from fundhub.common.money import MoneyError, normalize_currency, parse_minor_units
 from fundhub.settlement.depository import (
+    MAX_BATCH_SPLITS,
     MAX_RECEIVERS,
+    MAX_SPLIT_RESULTS,
     NOT_FOUND,
     REFUSED,
     SPLIT_RESULT_METHOD,
+    SPLIT_RESULTS_METHOD,
+    SPLITS_BATCH_PATH,
     SPLITS_PATH,
     SplitStatus,
 )
@@ -52,6 +60,7 @@ log = structlog.get_logger("fundhub.bank_simulator.depository_splits")
 SPLITFAIL_PREFIX = "SPLITFAIL"
 DESK_PATH = "/depository/v1/split-desk"
 _MAX_BODY = 64 * 1024
+_MAX_BATCH_BODY = MAX_BATCH_SPLITS * _MAX_BODY
 _ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
@@ -219,6 +228,7 @@ class SplitNotifier:
         self._senders: dict[str, BankSender] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
+        self._outboxes = ResultOutboxes(self._spawn, self._deliver, MAX_SPLIT_RESULTS)
 
     @property
     def is_running(self) -> bool:
@@ -236,12 +246,11 @@ class SplitNotifier:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
                 self._tasks.clear()
                 self._senders.clear()
+                self._outboxes = ResultOutboxes(self._spawn, self._deliver, MAX_SPLIT_RESULTS)
                 self._session = None
 
     def follow(self, split: Split) -> None:
-        task = asyncio.create_task(self._timeline(split), name=f"split-{split.split_request_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._timeline(split), f"split-{split.split_request_id}")
 
     async def _timeline(self, split: Split) -> None:
         await asyncio.sleep(self.desk.behaviour.delay_s)
@@ -254,21 +263,33 @@ class SplitNotifier:
         )
         if not self.desk.behaviour.notify:
             return
-        text = json.dumps(split.result_biz(), ensure_ascii=False, separators=(",", ":"))
+        # Reported in batches, as payouts are: one signature and one POST for the results
+        # completing together (``result_batches``).
+        self._outboxes.enqueue(str(split.wire["notify_url"]), split.result_biz())
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        if self._session is None:
+            work.close()
+            raise RuntimeError("the split notifier is not running")
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, url: str, batch: list[dict[str, str]]) -> None:
+        # The single form for a lone result, the batch form for more.
+        if len(batch) == 1:
+            method, text = SPLIT_RESULT_METHOD, orjson.dumps(batch[0]).decode()
+        else:
+            method, text = SPLIT_RESULTS_METHOD, orjson.dumps({"results": batch}).decode()
         params = await asyncio.to_thread(
-            signed_notification,
-            SPLIT_RESULT_METHOD,
-            text,
-            self.app_id,
-            self._key,
-            None,
-            DEFAULT_EXCLUDES,
+            signed_notification, method, text, self.app_id, self._key, None, DEFAULT_EXCLUDES
         )
-        delivery = await self._sender(str(split.wire["notify_url"])).send(params)
+        delivery = await self._sender(url).send(params)
         if not delivery.ok:
             log.error(
-                "depository_split_result_gave_up",
-                split_request_id=split.split_request_id,
+                "depository_split_results_gave_up",
+                split_request_ids=[biz["split_request_id"] for biz in batch[:10]],
+                results=len(batch),
                 attempts=delivery.attempts,
                 reason=delivery.answer,
             )
@@ -319,6 +340,42 @@ def split_router(desk: SplitDesk, notifier: SplitNotifier) -> APIRouter:
         if created:
             notifier.follow(split)
         return _json(split.answer())
+
+    @router.post(
+        SPLITS_BATCH_PATH,
+        summary="Register many splits at once: each answered (or refused) in the order sent",
+    )
+    async def register_batch(request: Request) -> Response:
+        raw = await request.body()
+        if len(raw) > _MAX_BATCH_BODY:
+            return _json({"status": REFUSED, "error": "body: too large"}, 413)
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = None
+        splits = body.get("splits") if isinstance(body, dict) else None
+        if not isinstance(splits, list) or not 0 < len(splits) <= MAX_BATCH_SPLITS:
+            desk.refused_requests += 1
+            return _json(
+                {"status": REFUSED, "error": f"splits: 1 to {MAX_BATCH_SPLITS} instructions"},
+                status.HTTP_400_BAD_REQUEST,
+            )
+        if not notifier.is_running:
+            return _json({"status": REFUSED, "error": "bank not started"}, 503)
+        now = utcnow()
+        results: list[dict[str, Any]] = []
+        for item in splits:
+            try:
+                split, created = desk.register(instruction_from_wire(item), now)
+            except SplitRequestError as exc:
+                desk.refused_requests += 1
+                code = 409 if isinstance(exc, SplitConflict) else 400
+                results.append({"status": REFUSED, "code": code, "error": str(exc)})
+                continue
+            if created:
+                notifier.follow(split)
+            results.append(split.answer())
+        return _json({"results": results})
 
     @router.get(SPLITS_PATH + "/{split_request_id}", summary="An instruction's current state")
     async def query(split_request_id: str) -> Response:

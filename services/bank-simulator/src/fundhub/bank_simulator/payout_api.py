@@ -5,7 +5,9 @@
 if sent alone, and answers ``{"results": [...]}`` in the same order, a refused order
 (``"status": "REFUSED"``, ``code`` 400 or 409) in its place; its faults are the request's, one
 for the whole batch. ``GET /bank/v1/transfers/{id}`` tells a transfer's state or ``NOT_FOUND``;
-``POST /bank/v1/behaviour`` sets this run's rates; ``GET /bank/v1/stats`` counts what happened.
+``POST /bank/v1/behaviour`` sets this run's rates; ``GET /bank/v1/stats`` counts what happened;
+``POST /bank/v1/sandbox/scenarios`` takes sandbox scenarios for payouts about to be sent
+(``payouts.sandbox``): their transfer then follows the scenario, not the rates.
 Bodies are snake_case JSON with amounts as strings of fen, like the bank's notifications.
 """
 
@@ -33,6 +35,7 @@ from fundhub.bank_simulator.payouts_bank import (
 )
 from fundhub.common.clock import utcnow
 from fundhub.payouts.bank import BATCH_PATH, MAX_BATCH, TRANSFERS_PATH
+from fundhub.payouts.sandbox import SCENARIOS_PATH, scenario_from_wire
 
 log = structlog.get_logger("fundhub.bank_simulator.payout_api")
 
@@ -146,6 +149,23 @@ def payout_router(bank: PayoutBank, notifier: PayoutNotifier) -> APIRouter:
         applied = bank.set_behaviour(behaviour)
         log.info("bank_payout_behaviour", **applied.to_json())
         return _json(applied.to_json())
+
+    @router.post(SCENARIOS_PATH, summary="Sandbox: scenarios for payouts about to be sent")
+    async def take_scenarios(request: Request) -> Response:
+        raw = await request.body()
+        if len(raw) > _MAX_BATCH_BODY:
+            return _refusal(status.HTTP_400_BAD_REQUEST, f"body: over {_MAX_BATCH_BODY} bytes")
+        try:
+            items = orjson.loads(raw).get("scenarios")
+            if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
+                raise ValueError(f"scenarios: a list of 1 to {MAX_BATCH}")
+            scenarios = [scenario_from_wire(item) for item in items]
+        except (orjson.JSONDecodeError, AttributeError, ValueError) as exc:
+            return _refusal(status.HTTP_400_BAD_REQUEST, str(exc) or "body: not JSON")
+        for scenario in scenarios:
+            bank.scenarios.add(scenario)
+        log.info("bank_sandbox_scenarios", ids=[s.bank_request_id for s in scenarios][:10])
+        return _json({"taken": len(scenarios)})
 
     @router.get("/bank/v1/stats", summary="What the bank has seen and done this run")
     async def stats() -> dict[str, Any]:

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections import deque
 from collections.abc import AsyncIterator, Collection, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +32,7 @@ from fundhub.bank_simulator.notifications import (
     sign_params,
 )
 from fundhub.bank_simulator.payouts_bank import PayoutBank, Transfer
+from fundhub.bank_simulator.result_batches import ResultOutboxes
 from fundhub.bank_simulator.sender import BankSender, DeliveryObserver, client_session
 from fundhub.common.clock import format_bank_time, utcnow
 from fundhub.payouts.bank import RESULT_METHOD, RESULTS_METHOD
@@ -41,15 +40,6 @@ from fundhub.payouts.bank_results import MAX_BATCH_RESULTS
 
 log = structlog.get_logger("fundhub.bank_simulator.payout_callbacks")
 
-# How long a sender waits after the first queued result before taking the queue: the results
-# settling meanwhile share its signature (about 1 ms of CPU) and its POST. 20 ms add nothing a
-# payout's owner could notice (the bank's own delays are tens of ms and more), yet under load
-# they gather dozens of results; and while batches are in flight the queue fills on its own.
-GATHER_S = 0.02
-# Batches in flight at once per notify_url: a batch waiting out its retry interval does not
-# hold up the results after it, and the receiver gets a few POSTs in parallel. Only when all
-# of them are being retried (the receiver is down) do new results wait, for the first to end.
-MAX_IN_FLIGHT = 4
 _LOGGED_IDS = 10
 
 
@@ -118,23 +108,6 @@ def signed_notification(
     return params
 
 
-@dataclass(eq=False)
-class _Outbox:
-    """The results waiting for one notify_url, and the sender loops working on them.
-
-    At most one loop is ``gathering`` (waiting GATHER_S, then taking the queue), so results
-    are never split between two half-empty batches; the others are delivering.
-    """
-
-    url: str
-    queue: deque[dict[str, str]] = field(default_factory=deque)
-    loops: int = 0
-    gathering: bool = False
-
-    def take(self, limit: int) -> list[dict[str, str]]:
-        return [self.queue.popleft() for _ in range(min(limit, len(self.queue)))]
-
-
 class PayoutNotifier:
     """Drives each accepted transfer through its plan and delivers its result notifications.
 
@@ -166,7 +139,7 @@ class PayoutNotifier:
         self._observer = observer
         self._session: aiohttp.ClientSession | None = None
         self._senders: dict[str, BankSender] = {}
-        self._outboxes: dict[str, _Outbox] = {}
+        self._outboxes = ResultOutboxes(self._spawn, self._deliver, MAX_BATCH_RESULTS)
         self._tasks: set[asyncio.Task[None]] = set()
         self.batches_sent = 0
 
@@ -192,7 +165,7 @@ class PayoutNotifier:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
                 self._tasks.clear()
                 self._senders.clear()
-                self._outboxes.clear()
+                self._outboxes = ResultOutboxes(self._spawn, self._deliver, MAX_BATCH_RESULTS)
                 self._session = None
 
     def follow(self, transfer: Transfer) -> None:
@@ -250,35 +223,7 @@ class PayoutNotifier:
         self._enqueue(url, biz)
 
     def _enqueue(self, url: str, biz: dict[str, str]) -> None:
-        outbox = self._outboxes.get(url)
-        if outbox is None:
-            outbox = self._outboxes[url] = _Outbox(url)
-        outbox.queue.append(biz)
-        self._wake(outbox)
-
-    def _wake(self, outbox: _Outbox) -> None:
-        """Start a loop to gather the queue, unless one is gathering or all are delivering
-        (one of those takes the queue when its delivery ends)."""
-        if outbox.queue and not outbox.gathering and outbox.loops < MAX_IN_FLIGHT:
-            outbox.loops += 1
-            outbox.gathering = True
-            self._spawn(self._send_loop(outbox), f"cb-batch-{outbox.url}")
-
-    async def _send_loop(self, outbox: _Outbox) -> None:
-        """Gather, take, deliver; again while results wait and no other loop gathers them."""
-        try:
-            while True:
-                await asyncio.sleep(GATHER_S)
-                batch = outbox.take(MAX_BATCH_RESULTS)
-                outbox.gathering = False
-                self._wake(outbox)  # more than a batch was queued: the rest starts gathering
-                if batch:
-                    await self._deliver(outbox.url, batch)
-                if outbox.gathering or not outbox.queue:
-                    return
-                outbox.gathering = True
-        finally:
-            outbox.loops -= 1
+        self._outboxes.enqueue(url, biz)
 
     async def _deliver(self, url: str, batch: list[dict[str, str]]) -> None:
         stats = self.bank.stats

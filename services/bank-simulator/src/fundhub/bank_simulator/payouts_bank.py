@@ -25,6 +25,7 @@ from typing import Any, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from fundhub.bank_simulator.sandbox_scenarios import ScenarioBook, forced_plan
 from fundhub.common.clock import format_bank_time
 from fundhub.common.money import MoneyError, normalize_currency, parse_minor_units
 from fundhub.payouts.bank import (
@@ -296,6 +297,7 @@ class Transfer:
     reason: str | None = None
     finished_at: datetime | None = None
     submits: int = 1
+    paid_at: datetime | None = None  # when it went SUCCESS (a RETURNED one was paid first)
 
     @property
     def bank_request_id(self) -> str:
@@ -423,6 +425,8 @@ class PayoutBank:
         self._behaviour = (behaviour or PayoutBehaviour()).with_seed()
         self._transfers: dict[str, Transfer] = {}
         self.stats = PayoutStats()
+        # Sandbox scenarios by bank_request_id: they override the rates for their transfer.
+        self.scenarios = ScenarioBook()
 
     @property
     def behaviour(self) -> PayoutBehaviour:
@@ -495,6 +499,9 @@ class PayoutBank:
             self.stats.duplicate_submits += 1
             return existing, False
         plan = plan_transfer(self._behaviour, order.bank_request_id)
+        scenario = self.scenarios.take(order.bank_request_id)
+        if scenario is not None:
+            plan = forced_plan(plan, scenario)
         transfer = Transfer(
             order=order,
             bank_txn_id=bank_txn_id(order.bank_request_id),
@@ -551,6 +558,12 @@ class PayoutBank:
         transfer.status = status
         transfer.reason = reason
         transfer.finished_at = now
+        if status is BankStatus.SUCCESS:
+            transfer.paid_at = now
+
+    def transfers(self) -> list[Transfer]:
+        """Every transfer the bank holds (its daily file is made from them)."""
+        return list(self._transfers.values())
 
 
 def not_found() -> dict[str, str]:

@@ -10,11 +10,12 @@ from fundhub.common.config import Settings
 from fundhub.common.consumer import BatchConsumer
 from fundhub.common.kafka import KafkaPublisher, ensure_topics
 from fundhub.common.migrations import verify
+from fundhub.common.sampling import Sampler, messaging_probes
 from fundhub.common.topics import topics
 from fundhub.web.worker import Tasks, run_worker, start_worker
 from fundhub.webhooks.intake import callback_handler
 from fundhub.webhooks.sender import CallbackSender
-from fundhub.webhooks.store import CONSUMER
+from fundhub.webhooks.store import CONSUMER, pending_probe
 
 # Past the last attempt's timeout, an unfinished batch is cancelled; its leases expire and
 # another replica (or the next start) sends those callbacks again.
@@ -40,6 +41,8 @@ async def run(settings: Settings) -> None:
         callback_handler(wake),
     )
     sender = CallbackSender(settings, pool, settings.master_keys(), wake)
+    probes = [*messaging_probes(), pending_probe()]
+    sampler = Sampler(pool, probes, settings.metrics_sample_s)
 
     async def drain(tasks: Tasks) -> None:
         """Let the attempts under way finish and be recorded before the process ends."""
@@ -50,12 +53,13 @@ async def run(settings: Settings) -> None:
 
     await run_worker(
         "callback_dispatcher",
-        {"sender": sender.run(), "intake": intake.run()},
+        {"sender": sender.run(), "intake": intake.run(), "sampler": sampler.run()},
         {"kafka": intake.kafka_ready, "postgres": partial(db.ping, pool)},
         settings.gateway_host,
         settings.callback_dispatcher_port,
         drain=drain,
-        close=[publisher.stop, pool.close],
+        gentle={"intake": intake.stop},
+        close=[publisher.stop, partial(db.close_pool, pool)],
     )
 
 

@@ -1,5 +1,7 @@
 """Alipay's open API gateway (``POST /gateway.do``) as the adapter calls it:
-``alipay.trade.precreate``, ``alipay.trade.refund``, ``alipay.trade.fastpay.refund.query``.
+``alipay.trade.precreate``, ``alipay.trade.refund``, ``alipay.trade.fastpay.refund.query``, and
+``alipay.data.dataservice.bill.downloadurl.query`` (a day's trade bill: a 30-second URL whose
+``GET /downloadBillFile.resource`` gives the zip).
 
 A request counts only when its ``sign`` verifies under the registered app's key. Answers are
 ``{"<method>_response": {...}, "sign": "..."}`` signed with Alipay's key over the exact text of
@@ -13,10 +15,13 @@ import json
 import secrets
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from fundhub.channel_simulator.bill_desk import parse_day
+from fundhub.channel_simulator.bills import alipay_bill, bill_name
 from fundhub.channel_simulator.simulation import Simulation
 from fundhub.channel_simulator.trades import Conflict, NotFound, RefundStatus, TradeError
 from fundhub.channels import alipay
@@ -25,8 +30,10 @@ from fundhub.channels.events import Channel
 from fundhub.channels.notification import NotificationRefused
 from fundhub.common.clock import format_bank_time, utcnow
 from fundhub.common.money import MoneyError, format_yuan, parse_yuan
+from fundhub.reconciliation.alipay_bill_http import BILL_NOT_EXIST, BILL_URL_QUERY
 
 GATEWAY_PATH = "/gateway.do"
+BILL_DOWNLOAD_PATH = "/downloadBillFile.resource"
 _JSON = "application/json;charset=utf-8"
 
 
@@ -115,6 +122,8 @@ def alipay_router(simulation: Simulation) -> APIRouter:
                 node = _refund(simulation, app.app_id, biz)
             elif method == REFUND_QUERY:
                 node = _refund_query(simulation, app.app_id, biz)
+            elif method == BILL_URL_QUERY:
+                node = _bill_url(simulation, app.seller_id, biz, str(request.base_url))
             else:
                 raise _invalid("isv.invalid-method", f"method {method} is not simulated")
         except Refused as exc:
@@ -124,7 +133,48 @@ def alipay_router(simulation: Simulation) -> APIRouter:
             return answer(method, refused.node, refused.signed)
         return answer(method, {"code": "10000", "msg": "Success", **node})
 
+    @router.get(BILL_DOWNLOAD_PATH, summary="A bill zip's download (a 30-second URL)")
+    async def bill_download(token: str = "") -> Response:
+        download = simulation.bills.take(token, utcnow())
+        if download is None or download.channel is not Channel.ALIPAY:
+            return Response(b"not found or expired", status_code=404, media_type="text/plain")
+        disposition = f"attachment; filename*=UTF-8''{quote(download.name)}"
+        return Response(
+            download.content,
+            media_type="application/zip",
+            headers={"Content-Disposition": disposition},
+        )
+
     return router
+
+
+def _bill_url(
+    simulation: Simulation, seller_id: str, biz: Mapping[str, Any], base_url: str
+) -> dict[str, Any]:
+    """The bill of ``bill_date`` (trade only): ready after 10:00 the next day, or released."""
+    if biz.get("bill_type") != "trade":
+        raise _invalid("isv.invalid-bill-type", "bill_type: trade (signcustomer not simulated)")
+    now = utcnow()
+    try:
+        day = parse_day(str(biz.get("bill_date", "")), now)
+    except ValueError as exc:
+        raise _invalid("isv.invalid-bill-date", str(exc)) from None
+    content = simulation.bills.file(
+        Channel.ALIPAY,
+        seller_id,
+        day,
+        "trade",
+        now,
+        lambda rows: alipay_bill(rows, seller_id, day)[1],
+    )
+    if content is None:
+        raise _business(BILL_NOT_EXIST, "账单不存在")
+    name = bill_name(seller_id, day)
+    token = simulation.bills.offer(Channel.ALIPAY, seller_id, name, content, now)
+    url = (
+        base_url.rstrip("/") + f"{BILL_DOWNLOAD_PATH}?token={token}&downloadFileName={quote(name)}"
+    )
+    return {"bill_download_url": url}
 
 
 def _precreate(

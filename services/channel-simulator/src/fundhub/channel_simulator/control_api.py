@@ -5,25 +5,33 @@ the payer's actions: pay an order, let it time out, send its notice again.
     PUT  /sim/wechatpay/merchants/{mchid}           a merchant (its key, its APIv3 key)
     PUT  /sim/alipay/apps/{app_id}                  an app (its key, its seller)
     POST /sim/{wechatpay|alipay}/pay/{out_trade_no}         the payer pays: a notice follows
+         ?paidAt=ISO-8601                                   ...at that past time (a late notice)
     POST /sim/alipay/close/{out_trade_no}                   an unpaid trade times out
     POST /sim/{wechatpay|alipay}/notify/{out_trade_no}      the payment's notice once more
     GET  /sim/{wechatpay|alipay}/trades/{out_trade_no}      a trade and its refunds
     GET|POST /sim/behaviour       retries' time factor, duplicates, delays, refund outcomes
     GET  /sim/stats, /sim/deliveries                 what was sent, and how it fared
+    PUT  /sim/bills/{wechatpay|alipay}/{date}       issue the day's bills now (before 10:00
+         {"discrepancies": [...], "merchantRef": …, "feePpm": …}   the next day), with injected
+                                                    discrepancies; again: a corrected bill
 """
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, status
-from pydantic import ValidationError
+from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
 
+from fundhub.channel_simulator.bills import DEFAULT_FEE_PPM, Discrepancy
 from fundhub.channel_simulator.keys import AlipayApp, WechatPayMerchant
 from fundhub.channel_simulator.notifier import Behaviour
 from fundhub.channel_simulator.simulation import Simulation
 from fundhub.channel_simulator.trades import Conflict, NotFound, Trade, TradeError
 from fundhub.channels.events import Channel
+from fundhub.common.clock import utcnow
 
 _CHANNELS = {"wechatpay": Channel.WECHATPAY, "alipay": Channel.ALIPAY}
 
@@ -45,6 +53,28 @@ def _trade_call(call: Any, *args: Any) -> tuple[Trade, bool]:
     except TradeError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, exc.message) from None
     return result
+
+
+class BillRelease(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    discrepancies: list[Discrepancy] = Field(default_factory=list, max_length=10_000)
+    merchant_ref: str | None = None
+    fee_ppm: int = Field(default=DEFAULT_FEE_PPM, ge=0, le=1_000_000)
+
+
+PAID_AT = Query(alias="paidAt", description="when the payer paid (ISO 8601 with an offset)")
+_OLDEST_PAYMENT = timedelta(days=30)
+
+
+def _past(moment: datetime) -> datetime:
+    """A payment time the channel could report: aware, not ahead, at most 30 days back."""
+    if moment.tzinfo is None:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "paidAt: an offset is required")
+    now = utcnow()
+    if not now - _OLDEST_PAYMENT <= moment <= now:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "paidAt: within the last 30 days")
+    return moment
 
 
 def control_router(simulation: Simulation) -> APIRouter:
@@ -74,8 +104,14 @@ def control_router(simulation: Simulation) -> APIRouter:
         return {"appId": app.app_id, "sellerId": app.seller_id}
 
     @router.post("/{channel}/pay/{out_trade_no}", summary="The payer pays; the notice follows")
-    async def pay(channel: str, out_trade_no: str) -> dict[str, Any]:
-        trade, paid_now = _trade_call(simulation.pay, _channel(channel), out_trade_no)
+    async def pay(
+        channel: str, out_trade_no: str, paid_at: Annotated[datetime | None, PAID_AT] = None
+    ) -> dict[str, Any]:
+        """``paidAt``: the payment was made then (up to 30 days ago), its notice only now, as
+        when the channel's first deliveries failed: a demo or a test of the T+1 cut-off."""
+        if paid_at is not None:
+            paid_at = _past(paid_at)
+        trade, paid_now = _trade_call(simulation.pay, _channel(channel), out_trade_no, paid_at)
         return {**trade.to_json(), "paidNow": paid_now}
 
     @router.post("/alipay/close/{out_trade_no}", summary="An unpaid Alipay trade times out")
@@ -99,6 +135,28 @@ def control_router(simulation: Simulation) -> APIRouter:
             lambda c, o: (simulation.book.get(c, o), False), _channel(channel), out_trade_no
         )
         return found.to_json()
+
+    @router.put("/bills/{channel}/{bill_date}", summary="Issue a day's bills now")
+    async def release_bills(channel: str, bill_date: str, body: BillRelease) -> dict[str, Any]:
+        """From the book as it stands, with the discrepancies (drop, add, amount, status,
+        duplicate, fee) applied to ``merchantRef``'s bill (the mchid or the Alipay seller id;
+        needed only when the channel serves more than one merchant)."""
+        of = _channel(channel)
+        try:
+            day = date.fromisoformat(bill_date)
+        except ValueError:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, "date: yyyy-MM-dd") from None
+        if of is Channel.WECHATPAY:
+            merchants = {m.mchid: m.appid for m in simulation.merchants.wechatpay.values()}
+        else:
+            merchants = {a.seller_id: a.app_id for a in simulation.merchants.alipay.values()}
+        try:
+            lines = simulation.bills.release(
+                of, day, merchants, body.discrepancies, body.merchant_ref, body.fee_ppm
+            )
+        except ValueError as exc:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
+        return {"channel": of.value, "date": day.isoformat(), "lines": lines}
 
     @router.get("/behaviour", summary="This run's behaviour")
     async def behaviour() -> dict[str, Any]:

@@ -15,6 +15,7 @@ import asyncio
 from datetime import datetime
 
 from fundhub.channel_simulator import notices
+from fundhub.channel_simulator.bill_desk import BillDesk
 from fundhub.channel_simulator.keys import Merchants, OwnKeys
 from fundhub.channel_simulator.notifier import Notifier
 from fundhub.channel_simulator.trades import Book, Refund, RefundStatus, Trade, TradeState
@@ -28,11 +29,15 @@ class Simulation:
         self.merchants = merchants
         self.notifier = notifier
         self.book = Book()
+        self.bills = BillDesk(self.book)
 
     # --- what the payer does -------------------------------------------------------------------
 
-    def pay(self, channel: Channel, out_trade_no: str) -> tuple[Trade, bool]:
-        trade, paid_now = self.book.pay(channel, out_trade_no, utcnow())
+    def pay(
+        self, channel: Channel, out_trade_no: str, paid_at: datetime | None = None
+    ) -> tuple[Trade, bool]:
+        """``paid_at``: the payer paid then (a notice sent late); default now."""
+        trade, paid_now = self.book.pay(channel, out_trade_no, paid_at or utcnow())
         if paid_now:
             self.notify_paid(trade)
         return trade, paid_now

@@ -168,6 +168,10 @@ class Book:
         self._trades[(channel, out_trade_no)] = trade
         return trade
 
+    def trades(self, channel: Channel) -> list[Trade]:
+        """Every trade of the channel (its bills are made from them)."""
+        return [trade for (of, _), trade in self._trades.items() if of is channel]
+
     def get(self, channel: Channel, out_trade_no: str) -> Trade:
         trade = self._trades.get((channel, out_trade_no))
         if trade is None:

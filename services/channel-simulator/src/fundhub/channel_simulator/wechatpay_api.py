@@ -1,4 +1,5 @@
-"""WeChat Pay APIv3 as the adapter calls it: prepay (native, JSAPI), refund, refund query.
+"""WeChat Pay APIv3 as the adapter calls it: prepay (native, JSAPI), refund, refund query; and
+as reconciliation calls it: the trade bill (``/v3/bill/tradebill``) and its download.
 
 A request counts only when its ``Authorization`` verifies under the registered merchant's key
 (by ``serial_no``) within five minutes; every answer, refusals included, is signed with the
@@ -9,6 +10,8 @@ INVALID_REQUEST, 404 RESOURCE_NOT_EXISTS / ORDER_NOT_EXIST, 403 for a trade in t
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -18,6 +21,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from fundhub.channel_simulator import notices
+from fundhub.channel_simulator.bill_desk import parse_day
+from fundhub.channel_simulator.bills import wechatpay_bill
 from fundhub.channel_simulator.keys import WechatPayMerchant
 from fundhub.channel_simulator.simulation import Simulation
 from fundhub.channel_simulator.trades import Conflict, NotFound, Refund, Trade, TradeError
@@ -25,6 +30,8 @@ from fundhub.channels import wechatpay
 from fundhub.channels.events import Channel
 from fundhub.channels.wechatpay_http import JSAPI_PATH, NATIVE_PATH, REFUNDS_PATH
 from fundhub.common.clock import utcnow
+from fundhub.reconciliation.wechatpay_bill_http import DOWNLOAD_PATH as BILL_DOWNLOAD_PATH
+from fundhub.reconciliation.wechatpay_bill_http import TRADEBILL_PATH
 
 _MAX_BODY = 16 * 1024
 
@@ -187,6 +194,56 @@ def wechatpay_router(simulation: Simulation) -> APIRouter:
         except TradeError as exc:
             return refusal(_trade_error(exc))
         return signed(200, refund_json(trade, made))
+
+    @router.get(TRADEBILL_PATH, summary="A day's trade bill: its download URL and SHA1")
+    async def tradebill(
+        request: Request, bill_date: str = "", bill_type: str = "ALL", tar_type: str = ""
+    ) -> Response:
+        """Ready after 10:00 (GMT+8) the next day, or once the day is released (``/sim``);
+        ``hash_value`` is the SHA1 of the bill unpacked, as WeChat Pay gives it."""
+        try:
+            merchant, _ = await caller(request)
+            now = utcnow()
+            try:
+                day = parse_day(bill_date, now)
+            except ValueError as exc:
+                raise Refused(400, "PARAM_ERROR", str(exc)) from None
+            if bill_type not in ("ALL", "REFUND"):
+                raise Refused(
+                    400, "PARAM_ERROR", "bill_type: ALL or REFUND (SUCCESS not simulated)"
+                )
+            if tar_type not in ("", "GZIP"):
+                raise Refused(400, "PARAM_ERROR", "tar_type: GZIP or none")
+            content = simulation.bills.file(
+                Channel.WECHATPAY,
+                merchant.mchid,
+                day,
+                bill_type,
+                now,
+                lambda rows: wechatpay_bill(rows, bill_type),
+            )
+            if content is None:
+                raise Refused(400, "NO_STATEMENT_EXIST", "the bill of that day is not ready yet")
+        except Refused as exc:
+            return refusal(exc)
+        digest = hashlib.sha1(content).hexdigest()  # WeChat Pay's choice, not a security one
+        if tar_type == "GZIP":
+            content = gzip.compress(content, mtime=0)
+        name = f"{merchant.mchid}_{day:%Y%m%d}_{bill_type}.csv" + (".gz" if tar_type else "")
+        token = simulation.bills.offer(Channel.WECHATPAY, merchant.mchid, name, content, now)
+        url = str(request.base_url).rstrip("/") + f"{BILL_DOWNLOAD_PATH}?token={token}"
+        return signed(200, {"hash_type": "SHA1", "hash_value": digest, "download_url": url})
+
+    @router.get(BILL_DOWNLOAD_PATH, summary="A bill's download (signed request, raw answer)")
+    async def bill_download(request: Request, token: str = "") -> Response:
+        try:
+            merchant, _ = await caller(request)
+            download = simulation.bills.take(token, utcnow())
+            if download is None or download.merchant_ref != merchant.mchid:
+                raise Refused(404, "RESOURCE_NOT_EXISTS", "no such download, or it expired")
+        except Refused as exc:
+            return refusal(exc)
+        return Response(download.content, media_type="application/octet-stream")
 
     @router.get(REFUNDS_PATH + "/{out_refund_no}", summary="A refund's state")
     async def query(request: Request, out_refund_no: str) -> Response:

@@ -12,8 +12,10 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 
-from fundhub.access.keys import environment_served_by
+from fundhub.access.environment_stamp import claim_environment
+from fundhub.access.keys import SANDBOX, environment_served_by
 from fundhub.access.store import ApiKeyStore
+from fundhub.bank_client.session import bank_session
 from fundhub.bank_transfers.bank_apps import BankAppStore
 from fundhub.channels.apps import ChannelAppStore
 from fundhub.channels.payments import open_channel_payments
@@ -32,6 +34,8 @@ from fundhub.gateway.merchants import merchants_router
 from fundhub.gateway.orders import orders_router
 from fundhub.gateway.payouts import payouts_router
 from fundhub.gateway.rate_limits import RateLimiter
+from fundhub.gateway.reconciliation import reconciliation_router
+from fundhub.gateway.sandbox import sandbox_router
 from fundhub.gateway.schemas import finish_document
 from fundhub.gateway.settlement import settlement_router
 from fundhub.merchants.admission import MerchantAdmission
@@ -40,7 +44,7 @@ from fundhub.orders.admission import OrderDesk, Timing
 from fundhub.orders.channel_choice import from_channels
 from fundhub.orders.depository_http import HttpDepository
 from fundhub.payouts.admission import PayoutStore
-from fundhub.payouts.bank_http import bank_session
+from fundhub.settlement.confirm import Confirmations
 from fundhub.web.health import health_router
 from fundhub.webhooks.destinations import CallbackAddresses
 
@@ -53,11 +57,13 @@ def create_app(settings: Settings) -> FastAPI:
     if not settings.master_key:
         raise RuntimeError("FUNDHUB_MASTER_KEY is required: it unseals the API secrets")
     limiter = RateLimiter(settings) if settings.rate_limits_enabled else None
+    served = environment_served_by(settings.env)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await verify(settings.database_url)
         pool = await db.connect_pool(settings.database_url, max_size=settings.db_pool_max)
+        await claim_environment(pool, served, "gateway")  # the other environment's DB: stop
         await ensure_topics(settings)
         publisher = KafkaPublisher(settings)
         await publisher.start()
@@ -67,7 +73,7 @@ def create_app(settings: Settings) -> FastAPI:
         keys = ApiKeyStore(
             pool,
             settings.master_keys(),
-            environment_served_by(settings.env),
+            served,
             dsn=settings.database_url,
         )
         keys.start()
@@ -77,6 +83,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
         channel_apps = ChannelAppStore(pool, settings.master_keys())
         app.state.channel_intake = ChannelNotificationIntake(names, channel_apps, publisher)
+        app.state.confirmations = Confirmations(pool, settings.bank_app_id)
         app.state.payouts = PayoutStore(
             pool, names, settings.payout_result_deadline_s, settings.payout_poll_base_s
         )
@@ -121,7 +128,7 @@ def create_app(settings: Settings) -> FastAPI:
                 await limiter.stop()
             await publisher.stop()
             await closing.aclose()
-            await pool.close()
+            await db.close_pool(pool)
 
     app = FastAPI(
         title="fundhub gateway",
@@ -145,16 +152,20 @@ def create_app(settings: Settings) -> FastAPI:
     async def postgres_ready() -> bool:
         return await db.ping(app.state.pool)
 
+    # Scenario controls exist on a sandbox gateway only: a live one answers them as unknown.
+    sandbox = (sandbox_router(),) if served == SANDBOX else ()
     for router in (
+        *sandbox,
         health_router({"kafka": kafka_ready, "postgres": postgres_ready}, metrics=False),
         bank_router(),
         channel_router(),
         accounts_router(),
         payouts_router(CallbackAddresses(settings.callback_allow_cidrs)),
-        settlement_router(settings),
+        settlement_router(),
         merchants_router(CallbackAddresses(settings.callback_allow_cidrs)),
         orders_router(CallbackAddresses(settings.callback_allow_cidrs)),
         audit_router(),
+        reconciliation_router(settings),
     ):
         # The routes themselves, not an included router: the pipeline (edge.Edge) reads each
         # route's spec, and FastAPI's included routers hide their routes behind lazy wrappers.

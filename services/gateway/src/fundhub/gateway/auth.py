@@ -5,6 +5,7 @@ See README.md ("Signing requests") for the string to sign and a worked example.
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 import structlog
@@ -16,9 +17,10 @@ from fundhub.access.store import ApiKeyStore, purge_nonces, take_nonce
 from fundhub.common.clock import utcnow
 from fundhub.common.db import Pool
 from fundhub.common.errors import ErrorCode, FundhubError
-from fundhub.common.signing import api_string_to_sign, canonical_query
+from fundhub.common.signing import api_string_to_sign_of_digest, canonical_query
 from fundhub.gateway.metrics import AUTH_FAILURES
 from fundhub.gateway.rate_limits import limit_key
+from fundhub.gateway.spool import spooled_of
 from fundhub.gateway.transport import client_cert_sha256
 
 log = structlog.get_logger(__name__)
@@ -72,12 +74,17 @@ class Authenticator:
             raise _refuse(
                 ErrorCode.BAD_SIGNATURE, BAD_SIGNATURE_TEXT, key_id=key_id, cause="unknown key"
             )
-        body = await request.body()
+        spooled = spooled_of(request.scope)  # a file upload: hashed as it was spooled
+        body_sha256 = (
+            hashlib.sha256(await request.body()).hexdigest() if spooled is None else spooled.sha256
+        )
         query = canonical_query(request.query_params.multi_items())
         # Any of the key's valid secrets (two during a rotation's overlap); the key comes back
         # narrowed to the one that signed, so the answer is signed with it too.
         signer = key.signed_by(
-            api_string_to_sign(request.method, request.url.path, query, timestamp, nonce, body),
+            api_string_to_sign_of_digest(
+                request.method, request.url.path, query, timestamp, nonce, body_sha256
+            ),
             signature,
             utcnow(),
         )

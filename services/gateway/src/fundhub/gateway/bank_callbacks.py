@@ -43,8 +43,10 @@ from fundhub.payouts.bank_results import (
 )
 from fundhub.settlement.depository import (
     SPLIT_RESULT_METHOD,
+    SPLIT_RESULTS_METHOD,
     InvalidSplitResult,
     parse_split_result,
+    parse_split_results,
 )
 from fundhub.settlement.messages import TYPE_SPLIT_RESULT
 
@@ -52,8 +54,8 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
-# Room for the largest notification the bank sends, a batch of 500 payout results (about 110
-# KiB as biz_content, escaped); all an unauthenticated caller can make the gateway read.
+# Room for the largest notification the bank sends, a batch of 500 payout or split results
+# (about 110 KiB as biz_content, escaped); all an unauthenticated caller can make the gateway read.
 MAX_NOTIFICATION_BYTES = 256 * 1024
 TYPE_TRANSFER_NOTIFY = "bank.transfer-notify.received"
 TYPE_UNHANDLED_NOTIFY = "bank.notify.unhandled"
@@ -107,6 +109,8 @@ class BankNotificationIntake:
                 return await self._payout_results(app.app_id, params, correlation_id)
             if params["method"] == SPLIT_RESULT_METHOD:
                 return await self._split_result(app.app_id, params, correlation_id)
+            if params["method"] == SPLIT_RESULTS_METHOD:
+                return await self._split_results(app.app_id, params, correlation_id)
             if params["method"] == MEMBER_RESULT_METHOD:
                 return await self._member_result(app.app_id, params, correlation_id)
             if params["method"] != TRANSFER_NOTIFY_METHOD:
@@ -181,6 +185,39 @@ class BankNotificationIntake:
         return await self._publish(
             self._topics.bank_split_results, envelope, result.split_request_id
         )
+
+    async def _split_results(
+        self, app_id: str, params: dict[str, Any], correlation_id: str
+    ) -> Refusal | None:
+        """Many split results in one notification: one message per result, all or none, each
+        as the single form would publish it (the same id, its own ``biz_content``), so the
+        worker reads them alike and its inbox keeps one of a result sent both ways."""
+        results = _biz_read(params, parse_split_results)
+        if isinstance(results, Refusal):
+            return results
+        received_at = iso_utc_ms(utcnow())
+        topic = self._topics.bank_split_results
+        messages = []
+        for result in results:
+            biz_content = orjson.dumps(result.item).decode()
+            envelope = Envelope(
+                id=notification_message_id(app_id, biz_content),
+                type=TYPE_SPLIT_RESULT,
+                correlation_id=correlation_id,
+                data={
+                    "appId": app_id,
+                    "params": {
+                        "method": params["method"],
+                        "timestamp": params["timestamp"],
+                        "biz_content": biz_content,
+                    },
+                    "receivedAt": received_at,
+                },
+            )
+            # Keyed by the settlement: every result on one instruction keeps its order.
+            messages.append(OutgoingMessage.of(topic, envelope, result.report.split_request_id))
+        structlog.contextvars.bind_contextvars(app_id=app_id, results=len(messages))
+        return await self._publish_all(messages)
 
     async def _member_result(
         self, app_id: str, params: dict[str, Any], correlation_id: str

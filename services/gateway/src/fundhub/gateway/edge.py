@@ -20,19 +20,24 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-import asyncpg
 import structlog
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import Message, Receive, Scope, Send
 
+from fundhub.audit.entry import error_code_of
+from fundhub.common import tracing
 from fundhub.common.errors import ErrorCode, FundhubError
 from fundhub.common.logging import new_correlation_id
-from fundhub.gateway.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from fundhub.common.retry import CONNECTION_LOST
+from fundhub.gateway.metrics import ANSWERS, HTTP_LATENCY, HTTP_REQUESTS
 from fundhub.gateway.responses import failure, signed_for
+from fundhub.gateway.spool import STATE_KEY, ClientGone, SpooledBody, body_chunks, spool_body
 
 log = structlog.get_logger(__name__)
 
@@ -42,17 +47,12 @@ MAX_BODY_BYTES = 1024 * 1024
 CLIENT_GONE = 499
 _SAFE_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
 _UNMATCHED = "unmatched"
+# The probes: a trace every few seconds, of nothing.
+UNTRACED = frozenset({"/healthz", "/readyz"})
 
-# The database out of reach (refused or dropped connections, a pool or statement timeout, the
-# server stopping or starting: class 57, e.g. a statement ended by a shutdown, 57P01): the
-# request may be sent again as it is, so the caller is told to retry rather than of a bug.
-UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.OperatorInterventionError,
-    asyncpg.TooManyConnectionsError,
-)
+# The database out of reach: the request may be sent again as it is, so the caller is told to
+# retry (503 E013) rather than of a bug. One list with the retrying loops (``common.retry``).
+UNAVAILABLE_ERRORS = CONNECTION_LOST
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 RefusalRenderer = Callable[[ErrorCode, str], Response]
@@ -65,6 +65,10 @@ class RouteSpec:
     body_limit: int = MAX_BODY_BYTES
     hot: bool = False  # called directly, without the framework's stack
     refusal: RefusalRenderer = failure  # how a refusal reads on this route
+    # A file upload: the body spooled to a bounded temporary file (``spool.spooled_body``),
+    # not held in memory; only these media types are read (else E075, before the body).
+    spool: bool = False
+    media_types: frozenset[str] = frozenset()
 
 
 DEFAULT_SPEC = RouteSpec()
@@ -81,10 +85,6 @@ def edge_route(**spec: Any) -> Callable[[AnyEndpoint], AnyEndpoint]:
         return endpoint
 
     return mark
-
-
-class ClientGone(Exception):
-    """The client disconnected before its request was whole: not bad input, nothing to answer."""
 
 
 def error_response(scope: Scope, exc: BaseException, spec: RouteSpec = DEFAULT_SPEC) -> Response:
@@ -117,19 +117,16 @@ def begin_request(scope: Scope) -> str:
 
 async def read_body(receive: Receive, limit: int) -> bytes:
     """The whole body, refused with E011 as soon as it is known to exceed ``limit`` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise FundhubError(ErrorCode.PAYLOAD_TOO_LARGE, f"body: more than {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    return b"".join([chunk async for chunk, _ in body_chunks(receive, limit)])
+
+
+def _check_media_type(scope: Scope, allowed: frozenset[str]) -> None:
+    declared = next((v for k, v in scope["headers"] if k == b"content-type"), b"")
+    media_type = declared.split(b";", 1)[0].strip().lower().decode("latin-1")
+    if allowed and media_type not in allowed:
+        raise FundhubError(
+            ErrorCode.UNSUPPORTED_MEDIA_TYPE, f"Content-Type: one of {', '.join(sorted(allowed))}"
+        )
 
 
 def _declared_too_large(scope: Scope, limit: int) -> bool:
@@ -217,6 +214,7 @@ class Edge:
             for method in route.methods or ()
         }
         self._latency: dict[str, Any] = {}
+        self._answers: dict[tuple[str, str], Any] = {}
 
     def _resolve(self, scope: Scope) -> tuple[APIRoute | None, RouteSpec]:
         hot = self._hot.get((scope["method"], scope["path"]))
@@ -232,11 +230,27 @@ class Edge:
         if scope["type"] != "http":  # lifespan
             await self.app(scope, receive, send)
             return
+        if tracing.ON and scope["path"] not in UNTRACED:
+            with tracing.span(
+                scope["method"],
+                SpanKind.SERVER,
+                # A fresh trace per request: a caller's traceparent is not adopted.
+                parent=Context(),
+                attributes={"http.request.method": scope["method"], "url.path": scope["path"]},
+            ):
+                await self._serve(scope, receive, send)
+        else:
+            await self._serve(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         correlation_id = begin_request(scope)
         route, spec = self._resolve(scope)
         label = route.path if route is not None else _UNMATCHED
+        if tracing.ON:
+            tracing.name_route(scope["method"], label, correlation_id)
         body = b""
+        spooled: SpooledBody | None = None
         try:
             if _declared_too_large(scope, spec.body_limit):
                 raise FundhubError(
@@ -244,24 +258,33 @@ class Edge:
                 )
             for guard in self._guards:
                 await guard(scope, label)
-            body = await read_body(receive, spec.body_limit)
+            if spec.spool:
+                _check_media_type(scope, spec.media_types)
+                spooled = scope["state"][STATE_KEY] = await spool_body(receive, spec.body_limit)
+            else:
+                body = await read_body(receive, spec.body_limit)
             answer = await self._answer(scope, route, spec, body, receive)
         except ClientGone:
             log.info("client_gone")
-            self._observe(label, CLIENT_GONE, started)
+            self._observe(label, CLIENT_GONE, started, b"")
             return
         except Exception as exc:
             answer = Answer.of(error_response(scope, exc, spec))
+        finally:
+            if spooled is not None:
+                spooled.close()
         if self._observers:
             answer = await self._observed(
                 Exchange(scope, label, correlation_id, body, answer, started), spec
             )
         answer.headers.append((HEADER_CORRELATION, correlation_id.encode()))
+        if tracing.ON:
+            tracing.note_status(answer.status)
         await send(
             {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
         )
         await send({"type": "http.response.body", "body": answer.body})
-        self._observe(label, answer.status, started)
+        self._observe(label, answer.status, started, answer.body)
 
     async def _answer(
         self,
@@ -306,9 +329,25 @@ class Edge:
         await self.app(scope, replay, captured.send)
         return captured.messages
 
-    def _observe(self, label: str, status: int, started: float) -> None:
+    def _observe(self, label: str, status: int, started: float, body: bytes) -> None:
         latency = self._latency.get(label)
         if latency is None:
             latency = self._latency[label] = HTTP_LATENCY.labels(label)
         latency.observe(time.perf_counter() - started)
         HTTP_REQUESTS.labels(label, str(status)).inc()
+        # Only refusals are read for their code: a success costs no parse.
+        code = "OK" if status < 400 else answer_code(status, body)
+        answers = self._answers.get((label, code))
+        if answers is None:  # label lookups take a lock: once per route and code
+            answers = self._answers[(label, code)] = ANSWERS.labels(label, code)
+        answers.inc()
+
+
+_KNOWN_CODES = frozenset(code.code for code in ErrorCode)
+
+
+def answer_code(status: int, body: bytes) -> str:
+    """A refusal's error code as a label: only codes of the table (the set of series stays
+    bounded whatever a body says), else the status."""
+    code = error_code_of(body)
+    return code if code in _KNOWN_CODES else f"HTTP_{status}"

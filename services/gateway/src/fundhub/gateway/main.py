@@ -10,6 +10,7 @@ import uvicorn
 import uvloop
 from starlette.types import ASGIApp
 
+from fundhub.common import tracing
 from fundhub.common.config import Settings, get_settings
 from fundhub.common.logging import configure_logging
 from fundhub.common.topics import topics
@@ -93,7 +94,11 @@ async def serve(settings: Settings) -> None:
 def main() -> None:
     settings = get_settings()
     configure_logging("gateway", settings.log_level)
-    uvloop.run(serve(settings))
+    tracing.configure(settings.otlp_endpoint, "gateway")
+    try:
+        uvloop.run(serve(settings))
+    finally:
+        tracing.shutdown()
 
 
 if __name__ == "__main__":

@@ -13,6 +13,11 @@ HTTP_LATENCY = Histogram(
     ["route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+ANSWERS = Counter(
+    "fundhub_gateway_answers_total",
+    "Answers by route and error code (OK below 400; HTTP_<status> for an error without a code)",
+    ["route", "code"],
+)
 BANK_NOTIFICATIONS = Counter(
     "fundhub_gateway_bank_notifications_total",
     "Bank notifications by outcome (accepted, kept-unhandled, refused, unavailable)",

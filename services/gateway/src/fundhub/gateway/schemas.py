@@ -218,6 +218,20 @@ class CallbacksReplayed(_Wire):
     replayed: Annotated[int, Field(description="deliveries set to be sent again")]
 
 
+class PayoutScenarioPlaced(_Wire):
+    """A sandbox scenario in place (``payouts.sandbox``): the payout the key creates next with
+    ``requestId`` gets this treatment from the simulated bank."""
+
+    status_code: Literal[201]
+    biz_code: Literal["SUCCESS"]
+    timestamp: datetime
+    request_id: str
+    outcome: Literal["SUCCESS", "FAILED", "RETURNED"]
+    reason: str | None
+    result_delay_ms: Annotated[int, Field(ge=0, le=60_000)]
+    result_copies: Annotated[int, Field(ge=1, le=2)]
+
+
 # --- settlement and withdrawals ---------------------------------------------------------------
 
 
@@ -398,6 +412,15 @@ class RefundShare(_Wire):
 _REFUND_STATE = Literal["PROCESSING", "SUCCESS", "CLOSED", "FAILED"]
 
 
+class RefundDebit(_Wire):
+    """The depository's debit of the members' shares for a refund made after the order's
+    split (``orders.wire.debit_item``)."""
+
+    state: Literal["PENDING", "PROCESSING", "SUCCESS", "FAILED"]
+    finished_at: Annotated[datetime | None, Field(description="the bank's time of the debit")]
+    error_code: str | SkipJsonSchema[None] = None
+
+
 class OrderRefund(_Wire):
     """A refund as its order lists it (``orders.wire.refund_item``)."""
 
@@ -417,6 +440,10 @@ class OrderRefund(_Wire):
     reason: str | SkipJsonSchema[None] = None
     error_code: str | SkipJsonSchema[None] = None
     msg: str | SkipJsonSchema[None] = None
+    depository_debit: Annotated[
+        RefundDebit | SkipJsonSchema[None],
+        Field(description="only for a refund taken from settled shares (the bank debits them)"),
+    ] = None
 
 
 class OrderSettlement(_Wire):
@@ -463,6 +490,138 @@ class Refund(OrderRefund):
     timestamp: datetime
     order_no: str
     order_id: str
+
+
+# --- reconciliation (fundhub.reconciliation.wire) ------------------------------------------------
+
+
+class ReconPerClass(_Wire):
+    """One number per class: items (``counts``) or fen (``sums``: the source's amount where it
+    has a line, else the platform's)."""
+
+    matched: int
+    missing_on_platform: int
+    missing_at_channel: int
+    amount_mismatch: int
+    status_mismatch: int
+    duplicate: int
+    fee_difference: int
+
+
+class ReconRunOut(_Wire):
+    run_id: str
+    source: Literal["wechatpay", "alipay", "bank"]
+    date: Annotated[str, Field(description="the business day (GMT+8), YYYY-MM-DD")]
+    state: Literal["CURRENT", "SUPERSEDED"]
+    superseded_by: str | None
+    file_id: Annotated[int, Field(description="the newest of the files the run read")]
+    file_ids: Annotated[
+        list[int], Field(description="every current file of the day: one per merchant app")
+    ]
+    file_name: str
+    file_sha256: str
+    counts: ReconPerClass
+    sums: ReconPerClass
+    line_count: int
+    record_count: int
+    carried_in: Annotated[int, Field(description="items handed over by the previous day's run")]
+    carried_out: Annotated[int, Field(description="near-midnight items handed to the next day")]
+    unexplained_balances: int
+    started_at: datetime
+    finished_at: datetime
+    run_by: str
+
+
+class ReconBalanceOut(_Wire):
+    account: str
+    ledger_fen: int
+    bank_fen: int
+    difference: Annotated[int, Field(description="bank - ledger")]
+    explained_fen: Annotated[int, Field(description="what the day's discrepancies move")]
+    state: Literal["AGREED", "EXPLAINED", "UNEXPLAINED"]
+
+
+class ReconRuns(_Wire):
+    status_code: Literal[200]
+    biz_code: Literal["SUCCESS"]
+    timestamp: datetime
+    items: Annotated[list[ReconRunOut], Field(description="newest day first")]
+
+
+class ReconRun(ReconRunOut):
+    status_code: Literal[200]
+    biz_code: Literal["SUCCESS"]
+    timestamp: datetime
+    balances: Annotated[list[ReconBalanceOut], Field(description="the bank's runs only")]
+
+
+class ReconDiscrepancyOut(_Wire):
+    discrepancy_id: str
+    run_id: str
+    klass: Annotated[
+        Literal[
+            "missingOnPlatform",
+            "missingAtChannel",
+            "amountMismatch",
+            "statusMismatch",
+            "duplicate",
+            "feeDifference",
+        ],
+        Field(alias="class"),
+    ]
+    state: Literal["OPEN", "ADJUSTMENT_PROPOSED", "RESOLVED", "CARRIED_OVER", "WRITTEN_OFF"]
+    kind: str
+    reference: str
+    account: str | None
+    statement_fen: int | None
+    platform_fen: int | None
+    difference_fen: int
+    statement_fee: int | None
+    platform_fee: int | None
+    line_no: int | None
+    statement: Annotated[dict[str, Any] | None, Field(description="the source's line, as read")]
+    platform: Annotated[dict[str, Any] | None, Field(description="our record, as it stood")]
+    proposal: dict[str, Any] | None
+    proposed_by: str | None
+    entry_id: Annotated[str | None, Field(description="the adjustment's journal entry")]
+    created_at: datetime
+    updated_at: datetime
+
+
+class ReconDiscrepancies(_Wire):
+    status_code: Literal[200]
+    biz_code: Literal["SUCCESS"]
+    timestamp: datetime
+    items: list[ReconDiscrepancyOut]
+    next_cursor: Annotated[str | None, Field(description="the next page's cursor; null at the end")]
+
+
+class ReconActionOut(_Wire):
+    action_id: int
+    action: Literal["PROPOSE", "APPROVE", "CARRY_OVER", "WRITE_OFF", "REOPEN"]
+    from_state: str
+    to_state: str
+    actor: str
+    reason: str
+    detail: dict[str, Any] | None
+    at: datetime
+
+
+class ReconDiscrepancy(ReconDiscrepancyOut):
+    status_code: Literal[200]
+    biz_code: Literal["SUCCESS"]
+    timestamp: datetime
+    actions: Annotated[list[ReconActionOut], Field(description="oldest first")]
+
+
+class ReconIntake(_Wire):
+    status_code: Literal[200, 201]
+    biz_code: Literal["SUCCESS"]
+    timestamp: datetime
+    file_id: int
+    created: Annotated[bool, Field(description="false: these very bytes were imported before")]
+    superseded_file_id: int | None
+    run: ReconRunOut | None
 
 
 # --- operations (fundhub.web.health, shared with the workers, documented here) ------------------

@@ -13,7 +13,10 @@ from fundhub.common.consumer import BatchConsumer
 from fundhub.common.kafka import KafkaPublisher, ensure_topics
 from fundhub.common.migrations import verify
 from fundhub.common.outbox import LEDGER_CHANNEL, OutboxRelay
+from fundhub.common.retention import policy_of, run_retention
+from fundhub.common.sampling import Sampler, messaging_probes
 from fundhub.common.topics import topics
+from fundhub.merchants.lookup import ClosedMerchantAccounts
 from fundhub.orders import notifications
 from fundhub.orders.consumer import channel_event_handler
 from fundhub.web.worker import run_worker, start_worker
@@ -32,7 +35,7 @@ async def run(settings: Settings) -> None:
         publisher,
         names.group(CONSUMER),
         names.bank_transfer_notify,
-        transfer_notify_handler(names),
+        transfer_notify_handler(names, ClosedMerchantAccounts()),
     )
     channel_events = BatchConsumer(
         settings,
@@ -53,11 +56,14 @@ async def run(settings: Settings) -> None:
             "consumer": worker.run(),
             "channel-events": channel_events.run(),
             "outbox-relay": relay.run(),
+            "retention": run_retention(pool, policy_of(settings)),
+            "sampler": Sampler(pool, messaging_probes(), settings.metrics_sample_s).run(),
         },
         {"kafka": kafka_ready, "postgres": partial(db.ping, pool)},
         settings.gateway_host,
         settings.notify_ingest_port,
-        close=[publisher.stop, pool.close],
+        gentle={"consumer": worker.stop, "channel-events": channel_events.stop},
+        close=[publisher.stop, partial(db.close_pool, pool)],
     )
 
 

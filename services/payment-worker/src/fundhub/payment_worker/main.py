@@ -1,12 +1,16 @@
 """``fundhub-payment-worker``: accept payouts, send them to the bank, follow each to its end;
 and drive merchants' requests to the depository (reviews, micro-deposits, closes) the same way;
-take each order refund's money, send it to the channel, follow it to its end."""
+take each order refund's money, send it to the channel, follow it to its end (and, after the
+order's split, have the depository debit the members)."""
 
 from __future__ import annotations
 
 import contextlib
 from functools import partial
 
+from fundhub.access.environment_stamp import claim_environment
+from fundhub.access.keys import SANDBOX, environment_served_by
+from fundhub.bank_client.session import bank_session
 from fundhub.channels.apps import ChannelAppStore
 from fundhub.channels.payments import open_channel_payments
 from fundhub.common import db
@@ -15,6 +19,8 @@ from fundhub.common.consumer import BatchConsumer
 from fundhub.common.kafka import KafkaPublisher, ensure_topics
 from fundhub.common.migrations import verify
 from fundhub.common.outbox import PAYOUTS_CHANNEL, OutboxRelay
+from fundhub.common.retention import policy_of, run_retention
+from fundhub.common.sampling import Probe, Sampler, messaging_probes
 from fundhub.common.topics import topics
 from fundhub.merchants import consumers as merchant_consumers
 from fundhub.merchants import poller as merchant_poller
@@ -23,10 +29,16 @@ from fundhub.merchants.submitter import Submitter as MerchantSubmitter
 from fundhub.orders import refunds
 from fundhub.orders.channel_choice import from_channels
 from fundhub.orders.consumer import refund_command_handler
+from fundhub.orders.refund_debit_driver import RefundDebitDriver
+from fundhub.orders.refund_debits_http import HttpRefundDebits
+from fundhub.orders.store import sample_refunds_past_deadline
 from fundhub.payouts import commands, results
-from fundhub.payouts.bank_http import HttpBankAdapter, bank_session
+from fundhub.payouts.bank import BankPayoutAdapter
+from fundhub.payouts.bank_http import HttpBankAdapter
 from fundhub.payouts.consumers import command_handler, result_handler
 from fundhub.payouts.poller import Poller
+from fundhub.payouts.sandbox_bank import SandboxBank
+from fundhub.payouts.store import sample_past_deadline
 from fundhub.payouts.submitter import Submitter
 from fundhub.settlement.worker import settlement_worker
 from fundhub.web.worker import run_worker, start_worker
@@ -42,11 +54,18 @@ async def run(settings: Settings) -> None:
     await verify(settings.database_url)
     names = topics(settings)
     pool = await db.connect_pool(settings.database_url, max_size=max(8, settings.db_pool_max))
+    served = environment_served_by(settings.env)
+    # Before any payout goes to a bank: a live worker never sends a sandbox database's payouts.
+    await claim_environment(pool, served, "payment-worker")
     await ensure_topics(settings)
     publisher = KafkaPublisher(settings)
     await publisher.start()
     session = bank_session(settings)
-    bank = HttpBankAdapter(session, settings.bank_base_url, timeout_s=settings.bank_timeout_s)
+    bank: BankPayoutAdapter = HttpBankAdapter(
+        session, settings.bank_base_url, timeout_s=settings.bank_timeout_s
+    )
+    if served == SANDBOX:  # the bank is the simulator: it is told the payouts' scenarios
+        bank = SandboxBank(bank, pool, session, settings.bank_base_url, settings.bank_timeout_s)
     submitter = Submitter(pool, names, bank, settings.bank_callback_url())
     command_consumer = BatchConsumer(
         settings,
@@ -104,7 +123,19 @@ async def run(settings: Settings) -> None:
     refund_poller = refunds.RefundPoller(
         pool, refund_sender, settings.refund_poll_base_s, settings.refund_poll_max_s
     )
+    # A refund after the split: the depository debits the members (the same bank and session).
+    refund_debits = RefundDebitDriver(
+        pool,
+        HttpRefundDebits(session, settings.bank_base_url, timeout_s=settings.bank_timeout_s),
+        settings.refund_poll_base_s,
+        settings.refund_poll_max_s,
+    )
     relay = OutboxRelay(pool, publisher, PAYOUTS_CHANNEL)
+    probes = [
+        *messaging_probes(),
+        Probe("payouts-past-deadline", sample_past_deadline),
+        Probe("refunds-past-deadline", sample_refunds_past_deadline),
+    ]
     settlement = settlement_worker(settings, pool, publisher, session, names)
     consumers = (
         command_consumer,
@@ -129,12 +160,23 @@ async def run(settings: Settings) -> None:
             "merchant-poller": merchant_poller.Poller(settings, pool, merchants).run(),
             "order-refunds": refund_consumer.run(),
             "refund-poller": refund_poller.run(),
+            "refund-debits": refund_debits.run(),
             "outbox-relay": relay.run(),
+            "retention": run_retention(pool, policy_of(settings)),
+            "sampler": Sampler(pool, probes, settings.metrics_sample_s).run(),
             **settlement.tasks(),
         },
         {"kafka": kafka_ready, "postgres": partial(db.ping, pool)},
         settings.gateway_host,
         settings.payment_worker_port,
+        gentle={
+            "commands": command_consumer.stop,
+            "results": result_consumer.stop,
+            "merchant-commands": merchant_commands.stop,
+            "merchant-results": merchant_results.stop,
+            "order-refunds": refund_consumer.stop,
+            "split-results": settlement.results.stop,
+        },
         close=[
             submitter.close,
             merchants.close,
@@ -142,7 +184,7 @@ async def run(settings: Settings) -> None:
             closing.aclose,
             session.close,
             publisher.stop,
-            pool.close,
+            partial(db.close_pool, pool),
         ],
     )
 

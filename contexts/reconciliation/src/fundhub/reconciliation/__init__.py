@@ -1,0 +1,1 @@
+"""fundhub.reconciliation."""
