@@ -57,6 +57,18 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def runs_service(pid: int, name: str) -> bool:
+    """``pid`` is still ``name``'s process: a pid of one that died long ago may have been
+    given to anything since (another test's Kafka broker), which must not be killed."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return alive(pid) and any(
+        part.decode(errors="replace").endswith(f"/fundhub-{name}") for part in argv
+    )
+
+
 @dataclass
 class Up:
     """A running ``fundhub up`` and its output in ``log``."""
@@ -119,7 +131,7 @@ def up(env: ModuleEnv) -> Iterator[Up]:
                 proc.wait()
         for name in running.services():  # nothing left behind, whatever the test did
             for pid in running.pids(name):
-                if alive(pid):
+                if runs_service(pid, name):
                     os.kill(pid, signal.SIGKILL)
 
 

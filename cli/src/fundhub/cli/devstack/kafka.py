@@ -272,8 +272,9 @@ class KafkaNode:
         while True:
             managed = processes.read_pid(self.pid_file) is not None
             if managed and self.pid() is None and not self.is_running():
+                how = "" if self._proc is None else f" ({processes.exit_status(self._proc)})"
                 raise KafkaNodeError(
-                    "the Kafka broker exited while starting; last output:\n"
+                    f"the Kafka broker exited while starting{how}; last output:\n"
                     + processes.tail(self.out_file)
                 )
             if self.is_running() and run_sync(lambda: probe_kafka(self.bootstrap)):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -73,6 +74,19 @@ def kill(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
     wait_gone(pid, 10.0)
+
+
+def exit_status(proc: subprocess.Popen[bytes]) -> str:
+    """How a child ended, in words: a signal leaves no output of its own to explain it."""
+    code = proc.poll()
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 def tail(path: Path, lines: int = 30) -> str:
