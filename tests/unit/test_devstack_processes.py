@@ -44,3 +44,31 @@ def test_a_broker_killed_while_starting_says_so(tmp_path: Path) -> None:
     victim.wait(10)
     with pytest.raises(KafkaNodeError, match=r"exited while starting \(killed by SIGKILL\)"):
         node.wait_ready(timeout_s=5)
+
+
+class _Reaped:
+    """A child of ours that has ended, whose pid the kernel has since given to another."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def poll(self) -> int:
+        return -9
+
+
+def test_a_reaped_broker_s_pid_is_not_taken_for_a_live_broker(tmp_path: Path) -> None:
+    """After a pid wraps, a dead node's pid file may name another test's broker: stopping or
+    killing this node must not reach it."""
+    other = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)", "kafka.Kafka"],
+    )
+    try:
+        node = KafkaNode(home=tmp_path, deploy=tmp_path, port=_closed_port())
+        processes.write_pid(node.pid_file, other.pid)
+        assert node.pid() == other.pid  # a broker this node did not start, found by its file
+        node._proc = _Reaped(other.pid)  # type: ignore[assignment]
+        assert node.pid() is None
+        assert node.kill() is False and other.poll() is None
+    finally:
+        other.kill()
+        other.wait(10)

@@ -232,9 +232,11 @@ class KafkaNode:
 
     def pid(self) -> int | None:
         """The pid of the broker this node started (per its pid file), if still alive."""
-        if self._proc is not None:
-            self._proc.poll()  # reap our own child so a dead broker is not a zombie
         pid = processes.read_pid(self.pid_file)
+        if self._proc is not None:
+            ended = self._proc.poll() is not None  # reaped: a dead broker is not left a zombie
+            if ended and self._proc.pid == pid:
+                return None  # and its pid may since be another process's (even a broker's)
         if pid is None or not processes.pid_alive(pid):
             return None
         if "kafka.Kafka" not in processes.cmdline(pid):
