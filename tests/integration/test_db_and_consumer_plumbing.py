@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import pytest
@@ -223,10 +224,63 @@ async def test_the_relay_publishes_in_order_and_marks_rows_published(env: Module
     assert await unpublished() == 0
 
 
+async def test_the_relay_listens_again_after_its_connection_is_lost(env: ModuleEnv) -> None:
+    """A server restart killed the relay's listening connection and nothing listened again:
+    every event then waited out the idle poll. Here the poll is a minute; the event must go
+    out in seconds on the notification heard by a new connection."""
+    channel = f"plumbing_relisten_{uuid.uuid4().hex[:8]}"
+    key = f"relisten-{uuid.uuid4().hex[:8]}"
+    names = topics(env.settings)
+    pool = await db.connect_pool(env.settings.database_url, min_size=1, max_size=3)
+    publisher = KafkaPublisher(env.settings)
+    relay = OutboxRelay(pool, publisher, channel, batch=10, idle_s=60)
+    task = asyncio.create_task(relay.run())
+
+    async def listeners() -> list[int]:
+        rows = await env.pool.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE query LIKE $1", f"LISTEN %{channel}%"
+        )
+        return [r["pid"] for r in rows]
+
+    async def listeners_other_than(known: list[int]) -> bool:
+        return any(p not in known for p in await listeners())
+
+    async def published() -> bool:
+        left: int = await env.pool.fetchval(
+            "SELECT count(*) FROM outbox WHERE published_at IS NULL AND key = $1", key
+        )
+        return left == 0
+
+    async def soon(probe: Callable[[], Awaitable[bool]], timeout_s: float) -> None:
+        for _ in range(int(timeout_s / 0.05)):
+            if await probe():
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"not within {timeout_s}s")
+
+    try:
+        await soon(lambda: listeners_other_than([]), 20)
+        first = await listeners()
+        await env.pool.execute("SELECT pg_terminate_backend($1)", first[0])
+        await soon(lambda: listeners_other_than(first), 20)
+        event = Envelope(type="plumbing.relisten", correlation_id="c", data={})
+        async with env.pool.acquire() as conn, conn.transaction():
+            await db.write_together(
+                conn, outbox_writes([(names.ledger_events, key, event)]), notify=channel
+            )
+        await soon(published, 10)  # far below the minute's poll
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await publisher.stop()
+        # Both connections given back, the dead one too: the pool closes without waiting.
+        await asyncio.wait_for(pool.close(), 5)
+
+
 async def test_closing_a_pool_never_waits_for_a_connection_never_given_back(
     env: ModuleEnv,
 ) -> None:
-    """A connection left taken (a task cancelled mid-statement while the server restarted) kept
+    """A connection left taken (a relay's listener after the server restarted, or any bug) kept
     Pool.close waiting for ever, and each worker sat out its stop deadline; now it is bounded."""
     pool = await db.connect_pool(env.settings.database_url, min_size=1, max_size=2)
     taken = await pool.acquire()

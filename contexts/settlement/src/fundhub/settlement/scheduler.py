@@ -23,6 +23,7 @@ import structlog
 from fundhub.common.clock import utcnow
 from fundhub.common.config import Settings
 from fundhub.common.db import Connection, Pool
+from fundhub.common.listening import ChannelListener
 from fundhub.common.topics import Topics
 from fundhub.ledger.rules import new_entry_id
 from fundhub.orders import settlement_marks
@@ -130,11 +131,11 @@ class Scheduler:
         self._wake = asyncio.Event()
 
     async def run(self) -> None:
-        listener = await self._pool.acquire()
+        listener = ChannelListener(self._pool, store.CHANNEL, self._wake.set)
         try:
-            await listener.add_listener(store.CHANNEL, self._on_notify)
             while True:
                 self._wake.clear()
+                await self._step("listen", self._listening(listener))
                 busy = await self._step("schedule", self.schedule_due(utcnow()))
                 busy = await self._step("drive", self.drive_due()) or busy
                 if not busy:
@@ -143,8 +144,7 @@ class Scheduler:
                             self._wake.wait(), timeout=self._settings.settlement_interval_s
                         )
         finally:
-            await listener.remove_listener(store.CHANNEL, self._on_notify)
-            await self._pool.release(listener)
+            await listener.close()
 
     async def _step(self, what: str, work: Coroutine[Any, Any, int]) -> bool:
         """One part of a tick; True when it had a full batch (more is waiting). A failure
@@ -157,8 +157,11 @@ class Scheduler:
             log.error("settlement_scheduler_failed", step=what, error=str(exc))
             return False
 
-    def _on_notify(self, *_: object) -> None:
-        self._wake.set()
+    @staticmethod
+    async def _listening(listener: ChannelListener) -> int:
+        """Listening again after the server restarted (a tick's work follows regardless)."""
+        await listener.ensure()
+        return 0
 
     async def schedule_due(self, now: datetime) -> int:
         """Orders due by their cut-off at ``now`` become SCHEDULED settlements (one batch);

@@ -74,10 +74,11 @@ async def connect_pool(dsn: str, min_size: int = 1, max_size: int = 10) -> Pool:
 async def close_pool(pool: Pool, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
     """Close the pool, but never wait past ``timeout_s``.
 
-    ``Pool.close`` waits until every connection is released. After the server restarted, one
-    taken by a task cancelled mid-statement can stay "in use" for good, and every worker then
-    sat out its whole stop deadline (seen: notify-ingest and payment-worker killed 15 s after
-    SIGTERM in the Postgres-restart test). Past the timeout the rest are terminated."""
+    ``Pool.close`` waits until every connection is released. After the server restarted, the
+    relays' listening connections stayed "in use" for good (now given back by
+    ``common.listening``), and notify-ingest and payment-worker sat out their whole stop
+    deadline; any other connection a bug keeps taken would do the same, so the wait stays
+    bounded. Past the timeout the rest are terminated."""
     try:
         await asyncio.wait_for(pool.close(), timeout_s)
     except TimeoutError:

@@ -15,6 +15,7 @@ import structlog
 from fundhub.common.db import BatchInsert, Connection, Lent, Pool, Write
 from fundhub.common.envelope import Envelope
 from fundhub.common.kafka import KafkaPublisher, OutgoingMessage
+from fundhub.common.listening import ChannelListener
 from fundhub.common.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
 
 log = structlog.get_logger(__name__)
@@ -117,16 +118,13 @@ class OutboxRelay:
             )
         return len(rows)
 
-    def _on_notify(self, *_: object) -> None:
-        self._wake.set()
-
     async def run(self) -> None:
-        listener = await self._pool.acquire()
+        listener = ChannelListener(self._pool, self._channel, self._wake.set)
         try:
-            await listener.add_listener(self._channel, self._on_notify)
             while True:
                 self._wake.clear()  # before the pass: a commit during it wakes the next one
                 try:
+                    await listener.ensure()  # again after a server restart; the pass follows
                     sent = await self.relay_once()
                 except asyncio.CancelledError:
                     raise
@@ -142,11 +140,11 @@ class OutboxRelay:
                 # would cost more than the events themselves).
                 await asyncio.sleep(self._gather_s)
         finally:
-            await listener.remove_listener(self._channel, self._on_notify)
-            await self._pool.release(listener)
+            await listener.close()
             if self._conn is not None:
                 conn, self._conn = self._conn, None
-                await self._pool.release(conn)
+                with contextlib.suppress(Exception):
+                    await self._pool.release(conn)
 
 
 # A backlog past this is an incident whatever its size; counting further would walk it all.
