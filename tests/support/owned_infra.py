@@ -18,7 +18,7 @@ from pathlib import Path
 from fundhub.cli.devstack import Infra, KafkaNode, PostgresNode, kafka_node
 from fundhub.cli.devstack.endpoints import HostPort
 from fundhub.cli.devstack.kafka_cluster import KafkaCluster, cluster_nodes
-from support.processes import free_port
+from support.processes import free_port, reserve_ports
 
 USER = "fundhub"
 
@@ -88,6 +88,7 @@ def free_port_run(length: int) -> int:
                     break
             rest.append(port)
         if len(rest) == length - 1:
+            reserve_ports(rest)  # never given to a service while a broker is down
             return first
     raise AssertionError(f"no {length} consecutive free ports")
 

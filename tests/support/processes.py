@@ -39,6 +39,21 @@ def ephemeral_range() -> tuple[int, int]:
     return low, high
 
 
+def reserve_ports(ports: list[int]) -> None:
+    """Ports taken by other means (a cluster's run of them): ``free_port`` never hands them out."""
+    _handed_out.update(ports)
+
+
+def _worker_slice(low: int, high: int) -> tuple[int, int]:
+    """This worker's share of the ports below the ephemeral range ``low``..``high``."""
+    del high
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    index = int(worker) if worker.isdigit() else 0
+    width = max(0, low - _LOWEST) // max(1, count)
+    return _LOWEST + index * width, _LOWEST + (index + 1) * width
+
+
 def free_port() -> int:
     """A port free now, for a service to listen on seconds later, outside the ephemeral range.
 
@@ -46,10 +61,12 @@ def free_port() -> int:
     outgoing connection on the machine (to Kafka, Postgres, another test's services), and the
     service then cannot bind it: its module's setup fails now and then on a busy machine, or a
     restarted broker cannot take its port back. Drawn at random, so concurrent test runs seldom
-    draw the same, and never the same twice in one run."""
-    low, _ = ephemeral_range()
+    draw the same, and never the same twice in one run. Each xdist worker draws from its own
+    slice: a port one worker's test let go for a while (a killed broker's, to be restarted on
+    it) is never handed to a service of the other's."""
+    first, last = _worker_slice(*ephemeral_range())
     for _ in range(1000):
-        port = random.randrange(_LOWEST, low) if low > _LOWEST + 1000 else 0
+        port = random.randrange(first, last) if last > first + 1000 else 0
         if port in _handed_out:
             continue
         with socket.socket() as s:
