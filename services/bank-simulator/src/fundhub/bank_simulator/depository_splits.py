@@ -21,19 +21,17 @@ is never sent, only a query finds it).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Coroutine
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import aiohttp
 import orjson
 import structlog
 from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+from fundhub.bank_simulator.bank_notifier import BankNotifier
 from fundhub.bank_simulator.depository_intake import (
     RequestRefused,
     held_answer,
@@ -45,8 +43,7 @@ from fundhub.bank_simulator.depository_intake import (
 )
 from fundhub.bank_simulator.notifications import DEFAULT_EXCLUDES, PrivateKey, private_key
 from fundhub.bank_simulator.payout_callbacks import signed_notification
-from fundhub.bank_simulator.result_batches import ResultOutboxes
-from fundhub.bank_simulator.sender import BankSender, DeliveryObserver, client_session
+from fundhub.bank_simulator.sender import DeliveryObserver
 from fundhub.common.clock import format_bank_time, utcnow
 from fundhub.common.ids import random_uuid
 from fundhub.settlement.depository import (
@@ -172,7 +169,7 @@ class SplitDesk:
         }
 
 
-class SplitNotifier:
+class SplitNotifier(BankNotifier):
     """Completes each new instruction after the desk's delay and tells its notify_url, signed."""
 
     def __init__(
@@ -190,37 +187,18 @@ class SplitNotifier:
         self.desk = desk
         self.app_id = app_id
         self._key = private_key(key)
-        self._retries = retries
-        self._retry_interval_s = retry_interval_s
-        self._timeout_s = timeout_s
-        self._observer = observer
-        self._max_connections = max_connections
-        self._senders: dict[str, BankSender] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._session: aiohttp.ClientSession | None = None
-        self._outboxes = ResultOutboxes(self._spawn, self._deliver, MAX_SPLIT_RESULTS)
-
-    @property
-    def is_running(self) -> bool:
-        return self._session is not None
-
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        async with client_session(self._max_connections) as session:
-            self._session = session
-            try:
-                yield
-            finally:
-                for task in self._tasks:
-                    task.cancel()
-                await asyncio.gather(*self._tasks, return_exceptions=True)
-                self._tasks.clear()
-                self._senders.clear()
-                self._outboxes = ResultOutboxes(self._spawn, self._deliver, MAX_SPLIT_RESULTS)
-                self._session = None
+        super().__init__(
+            "split",
+            max_connections,
+            retries=retries,
+            retry_interval_s=retry_interval_s,
+            timeout_s=timeout_s,
+            observer=observer,
+        )
+        self._outboxes = self.result_batches(self._deliver, MAX_SPLIT_RESULTS)
 
     def follow(self, split: Split) -> None:
-        self._spawn(self._timeline(split), f"split-{split.split_request_id}")
+        self.spawn(self._timeline(split), f"split-{split.split_request_id}")
 
     async def _timeline(self, split: Split) -> None:
         await asyncio.sleep(self.desk.behaviour.delay_s)
@@ -237,14 +215,6 @@ class SplitNotifier:
         # completing together (``result_batches``).
         self._outboxes.enqueue(str(split.wire["notify_url"]), split.result_biz())
 
-    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
-        if self._session is None:
-            work.close()
-            raise RuntimeError("the split notifier is not running")
-        task = asyncio.create_task(work, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def _deliver(self, url: str, batch: list[dict[str, str]]) -> None:
         # The single form for a lone result, the batch form for more.
         if len(batch) == 1:
@@ -254,7 +224,7 @@ class SplitNotifier:
         params = await asyncio.to_thread(
             signed_notification, method, text, self.app_id, self._key, None, DEFAULT_EXCLUDES
         )
-        delivery = await self._sender(url).send(params)
+        delivery = await self.sender(url).send(params)
         if not delivery.ok:
             log.error(
                 "depository_split_results_gave_up",
@@ -263,21 +233,6 @@ class SplitNotifier:
                 attempts=delivery.attempts,
                 reason=delivery.answer,
             )
-
-    def _sender(self, url: str) -> BankSender:
-        sender = self._senders.get(url)
-        if sender is None:
-            if self._session is None:
-                raise RuntimeError("the split notifier is not running")
-            sender = self._senders[url] = BankSender(
-                self._session,
-                url,
-                retries=self._retries,
-                retry_interval_s=self._retry_interval_s,
-                timeout_s=self._timeout_s,
-                observer=self._observer,
-            )
-        return sender
 
 
 def split_router(desk: SplitDesk, notifier: SplitNotifier) -> APIRouter:
