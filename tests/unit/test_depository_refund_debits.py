@@ -11,12 +11,8 @@ from typing import Any
 import pytest
 
 from fundhub.bank_simulator.daily_files import daily_file, postings
-from fundhub.bank_simulator.depository_refund_debits import (
-    DebitConflict,
-    DebitRequestError,
-    RefundDebitDesk,
-    debit_from_wire,
-)
+from fundhub.bank_simulator.depository_intake import RequestConflict, RequestRefused
+from fundhub.bank_simulator.depository_refund_debits import RefundDebitDesk, debit_from_wire
 from fundhub.bank_simulator.depository_splits import SplitDesk
 from fundhub.common.clock import BANK_TZ
 from fundhub.orders.refund_debits import (
@@ -109,15 +105,15 @@ def test_the_bank_debits_no_more_than_the_split_credited_and_completes_later() -
     desk = _desk()
     first = desk.register(_wire("R1", mch_a=600, platform=100), AT)
     assert desk.register(_wire("R1", mch_a=600, platform=100), AT) is first  # a retry
-    with pytest.raises(DebitConflict):
+    with pytest.raises(RequestConflict):
         desk.register(_wire("R1", mch_a=500, platform=100), AT)
-    with pytest.raises(DebitRequestError, match="more than STL1 credited"):
+    with pytest.raises(RequestRefused, match="more than STL1 credited"):
         desk.register(_wire("R2", mch_a=301), AT)  # 600 + 301 > 900
-    with pytest.raises(DebitRequestError, match="was not credited"):
+    with pytest.raises(RequestRefused, match="was not credited"):
         desk.register(_wire("R3", mch_b=1), AT)
-    with pytest.raises(DebitRequestError, match="no completed split"):
+    with pytest.raises(RequestRefused, match="no completed split"):
         desk.register({**_wire("R4", mch_a=1), "split_request_id": "STL9"}, AT)
-    with pytest.raises(DebitRequestError, match="members' sum"):
+    with pytest.raises(RequestRefused, match="members' sum"):
         debit_from_wire({**_wire("R5", mch_a=1), "amount": "2"})
     assert desk.register(_wire("R2", mch_a=300), AT).status is DebitStatus.PROCESSING
     assert desk.done(AT + timedelta(seconds=0.5)) == []

@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Coroutine
-from contextlib import asynccontextmanager
 from typing import Any
 
-import aiohttp
 import orjson
 import structlog
 from fastapi import APIRouter, Request, Response, status
 from pydantic import ValidationError
 
+from fundhub.bank_simulator.bank_notifier import BankNotifier
 from fundhub.bank_simulator.config import DeliveryOptions
 from fundhub.bank_simulator.depository_members import (
     DepositoryBehaviour,
@@ -37,7 +35,6 @@ from fundhub.bank_simulator.depository_members import (
     not_found,
 )
 from fundhub.bank_simulator.notifications import PrivateKey, private_key, sign_params
-from fundhub.bank_simulator.sender import BankSender, client_session
 from fundhub.common.clock import format_bank_time, utcnow
 from fundhub.merchants.depository import REQUESTS_PATH, RESULT_METHOD
 
@@ -63,7 +60,7 @@ def build_member_result(biz: dict[str, str], app_id: str, key: PrivateKey) -> di
     return params
 
 
-class MemberNotifier:
+class MemberNotifier(BankNotifier):
     """Decides each accepted request after its delay and delivers the signed result.
 
     Usable between ``async with notifier.running():`` and its end, which cancels what is still
@@ -72,47 +69,22 @@ class MemberNotifier:
     def __init__(
         self, book: MemberBook, app_id: str, key: PrivateKey, delivery: DeliveryOptions
     ) -> None:
+        super().__init__(
+            "member",
+            delivery["max_connections"],
+            retries=delivery["retries"],
+            retry_interval_s=delivery["retry_interval_s"],
+            timeout_s=delivery["timeout_s"],
+        )
         self.book = book
         self.app_id = app_id
         self._key = private_key(key)
-        self._delivery = delivery
-        self._session: aiohttp.ClientSession | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    @property
-    def is_running(self) -> bool:
-        return self._session is not None
-
-    @property
-    def pending(self) -> int:
-        return len(self._tasks)
-
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        async with client_session(self._delivery["max_connections"]) as session:
-            self._session = session
-            try:
-                yield
-            finally:
-                for task in self._tasks:
-                    task.cancel()
-                await asyncio.gather(*self._tasks, return_exceptions=True)
-                self._tasks.clear()
-                self._session = None
 
     def follow(self, request: MemberRequest) -> None:
         """A new request: decided after its delay (a CONFIRM is decided already), then told."""
         if request.finished_at is not None:
             return  # answered at once: its answer was the result
-        self._spawn(self._timeline(request.request_id), f"member-{request.request_id}")
-
-    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
-        if self._session is None:
-            work.close()
-            raise RuntimeError("the member notifier is not running")
-        task = asyncio.create_task(work, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.spawn(self._timeline(request.request_id), f"member-{request.request_id}")
 
     async def _timeline(self, request_id: str) -> None:
         await asyncio.sleep(self.book.review_delay_s(request_id))
@@ -120,17 +92,9 @@ class MemberNotifier:
         params = await asyncio.to_thread(
             build_member_result, request.result_biz(), self.app_id, self._key
         )
-        assert self._session is not None
-        sender = BankSender(
-            self._session,
-            request.notify_url,
-            retries=self._delivery["retries"],
-            retry_interval_s=self._delivery["retry_interval_s"],
-            timeout_s=self._delivery["timeout_s"],
-        )
         stats = self.book.stats
         stats.notifications_sent += 1
-        delivery = await sender.send(params)
+        delivery = await self.sender(request.notify_url).send(params)
         if delivery.ok:
             stats.notifications_delivered += 1
         else:

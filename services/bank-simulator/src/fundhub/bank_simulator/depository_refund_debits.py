@@ -16,32 +16,28 @@ taken from a member (with the debits before) than the split credited it.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Request, Response
 
+from fundhub.bank_simulator.depository_intake import (
+    RequestRefused,
+    held_answer,
+    held_before,
+    json_body,
+    refusal,
+    shares_from_wire,
+)
 from fundhub.bank_simulator.depository_splits import SplitDesk
 from fundhub.common.clock import format_bank_time, utcnow
 from fundhub.common.ids import random_uuid
-from fundhub.common.money import MoneyError, normalize_currency, parse_minor_units
-from fundhub.orders.refund_debits import NOT_FOUND, REFUND_DEBITS_PATH, REFUSED, DebitStatus
+from fundhub.orders.refund_debits import REFUND_DEBITS_PATH, DebitStatus
 from fundhub.settlement.depository import SplitStatus
 
 _MAX_BODY = 64 * 1024
-_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 MAX_MEMBERS = 51  # an order's receivers and the platform's fee
-
-
-class DebitRequestError(ValueError):
-    """A malformed or impossible debit: refused 400, nothing registered."""
-
-
-class DebitConflict(DebitRequestError):
-    """The id was used for another debit: 409."""
 
 
 @dataclass
@@ -70,40 +66,15 @@ class Debit:
 
 
 def debit_from_wire(body: Any) -> dict[str, Any]:
-    """The debit, checked as the bank checks its shape; DebitRequestError names the field."""
-    if not isinstance(body, dict):
-        raise DebitRequestError("body: not a JSON object")
-    for name in ("refund_request_id", "split_request_id", "order_no", "currency", "amount"):
-        if not isinstance(body.get(name), str) or not body[name]:
-            raise DebitRequestError(f"{name}: required, a non-empty string")
-    if not _ID.fullmatch(body["refund_request_id"]):
-        raise DebitRequestError("refund_request_id: 1 to 64 of [A-Za-z0-9._:-]")
-    try:
-        normalize_currency(body["currency"])
-        amount = parse_minor_units(body["amount"])
-    except MoneyError as exc:
-        raise DebitRequestError(f"amount or currency: {exc}") from None
-    members = body.get("members")
-    if not isinstance(members, list) or not 0 < len(members) <= MAX_MEMBERS:
-        raise DebitRequestError(f"members: 1 to {MAX_MEMBERS}")
-    total = 0
-    for index, member in enumerate(members):
-        where = f"members[{index}]"
-        if not isinstance(member, dict):
-            raise DebitRequestError(f"{where}: not a JSON object")
-        for name in ("member_id", "amount"):
-            if not isinstance(member.get(name), str) or not member[name]:
-                raise DebitRequestError(f"{where}.{name}: required, a non-empty string")
-        try:
-            share = parse_minor_units(member["amount"])
-        except MoneyError as exc:
-            raise DebitRequestError(f"{where}.amount: {exc}") from None
-        if share <= 0:
-            raise DebitRequestError(f"{where}.amount: must be positive")
-        total += share
-    if total != amount:
-        raise DebitRequestError(f"amount: {amount} is not the members' sum {total}")
-    return body
+    """The debit, checked as the bank checks its shape; RequestRefused names the field."""
+    return shares_from_wire(
+        body,
+        id_field="refund_request_id",
+        fields=("split_request_id", "order_no", "currency", "amount"),
+        parts="members",
+        part_fields=("member_id", "amount"),
+        max_parts=MAX_MEMBERS,
+    )
 
 
 @dataclass
@@ -116,10 +87,8 @@ class RefundDebitDesk:
     refused_requests: int = 0
 
     def register(self, wire: dict[str, Any], now: datetime) -> Debit:
-        known = self.debits.get(wire["refund_request_id"])
+        known = held_before(self.debits, wire, "refund_request_id", "debit")
         if known is not None:
-            if known.wire != wire:
-                raise DebitConflict("refund_request_id: used before for another debit")
             return known
         self._check_against_split(wire)
         debit = Debit(
@@ -135,7 +104,7 @@ class RefundDebitDesk:
         split_id = str(wire["split_request_id"])
         split = self.splits.splits.get(split_id)
         if split is None or split.status is not SplitStatus.SUCCESS:
-            raise DebitRequestError(f"split_request_id: no completed split {split_id}")
+            raise RequestRefused(f"split_request_id: no completed split {split_id}")
         credited: dict[str, int] = {}
         for receiver in split.wire["receivers"]:
             member = str(receiver["member_id"])
@@ -148,10 +117,10 @@ class RefundDebitDesk:
         for member_wire in wire["members"]:
             member = str(member_wire["member_id"])
             if member not in credited:
-                raise DebitRequestError(f"members: {member} was not credited by {split_id}")
+                raise RequestRefused(f"members: {member} was not credited by {split_id}")
             taken[member] = taken.get(member, 0) + int(member_wire["amount"])
             if taken[member] > credited[member]:
-                raise DebitRequestError(
+                raise RequestRefused(
                     f"members: {member} would give back more than {split_id} credited it"
                 )
 
@@ -167,40 +136,24 @@ class RefundDebitDesk:
         return [d for d in self.debits.values() if d.status is DebitStatus.SUCCESS]
 
 
-def _json(body: Any, status_code: int = status.HTTP_200_OK) -> Response:
-    return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
-
-
 def refund_debit_router(desk: RefundDebitDesk) -> APIRouter:
     router = APIRouter(tags=["bank: depository refund debits"])
 
     @router.post(REFUND_DEBITS_PATH, summary="Debit the members for a refund after a split")
     async def register(request: Request) -> Response:
-        raw = await request.body()
         try:
-            if len(raw) > _MAX_BODY:
-                raise DebitRequestError(f"body: over {_MAX_BODY} bytes")
-            try:
-                body = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                raise DebitRequestError("body: not JSON") from None
+            body = await json_body(request, _MAX_BODY)
             now = utcnow()
             desk.settle_due(now)
             debit = desk.register(debit_from_wire(body), now)
-        except DebitConflict as exc:
+        except RequestRefused as exc:
             desk.refused_requests += 1
-            return _json({"status": REFUSED, "error": str(exc)}, status.HTTP_409_CONFLICT)
-        except DebitRequestError as exc:
-            desk.refused_requests += 1
-            return _json({"status": REFUSED, "error": str(exc)}, status.HTTP_400_BAD_REQUEST)
-        return _json(debit.answer())
+            return refusal(exc)
+        return held_answer(debit)
 
     @router.get(REFUND_DEBITS_PATH + "/{refund_request_id}", summary="A debit's current state")
     async def query(refund_request_id: str) -> Response:
         desk.settle_due(utcnow())
-        debit = desk.debits.get(refund_request_id)
-        if debit is None:
-            return _json({"status": NOT_FOUND}, status.HTTP_404_NOT_FOUND)
-        return _json(debit.answer())
+        return held_answer(desk.debits.get(refund_request_id))
 
     return router

@@ -21,32 +21,35 @@ is never sent, only a query finds it).
 from __future__ import annotations
 
 import asyncio
-import re
-from collections.abc import AsyncIterator, Coroutine
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import aiohttp
 import orjson
 import structlog
 from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+from fundhub.bank_simulator.bank_notifier import BankNotifier
+from fundhub.bank_simulator.depository_intake import (
+    RequestRefused,
+    held_answer,
+    held_before,
+    json_body,
+    json_response,
+    refusal,
+    shares_from_wire,
+)
 from fundhub.bank_simulator.notifications import DEFAULT_EXCLUDES, PrivateKey, private_key
 from fundhub.bank_simulator.payout_callbacks import signed_notification
-from fundhub.bank_simulator.result_batches import ResultOutboxes
-from fundhub.bank_simulator.sender import BankSender, DeliveryObserver, client_session
+from fundhub.bank_simulator.sender import DeliveryObserver
 from fundhub.common.clock import format_bank_time, utcnow
 from fundhub.common.ids import random_uuid
-from fundhub.common.money import MoneyError, normalize_currency, parse_minor_units
 from fundhub.settlement.depository import (
     MAX_BATCH_SPLITS,
     MAX_RECEIVERS,
     MAX_SPLIT_RESULTS,
-    NOT_FOUND,
     REFUSED,
     SPLIT_RESULT_METHOD,
     SPLIT_RESULTS_METHOD,
@@ -61,15 +64,6 @@ SPLITFAIL_PREFIX = "SPLITFAIL"
 DESK_PATH = "/depository/v1/split-desk"
 _MAX_BODY = 64 * 1024
 _MAX_BATCH_BODY = MAX_BATCH_SPLITS * _MAX_BODY
-_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-
-
-class SplitRequestError(ValueError):
-    """A malformed instruction: refused 400, nothing registered."""
-
-
-class SplitConflict(SplitRequestError):
-    """The id was used for another instruction: 409."""
 
 
 class SplitBehaviour(BaseModel):
@@ -127,40 +121,15 @@ def refusal_reason(receivers: list[dict[str, str]]) -> str | None:
 
 
 def instruction_from_wire(body: Any) -> dict[str, Any]:
-    """The instruction, checked as the bank checks it; SplitRequestError names the field."""
-    if not isinstance(body, dict):
-        raise SplitRequestError("body: not a JSON object")
-    for name in ("split_request_id", "order_no", "currency", "amount", "notify_url"):
-        if not isinstance(body.get(name), str) or not body[name]:
-            raise SplitRequestError(f"{name}: required, a non-empty string")
-    if not _ID.fullmatch(body["split_request_id"]):
-        raise SplitRequestError("split_request_id: 1 to 64 of [A-Za-z0-9._:-]")
-    try:
-        normalize_currency(body["currency"])
-        amount = parse_minor_units(body["amount"])
-    except MoneyError as exc:
-        raise SplitRequestError(f"amount or currency: {exc}") from None
-    receivers = body.get("receivers")
-    if not isinstance(receivers, list) or not 0 < len(receivers) <= MAX_RECEIVERS:
-        raise SplitRequestError(f"receivers: 1 to {MAX_RECEIVERS}")
-    shares = 0
-    for index, receiver in enumerate(receivers):
-        where = f"receivers[{index}]"
-        if not isinstance(receiver, dict):
-            raise SplitRequestError(f"{where}: not a JSON object")
-        for name in ("member_id", "member_name", "amount"):
-            if not isinstance(receiver.get(name), str) or not receiver[name]:
-                raise SplitRequestError(f"{where}.{name}: required, a non-empty string")
-        try:
-            share = parse_minor_units(receiver["amount"])
-        except MoneyError as exc:
-            raise SplitRequestError(f"{where}.amount: {exc}") from None
-        if share <= 0:
-            raise SplitRequestError(f"{where}.amount: must be positive")
-        shares += share
-    if shares != amount:
-        raise SplitRequestError(f"amount: {amount} is not the receivers' sum {shares}")
-    return body
+    """The instruction, checked as the bank checks it; RequestRefused names the field."""
+    return shares_from_wire(
+        body,
+        id_field="split_request_id",
+        fields=("order_no", "currency", "amount", "notify_url"),
+        parts="receivers",
+        part_fields=("member_id", "member_name", "amount"),
+        max_parts=MAX_RECEIVERS,
+    )
 
 
 @dataclass
@@ -173,13 +142,11 @@ class SplitDesk:
     registrations: int = 0  # well-formed registration requests, repeats included
 
     def register(self, wire: dict[str, Any], now: datetime) -> tuple[Split, bool]:
-        """The instruction under its id, and whether it is new; SplitConflict when the id
+        """The instruction under its id, and whether it is new; RequestConflict when the id
         names another instruction (409)."""
         self.registrations += 1
-        known = self.splits.get(wire["split_request_id"])
+        known = held_before(self.splits, wire, "split_request_id", "instruction")
         if known is not None:
-            if known.wire != wire:
-                raise SplitConflict("split_request_id: used before for another instruction")
             return known, False
         split = Split(wire, "BS" + random_uuid().replace("-", "")[:24], now)
         self.splits[split.split_request_id] = split
@@ -202,7 +169,7 @@ class SplitDesk:
         }
 
 
-class SplitNotifier:
+class SplitNotifier(BankNotifier):
     """Completes each new instruction after the desk's delay and tells its notify_url, signed."""
 
     def __init__(
@@ -220,37 +187,18 @@ class SplitNotifier:
         self.desk = desk
         self.app_id = app_id
         self._key = private_key(key)
-        self._retries = retries
-        self._retry_interval_s = retry_interval_s
-        self._timeout_s = timeout_s
-        self._observer = observer
-        self._max_connections = max_connections
-        self._senders: dict[str, BankSender] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._session: aiohttp.ClientSession | None = None
-        self._outboxes = ResultOutboxes(self._spawn, self._deliver, MAX_SPLIT_RESULTS)
-
-    @property
-    def is_running(self) -> bool:
-        return self._session is not None
-
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        async with client_session(self._max_connections) as session:
-            self._session = session
-            try:
-                yield
-            finally:
-                for task in self._tasks:
-                    task.cancel()
-                await asyncio.gather(*self._tasks, return_exceptions=True)
-                self._tasks.clear()
-                self._senders.clear()
-                self._outboxes = ResultOutboxes(self._spawn, self._deliver, MAX_SPLIT_RESULTS)
-                self._session = None
+        super().__init__(
+            "split",
+            max_connections,
+            retries=retries,
+            retry_interval_s=retry_interval_s,
+            timeout_s=timeout_s,
+            observer=observer,
+        )
+        self._outboxes = self.result_batches(self._deliver, MAX_SPLIT_RESULTS)
 
     def follow(self, split: Split) -> None:
-        self._spawn(self._timeline(split), f"split-{split.split_request_id}")
+        self.spawn(self._timeline(split), f"split-{split.split_request_id}")
 
     async def _timeline(self, split: Split) -> None:
         await asyncio.sleep(self.desk.behaviour.delay_s)
@@ -267,14 +215,6 @@ class SplitNotifier:
         # completing together (``result_batches``).
         self._outboxes.enqueue(str(split.wire["notify_url"]), split.result_biz())
 
-    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
-        if self._session is None:
-            work.close()
-            raise RuntimeError("the split notifier is not running")
-        task = asyncio.create_task(work, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def _deliver(self, url: str, batch: list[dict[str, str]]) -> None:
         # The single form for a lone result, the batch form for more.
         if len(batch) == 1:
@@ -284,7 +224,7 @@ class SplitNotifier:
         params = await asyncio.to_thread(
             signed_notification, method, text, self.app_id, self._key, None, DEFAULT_EXCLUDES
         )
-        delivery = await self._sender(url).send(params)
+        delivery = await self.sender(url).send(params)
         if not delivery.ok:
             log.error(
                 "depository_split_results_gave_up",
@@ -294,52 +234,23 @@ class SplitNotifier:
                 reason=delivery.answer,
             )
 
-    def _sender(self, url: str) -> BankSender:
-        sender = self._senders.get(url)
-        if sender is None:
-            if self._session is None:
-                raise RuntimeError("the split notifier is not running")
-            sender = self._senders[url] = BankSender(
-                self._session,
-                url,
-                retries=self._retries,
-                retry_interval_s=self._retry_interval_s,
-                timeout_s=self._timeout_s,
-                observer=self._observer,
-            )
-        return sender
-
-
-def _json(body: Any, status_code: int = status.HTTP_200_OK) -> Response:
-    return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
-
 
 def split_router(desk: SplitDesk, notifier: SplitNotifier) -> APIRouter:
     router = APIRouter(tags=["bank: depository splits"])
 
     @router.post(SPLITS_PATH, summary="Register an order's split (idempotent by split_request_id)")
     async def register(request: Request) -> Response:
-        raw = await request.body()
         try:
-            if len(raw) > _MAX_BODY:
-                raise SplitRequestError(f"body: over {_MAX_BODY} bytes")
-            try:
-                body = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                raise SplitRequestError("body: not JSON") from None
-            wire = instruction_from_wire(body)
+            wire = instruction_from_wire(await json_body(request, _MAX_BODY))
             split, created = desk.register(wire, utcnow())
-        except SplitConflict as exc:
+        except RequestRefused as exc:
             desk.refused_requests += 1
-            return _json({"status": REFUSED, "error": str(exc)}, status.HTTP_409_CONFLICT)
-        except SplitRequestError as exc:
-            desk.refused_requests += 1
-            return _json({"status": REFUSED, "error": str(exc)}, status.HTTP_400_BAD_REQUEST)
+            return refusal(exc)
         if not notifier.is_running:
-            return _json({"status": REFUSED, "error": "bank not started"}, 503)
+            return json_response({"status": REFUSED, "error": "bank not started"}, 503)
         if created:
             notifier.follow(split)
-        return _json(split.answer())
+        return held_answer(split)
 
     @router.post(
         SPLITS_BATCH_PATH,
@@ -348,7 +259,7 @@ def split_router(desk: SplitDesk, notifier: SplitNotifier) -> APIRouter:
     async def register_batch(request: Request) -> Response:
         raw = await request.body()
         if len(raw) > _MAX_BATCH_BODY:
-            return _json({"status": REFUSED, "error": "body: too large"}, 413)
+            return json_response({"status": REFUSED, "error": "body: too large"}, 413)
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -356,33 +267,29 @@ def split_router(desk: SplitDesk, notifier: SplitNotifier) -> APIRouter:
         splits = body.get("splits") if isinstance(body, dict) else None
         if not isinstance(splits, list) or not 0 < len(splits) <= MAX_BATCH_SPLITS:
             desk.refused_requests += 1
-            return _json(
+            return json_response(
                 {"status": REFUSED, "error": f"splits: 1 to {MAX_BATCH_SPLITS} instructions"},
                 status.HTTP_400_BAD_REQUEST,
             )
         if not notifier.is_running:
-            return _json({"status": REFUSED, "error": "bank not started"}, 503)
+            return json_response({"status": REFUSED, "error": "bank not started"}, 503)
         now = utcnow()
         results: list[dict[str, Any]] = []
         for item in splits:
             try:
                 split, created = desk.register(instruction_from_wire(item), now)
-            except SplitRequestError as exc:
+            except RequestRefused as exc:
                 desk.refused_requests += 1
-                code = 409 if isinstance(exc, SplitConflict) else 400
-                results.append({"status": REFUSED, "code": code, "error": str(exc)})
+                results.append({"status": REFUSED, "code": exc.status_code, "error": str(exc)})
                 continue
             if created:
                 notifier.follow(split)
             results.append(split.answer())
-        return _json({"results": results})
+        return json_response({"results": results})
 
     @router.get(SPLITS_PATH + "/{split_request_id}", summary="An instruction's current state")
     async def query(split_request_id: str) -> Response:
-        split = desk.splits.get(split_request_id)
-        if split is None:
-            return _json({"status": NOT_FOUND}, status.HTTP_404_NOT_FOUND)
-        return _json(split.answer())
+        return held_answer(desk.splits.get(split_request_id))
 
     @router.get(
         "/depository/v1/split-desk/behaviour", summary="The split desk's delay and notifications"
@@ -398,8 +305,8 @@ def split_router(desk: SplitDesk, notifier: SplitNotifier) -> APIRouter:
             update = orjson.loads(await request.body())
             desk.behaviour = SplitBehaviour.model_validate({**desk.behaviour.to_json(), **update})
         except (orjson.JSONDecodeError, TypeError, ValidationError) as exc:
-            return _json({"status": REFUSED, "error": str(exc)[:300]}, 400)
-        return _json(desk.behaviour.to_json())
+            return json_response({"status": REFUSED, "error": str(exc)[:300]}, 400)
+        return json_response(desk.behaviour.to_json())
 
     @router.get(DESK_PATH + "/stats", summary="Instructions by status")
     async def stats() -> dict[str, int]:

@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Collection, Coroutine, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from typing import Any
 
-import aiohttp
 import orjson
 import structlog
 
+from fundhub.bank_simulator.bank_notifier import BankNotifier
 from fundhub.bank_simulator.notifications import (
     DEFAULT_EXCLUDES,
     PrivateKey,
@@ -32,8 +30,7 @@ from fundhub.bank_simulator.notifications import (
     sign_params,
 )
 from fundhub.bank_simulator.payouts_bank import PayoutBank, Transfer
-from fundhub.bank_simulator.result_batches import ResultOutboxes
-from fundhub.bank_simulator.sender import BankSender, DeliveryObserver, client_session
+from fundhub.bank_simulator.sender import DeliveryObserver
 from fundhub.common.clock import format_bank_time, utcnow
 from fundhub.payouts.bank import RESULT_METHOD, RESULTS_METHOD
 from fundhub.payouts.bank_results import MAX_BATCH_RESULTS
@@ -108,7 +105,7 @@ def signed_notification(
     return params
 
 
-class PayoutNotifier:
+class PayoutNotifier(BankNotifier):
     """Drives each accepted transfer through its plan and delivers its result notifications.
 
     Usable between ``async with notifier.running():`` and its end, which cancels what is still
@@ -132,63 +129,20 @@ class PayoutNotifier:
         self.bank = bank
         self.app_id = app_id
         self._key = private_key(key)
-        self.retries = retries
-        self.retry_interval_s = retry_interval_s
-        self.timeout_s = timeout_s
-        self._max_connections = max_connections
-        self._observer = observer
-        self._session: aiohttp.ClientSession | None = None
-        self._senders: dict[str, BankSender] = {}
-        self._outboxes = ResultOutboxes(self._spawn, self._deliver, MAX_BATCH_RESULTS)
-        self._tasks: set[asyncio.Task[None]] = set()
+        super().__init__(
+            "payout",
+            max_connections,
+            retries=retries,
+            retry_interval_s=retry_interval_s,
+            timeout_s=timeout_s,
+            observer=observer,
+        )
+        self._outboxes = self.result_batches(self._deliver, MAX_BATCH_RESULTS)
         self.batches_sent = 0
-
-    @property
-    def is_running(self) -> bool:
-        return self._session is not None
-
-    @property
-    def pending(self) -> int:
-        """Timelines, planned copies and sender loops not finished yet (a queued result
-        always has a loop about to take it)."""
-        return len(self._tasks)
-
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        async with client_session(self._max_connections) as session:
-            self._session = session
-            try:
-                yield
-            finally:
-                for task in self._tasks:
-                    task.cancel()
-                await asyncio.gather(*self._tasks, return_exceptions=True)
-                self._tasks.clear()
-                self._senders.clear()
-                self._outboxes = ResultOutboxes(self._spawn, self._deliver, MAX_BATCH_RESULTS)
-                self._session = None
 
     def follow(self, transfer: Transfer) -> None:
         """Start a newly accepted transfer's timeline in the background."""
-        self._spawn(self._timeline(transfer), f"payout-{transfer.bank_request_id}")
-
-    async def drain(self, timeout_s: float) -> bool:
-        """Wait until nothing is pending (tests, orderly stops); False on timeout."""
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while self._tasks:
-            left = deadline - asyncio.get_running_loop().time()
-            if left <= 0:
-                return False
-            await asyncio.wait(set(self._tasks), timeout=left)
-        return True
-
-    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
-        if self._session is None:
-            work.close()
-            raise RuntimeError("the payout notifier is not running")
-        task = asyncio.create_task(work, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.spawn(self._timeline(transfer), f"payout-{transfer.bank_request_id}")
 
     async def _timeline(self, transfer: Transfer) -> None:
         plan = transfer.plan
@@ -216,7 +170,7 @@ class PayoutNotifier:
         if plan.duplicate:
             self.bank.stats.callbacks_duplicated += 1
             tag = f"{transfer.bank_request_id}-{transfer.status.value}"
-            self._spawn(self._enqueue_later(url, biz, plan.duplicate_after_s), f"cb-dup-{tag}")
+            self.spawn(self._enqueue_later(url, biz, plan.duplicate_after_s), f"cb-dup-{tag}")
 
     async def _enqueue_later(self, url: str, biz: dict[str, str], delay_s: float) -> None:
         await asyncio.sleep(delay_s)  # a later copy: a later batch, unless the first still waits
@@ -238,7 +192,7 @@ class PayoutNotifier:
             return
         stats.callbacks_sent += len(batch)
         self.batches_sent += 1
-        delivery = await self._sender(url).send(params)
+        delivery = await self.sender(url).send(params)
         if delivery.ok:
             stats.callbacks_delivered += len(batch)
             return
@@ -250,19 +204,3 @@ class PayoutNotifier:
             attempts=delivery.attempts,
             reason=delivery.answer,
         )
-
-    def _sender(self, url: str) -> BankSender:
-        sender = self._senders.get(url)
-        if sender is None:
-            if self._session is None:
-                raise RuntimeError("the payout notifier is not running")
-            sender = BankSender(
-                self._session,
-                url,
-                retries=self.retries,
-                retry_interval_s=self.retry_interval_s,
-                timeout_s=self.timeout_s,
-                observer=self._observer,
-            )
-            self._senders[url] = sender
-        return sender

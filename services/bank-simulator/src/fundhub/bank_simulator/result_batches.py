@@ -60,6 +60,10 @@ class ResultOutboxes:
         outbox.queue.append(item)
         self._wake(outbox)
 
+    def forget(self) -> None:
+        """Drop every queue (the notifier stopped and cancelled the loops working on them)."""
+        self._outboxes.clear()
+
     def _wake(self, outbox: _Outbox) -> None:
         """Start a loop to gather the queue, unless one is gathering or all are delivering
         (one of those takes the queue when its delivery ends)."""

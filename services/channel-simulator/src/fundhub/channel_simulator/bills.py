@@ -109,6 +109,23 @@ def channel_fee(amount_fen: int, fee_ppm: int) -> int:
     return (amount_fen * fee_ppm + 500_000) // 1_000_000
 
 
+def _trade_row(trade: Trade, kind: RowKind, at: datetime, fee_fen: int) -> BillRow:
+    """A successful line of ``trade`` with the trade's columns (a refund's own are added)."""
+    return BillRow(
+        kind,
+        at,
+        trade.app_id,
+        trade.merchant_ref,
+        trade.out_trade_no,
+        trade.transaction_id,
+        trade.total_fen,
+        trade.description,
+        "SUCCESS",
+        payer=trade.payer_openid or "",
+        fee_fen=fee_fen,
+    )
+
+
 def day_rows(
     trades: Iterable[Trade], merchant_ref: str, day: date, fee_ppm: int = DEFAULT_FEE_PPM
 ) -> list[BillRow]:
@@ -119,40 +136,18 @@ def day_rows(
         if trade.merchant_ref != merchant_ref or trade.paid_at is None:
             continue
         if start <= trade.paid_at < end:
-            rows.append(
-                BillRow(
-                    "PAYMENT",
-                    trade.paid_at,
-                    trade.app_id,
-                    trade.merchant_ref,
-                    trade.out_trade_no,
-                    trade.transaction_id,
-                    trade.total_fen,
-                    trade.description,
-                    "SUCCESS",
-                    payer=trade.payer_openid or "",
-                    fee_fen=channel_fee(trade.total_fen, fee_ppm),
-                )
-            )
+            fee = channel_fee(trade.total_fen, fee_ppm)
+            rows.append(_trade_row(trade, "PAYMENT", trade.paid_at, fee))
         for refund in trade.refunds.values():
             done = refund.success_at
             if refund.status is RefundStatus.SUCCESS and done is not None and start <= done < end:
+                fee = channel_fee(refund.amount_fen, fee_ppm)
                 rows.append(
-                    BillRow(
-                        "REFUND",
-                        done,
-                        trade.app_id,
-                        trade.merchant_ref,
-                        trade.out_trade_no,
-                        trade.transaction_id,
-                        trade.total_fen,
-                        trade.description,
-                        "SUCCESS",
-                        payer=trade.payer_openid or "",
+                    replace(
+                        _trade_row(trade, "REFUND", done, fee),
                         out_refund_no=refund.out_refund_no,
                         refund_id=refund.refund_id,
                         refund_fen=refund.amount_fen,
-                        fee_fen=channel_fee(refund.amount_fen, fee_ppm),
                         asked_at=refund.created_at,
                     )
                 )
