@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from fundhub.bank_client.exchange import Reply, TryAgain, never_received, read_reply
+from fundhub.bank_client.refusal import Refused as BankRefused
 
 
 class Refused(Exception):
@@ -36,3 +37,16 @@ def test_a_200_is_read_a_refusal_is_the_callers_and_an_unusable_answer_is_tried_
     for unusable in (b"not json", b'{"amount": "7"}', b"[]"):
         with pytest.raises(TryAgain, match="unusable answer"):
             read_reply(Reply(200, unusable), amount, Refused)
+
+
+class ShortRefused(BankRefused):
+    reason_chars = 5
+
+
+def test_a_refusal_reads_the_banks_reason_else_its_error_else_the_text_cut_short() -> None:
+    both = ShortRefused.from_answer(409, {"reason": "", "error": "conflicting"}, "raw")
+    assert (both.status_code, both.reason, str(both)) == (409, "confl", "HTTP 409: confl")
+    assert ShortRefused.from_answer(400, {"reason": "bad"}, "raw").reason == "bad"
+    assert ShortRefused.from_answer(400, None, "<html>proxy</html>").reason == "<html"
+    assert ShortRefused.from_answer(400, {"code": 1}, "").reason == "no reason given"
+    assert BankRefused.from_answer(400, {"reason": "x" * 300}, "").reason == "x" * 256

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from fundhub.bank_client.refusal import Refused
 from fundhub.common.clock import parse_bank_time
 from fundhub.merchants.states import RequestKind, ResultStatus
 
@@ -104,14 +105,11 @@ class DepositoryUnavailable(DepositoryError):
     later (``query``), or send it again under the same id. Never a refusal of the request."""
 
 
-class DepositoryRefused(DepositoryError):
+class DepositoryRefused(DepositoryError, Refused):
     """The bank refused the request itself (4xx). Not retried: the same bytes get the same
     answer. 400: nothing was made of it; 409: the id names another request."""
 
-    def __init__(self, status_code: int, reason: str) -> None:
-        super().__init__(f"HTTP {status_code}: {reason}")
-        self.status_code = status_code
-        self.reason = reason
+    reason_chars = _ANSWER_LIMIT
 
 
 class MemberDepository(Protocol):
@@ -166,16 +164,6 @@ def _text(body: Mapping[str, Any], key: str, max_len: int) -> str | None:
     if not isinstance(value, str) or len(value) > max_len:
         raise ValueError(f"{key}: not a string of at most {max_len} characters")
     return value
-
-
-def refusal_reason(parsed: Any, text: str) -> str:
-    """The reason a bank's refusal gives, else the raw text (both cut short)."""
-    if isinstance(parsed, Mapping):
-        for key in ("reason", "error"):
-            value = parsed.get(key)
-            if isinstance(value, str) and value:
-                return value[:_ANSWER_LIMIT]
-    return text[:_ANSWER_LIMIT] or "no reason given"
 
 
 # --- the signed result notification (RESULT_METHOD) ---------------------------------------------

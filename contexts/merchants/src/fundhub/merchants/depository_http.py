@@ -10,9 +10,8 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
 import aiohttp
-import orjson
 
-from fundhub.bank_client.exchange import JsonExchange, Reply, never_received, read_reply
+from fundhub.bank_client.exchange import JsonExchange
 from fundhub.merchants.depository import (
     NOT_FOUND,
     REQUESTS_PATH,
@@ -21,12 +20,7 @@ from fundhub.merchants.depository import (
     DepositoryRequest,
     DepositoryUnavailable,
     parse_answer,
-    refusal_reason,
 )
-
-
-def _refused(reply: Reply) -> DepositoryRefused:
-    return DepositoryRefused(reply.status, refusal_reason(reply.parsed, reply.excerpt))
 
 
 class HttpDepository:
@@ -65,23 +59,23 @@ class HttpDepository:
         self.retries = retries
 
     async def submit(self, request: DepositoryRequest) -> DepositoryAnswer:
-        body = orjson.dumps(request.to_wire())
-        url = self.base_url + REQUESTS_PATH
         request_id = request.request_id
-
-        async def once() -> DepositoryAnswer:
-            reply = await self._http.send("POST", url, body)
-            return read_reply(reply, lambda answer: parse_answer(answer, request_id), _refused)
-
-        return await self._http.call("submit", request_id, once, request_id=request_id)
+        return await self._http.post(
+            "submit",
+            request_id,
+            self.base_url + REQUESTS_PATH,
+            request.to_wire(),
+            lambda answer: parse_answer(answer, request_id),
+            DepositoryRefused,
+            request_id=request_id,
+        )
 
     async def query(self, request_id: str) -> DepositoryAnswer | None:
-        url = f"{self.base_url}{REQUESTS_PATH}/{quote(request_id, safe='')}"
-
-        async def once() -> DepositoryAnswer | None:
-            reply = await self._http.send("GET", url)
-            if never_received(reply, NOT_FOUND):
-                return None
-            return read_reply(reply, lambda answer: parse_answer(answer, request_id), _refused)
-
-        return await self._http.call("query", request_id, once, request_id=request_id)
+        return await self._http.query(
+            request_id,
+            f"{self.base_url}{REQUESTS_PATH}/{quote(request_id, safe='')}",
+            NOT_FOUND,
+            lambda answer: parse_answer(answer, request_id),
+            DepositoryRefused,
+            request_id=request_id,
+        )

@@ -24,6 +24,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from fundhub.bank_client.refusal import Refused
 from fundhub.common.clock import parse_bank_time
 
 REFUND_DEBITS_PATH = "/depository/v1/split-refunds"
@@ -136,13 +137,10 @@ class DebitUnavailable(Exception):
     under the same id, never read it as refused."""
 
 
-class DebitRefused(Exception):
+class DebitRefused(Refused):
     """The bank refused the request (4xx): it holds no debit from it."""
 
-    def __init__(self, status_code: int, reason: str) -> None:
-        super().__init__(f"HTTP {status_code}: {reason}")
-        self.status_code = status_code
-        self.reason = reason
+    reason_chars = _REASON_MAX
 
 
 class RefundDebitPort(Protocol):
@@ -182,12 +180,3 @@ def parse_answer(body: Any, refund_id: str) -> DebitReport:
     return DebitReport(
         refund_id, status, bank_id or None, reason[:_REASON_MAX] if reason else None, finished
     )
-
-
-def refusal_reason(parsed: Any, text: str) -> str:
-    if isinstance(parsed, Mapping):
-        for key in ("reason", "error"):
-            value = parsed.get(key)
-            if isinstance(value, str) and value:
-                return value[:_REASON_MAX]
-    return text[:_REASON_MAX] or "no reason given"

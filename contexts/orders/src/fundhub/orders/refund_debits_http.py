@@ -11,9 +11,8 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import aiohttp
-import orjson
 
-from fundhub.bank_client.exchange import JsonExchange, Reply, never_received, read_reply
+from fundhub.bank_client.exchange import JsonExchange
 from fundhub.orders.refund_debits import (
     NOT_FOUND,
     REFUND_DEBITS_PATH,
@@ -22,12 +21,7 @@ from fundhub.orders.refund_debits import (
     DebitUnavailable,
     RefundDebit,
     parse_answer,
-    refusal_reason,
 )
-
-
-def _refused(reply: Reply) -> DebitRefused:
-    return DebitRefused(reply.status, refusal_reason(reply.parsed, reply.excerpt))
 
 
 class HttpRefundDebits:
@@ -50,22 +44,23 @@ class HttpRefundDebits:
         self._url = base_url.rstrip("/") + REFUND_DEBITS_PATH
 
     async def register(self, debit: RefundDebit) -> DebitReport:
-        body = orjson.dumps(debit.to_wire())
         refund_id = debit.refund_id
-
-        async def once() -> DebitReport:
-            reply = await self._http.send("POST", self._url, body)
-            return read_reply(reply, lambda answer: parse_answer(answer, refund_id), _refused)
-
-        return await self._http.call("register", refund_id, once, refund_id=refund_id)
+        return await self._http.post(
+            "register",
+            refund_id,
+            self._url,
+            debit.to_wire(),
+            lambda answer: parse_answer(answer, refund_id),
+            DebitRefused,
+            refund_id=refund_id,
+        )
 
     async def query(self, refund_id: str) -> DebitReport | None:
-        url = f"{self._url}/{quote(refund_id, safe='')}"
-
-        async def once() -> DebitReport | None:
-            reply = await self._http.send("GET", url)
-            if never_received(reply, NOT_FOUND):
-                return None
-            return read_reply(reply, lambda answer: parse_answer(answer, refund_id), _refused)
-
-        return await self._http.call("query", refund_id, once, refund_id=refund_id)
+        return await self._http.query(
+            refund_id,
+            f"{self._url}/{quote(refund_id, safe='')}",
+            NOT_FOUND,
+            lambda answer: parse_answer(answer, refund_id),
+            DebitRefused,
+            refund_id=refund_id,
+        )

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from fundhub.bank_client.refusal import Refused
 from fundhub.common.money import MoneyError, normalize_currency
 
 TRANSFERS_PATH = "/bank/v1/transfers"
@@ -135,7 +136,7 @@ class BankUnavailable(BankError):
     """
 
 
-class BankRequestRefused(BankError):
+class BankRequestRefused(BankError, Refused):
     """The bank refused the request itself (4xx): malformed, or the id reused with other data.
 
     Not retried, since sending the same bytes again gets the same refusal. A 400 means the
@@ -143,10 +144,7 @@ class BankRequestRefused(BankError):
     ``query`` tells what happened to it.
     """
 
-    def __init__(self, status_code: int, reason: str) -> None:
-        super().__init__(f"HTTP {status_code}: {reason}")
-        self.status_code = status_code
-        self.reason = reason
+    reason_chars = _ANSWER_LIMIT
 
 
 class BankPayoutAdapter(Protocol):
@@ -227,14 +225,4 @@ def _batch_item(item: Any, bank_request_id: str) -> BankAnswer | BankRequestRefu
     code = item.get("code")
     if isinstance(code, bool) or not isinstance(code, int) or not 400 <= code <= 499:
         raise ValueError("code: a refusal's code must be a 4xx status")
-    return BankRequestRefused(code, refusal_reason(item, ""))
-
-
-def refusal_reason(parsed: Any, text: str) -> str:
-    """The reason a bank's refusal gives, else the raw text (both cut short)."""
-    if isinstance(parsed, Mapping):
-        for key in ("reason", "error"):
-            value = parsed.get(key)
-            if isinstance(value, str) and value:
-                return value[:_ANSWER_LIMIT]
-    return text or "no reason given"
+    return BankRequestRefused.from_answer(code, item, "")

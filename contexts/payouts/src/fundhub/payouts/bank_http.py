@@ -11,9 +11,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import quote
 
 import aiohttp
-import orjson
 
-from fundhub.bank_client.exchange import JsonExchange, Reply, never_received, read_reply
+from fundhub.bank_client.exchange import JsonExchange
 from fundhub.payouts.bank import (
     BATCH_PATH,
     MAX_BATCH,
@@ -25,12 +24,7 @@ from fundhub.payouts.bank import (
     PayoutOrder,
     parse_answer,
     parse_batch_answer,
-    refusal_reason,
 )
-
-
-def _refused(reply: Reply) -> BankRequestRefused:
-    return BankRequestRefused(reply.status, refusal_reason(reply.parsed, reply.excerpt))
 
 
 class HttpBankAdapter:
@@ -77,15 +71,16 @@ class HttpBankAdapter:
         self.max_batch = max_batch
 
     async def submit(self, order: PayoutOrder) -> BankAnswer:
-        url = self.base_url + TRANSFERS_PATH
-        body = orjson.dumps(order.to_wire())
         request_id = order.bank_request_id
-
-        async def once() -> BankAnswer:
-            reply = await self._http.send("POST", url, body)
-            return read_reply(reply, lambda answer: parse_answer(answer, request_id), _refused)
-
-        return await self._http.call("submit", request_id, once, bank_request_id=request_id)
+        return await self._http.post(
+            "submit",
+            request_id,
+            self.base_url + TRANSFERS_PATH,
+            order.to_wire(),
+            lambda answer: parse_answer(answer, request_id),
+            BankRequestRefused,
+            bank_request_id=request_id,
+        )
 
     async def submit_many(
         self, orders: Sequence[PayoutOrder]
@@ -97,35 +92,26 @@ class HttpBankAdapter:
         return outcomes
 
     async def query(self, bank_request_id: str) -> BankAnswer | None:
-        url = f"{self.base_url}{TRANSFERS_PATH}/{quote(bank_request_id, safe='')}"
-
-        async def once() -> BankAnswer | None:
-            reply = await self._http.send("GET", url)
-            if never_received(reply, NOT_FOUND):
-                return None
-            return read_reply(reply, lambda answer: parse_answer(answer, bank_request_id), _refused)
-
-        return await self._http.call(
-            "query", bank_request_id, once, bank_request_id=bank_request_id
+        return await self._http.query(
+            bank_request_id,
+            f"{self.base_url}{TRANSFERS_PATH}/{quote(bank_request_id, safe='')}",
+            NOT_FOUND,
+            lambda answer: parse_answer(answer, bank_request_id),
+            BankRequestRefused,
+            bank_request_id=bank_request_id,
         )
 
     async def _submit_batch(
         self, orders: Sequence[PayoutOrder]
     ) -> list[BankAnswer | BankRequestRefused]:
         request_ids = [order.bank_request_id for order in orders]
-        url = self.base_url + BATCH_PATH
-        body = orjson.dumps({"transfers": [order.to_wire() for order in orders]})
-
-        async def once() -> list[BankAnswer | BankRequestRefused]:
-            reply = await self._http.send("POST", url, body)
-            return read_reply(
-                reply, lambda answer: parse_batch_answer(answer, request_ids), _refused
-            )
-
-        return await self._http.call(
+        return await self._http.post(
             "submit_many",
             f"{len(request_ids)} orders from {request_ids[0]}",
-            once,
+            self.base_url + BATCH_PATH,
+            {"transfers": [order.to_wire() for order in orders]},
+            lambda answer: parse_batch_answer(answer, request_ids),
+            BankRequestRefused,
             bank_request_id=request_ids[0],
             orders=len(request_ids),
         )

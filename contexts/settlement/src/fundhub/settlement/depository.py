@@ -21,6 +21,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from fundhub.bank_client.refusal import Refused
 from fundhub.common.clock import parse_bank_time
 from fundhub.common.money import MoneyError, normalize_currency, parse_minor_units
 
@@ -141,13 +142,10 @@ class DepositoryUnavailable(DepositoryError):
     again (the same id) later, never read it as refused."""
 
 
-class DepositoryRefused(DepositoryError):
+class DepositoryRefused(DepositoryError, Refused):
     """The bank refused the request itself (4xx): it holds no instruction from it."""
 
-    def __init__(self, status_code: int, reason: str) -> None:
-        super().__init__(f"HTTP {status_code}: {reason}")
-        self.status_code = status_code
-        self.reason = reason
+    reason_chars = _REASON_MAX
 
 
 class DepositoryPort(Protocol):
@@ -217,19 +215,10 @@ def parse_batch_answer(
             code = item.get("code")
             if code not in (400, 409):
                 raise ValueError(f"refusal of {split_request_id} without its code")
-            outcomes.append(DepositoryRefused(code, refusal_reason(item, "")))
+            outcomes.append(DepositoryRefused.from_answer(code, item, ""))
         else:
             outcomes.append(parse_answer(item, split_request_id))
     return outcomes
-
-
-def refusal_reason(parsed: Any, text: str) -> str:
-    if isinstance(parsed, Mapping):
-        for key in ("reason", "error"):
-            value = parsed.get(key)
-            if isinstance(value, str) and value:
-                return value[:_REASON_MAX]
-    return text[:_REASON_MAX] or "no reason given"
 
 
 def parse_split_result(biz: Mapping[str, Any], where: str = _BIZ) -> SplitReport:

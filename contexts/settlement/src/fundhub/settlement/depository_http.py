@@ -8,9 +8,8 @@ from collections.abc import Sequence
 from urllib.parse import quote
 
 import aiohttp
-import orjson
 
-from fundhub.bank_client.exchange import JsonExchange, Reply, never_received, read_reply
+from fundhub.bank_client.exchange import JsonExchange
 from fundhub.settlement.depository import (
     MAX_BATCH_SPLITS,
     NOT_FOUND,
@@ -22,12 +21,7 @@ from fundhub.settlement.depository import (
     SplitReport,
     parse_answer,
     parse_batch_answer,
-    refusal_reason,
 )
-
-
-def _refused(reply: Reply) -> DepositoryRefused:
-    return DepositoryRefused(reply.status, refusal_reason(reply.parsed, reply.excerpt))
 
 
 class HttpDepository:
@@ -58,15 +52,16 @@ class HttpDepository:
         self.base_url = base_url.rstrip("/")
 
     async def register_split(self, instruction: SplitInstruction) -> SplitReport:
-        body = orjson.dumps(instruction.to_wire())
-        url = self.base_url + SPLITS_PATH
         split_id = instruction.split_request_id
-
-        async def once() -> SplitReport:
-            reply = await self._http.send("POST", url, body)
-            return read_reply(reply, lambda answer: parse_answer(answer, split_id), _refused)
-
-        return await self._http.call("register", split_id, once, split_request_id=split_id)
+        return await self._http.post(
+            "register",
+            split_id,
+            self.base_url + SPLITS_PATH,
+            instruction.to_wire(),
+            lambda answer: parse_answer(answer, split_id),
+            DepositoryRefused,
+            split_request_id=split_id,
+        )
 
     async def register_splits(
         self, instructions: Sequence[SplitInstruction]
@@ -77,27 +72,23 @@ class HttpDepository:
         if not 0 < len(instructions) <= MAX_BATCH_SPLITS:
             raise ValueError(f"1 to {MAX_BATCH_SPLITS} instructions in a batch")
         ids = [i.split_request_id for i in instructions]
-        body = orjson.dumps({"splits": [i.to_wire() for i in instructions]})
-        url = self.base_url + SPLITS_BATCH_PATH
-
-        async def once() -> list[SplitReport | DepositoryRefused]:
-            reply = await self._http.send("POST", url, body)
-            return read_reply(reply, lambda answer: parse_batch_answer(answer, ids), _refused)
-
         label = f"{ids[0]} and {len(ids) - 1} more"
-        return await self._http.call("register-batch", label, once, split_request_id=label)
+        return await self._http.post(
+            "register-batch",
+            label,
+            self.base_url + SPLITS_BATCH_PATH,
+            {"splits": [i.to_wire() for i in instructions]},
+            lambda answer: parse_batch_answer(answer, ids),
+            DepositoryRefused,
+            split_request_id=label,
+        )
 
     async def query_split(self, split_request_id: str) -> SplitReport | None:
-        url = f"{self.base_url}{SPLITS_PATH}/{quote(split_request_id, safe='')}"
-
-        async def once() -> SplitReport | None:
-            reply = await self._http.send("GET", url)
-            if never_received(reply, NOT_FOUND):
-                return None
-            return read_reply(
-                reply, lambda answer: parse_answer(answer, split_request_id), _refused
-            )
-
-        return await self._http.call(
-            "query", split_request_id, once, split_request_id=split_request_id
+        return await self._http.query(
+            split_request_id,
+            f"{self.base_url}{SPLITS_PATH}/{quote(split_request_id, safe='')}",
+            NOT_FOUND,
+            lambda answer: parse_answer(answer, split_request_id),
+            DepositoryRefused,
+            split_request_id=split_request_id,
         )

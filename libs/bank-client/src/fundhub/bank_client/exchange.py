@@ -5,6 +5,10 @@ split's ``split_request_id``, an order id…), so a request whose fate is unknow
 again. What another try may cure: no answer in time, a transport error, a 5xx, 408 or 429, and
 whatever a reader finds unusable (``TryAgain``). Any other status is the bank's verdict, read by
 the caller's protocol. After the last try the caller's own "unavailable" error is raised.
+
+``post`` and ``query`` are the two exchanges every protocol of the bank makes of these: a request
+sent, read as its answer or its refusal; a request's state asked for, ``None`` when the bank
+never received it. The caller says where, what is sent and how the answer reads.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import aiohttp
 import orjson
 import structlog
 
+from fundhub.bank_client.refusal import Refused
 from fundhub.common import retry
 
 log = structlog.get_logger(__name__)
@@ -77,6 +82,10 @@ def read_reply(reply: Reply, parse: Callable[[Any], T], refused: Callable[[Reply
         raise TryAgain(f"unusable answer: {exc}") from exc
 
 
+def _refusal(refused: type[Refused]) -> Callable[[Reply], Refused]:
+    return lambda reply: refused.from_answer(reply.status, reply.parsed, reply.excerpt)
+
+
 class JsonExchange:
     """JSON requests to the bank over the caller's session (the process's one pool), each
     attempt bounded by ``timeout_s``, retried ``retries`` times (so ``retries + 1`` attempts)
@@ -121,6 +130,46 @@ class JsonExchange:
         if reply.status >= 500 or reply.status in RETRIED_4XX:
             raise TryAgain(f"HTTP {reply.status}: {reply.excerpt}")
         return reply
+
+    async def post(
+        self,
+        action: str,
+        subject: str,
+        url: str,
+        payload: Any,
+        parse: Callable[[Any], T],
+        refused: type[Refused],
+        **context: Any,
+    ) -> T:
+        """``payload`` as JSON to ``url``, retried as ``call`` says: the answer as ``read_reply``
+        reads it, ``refused`` for the bank's refusal. Encoded once, so every try sends the same
+        bytes."""
+        body = orjson.dumps(payload)
+
+        async def once() -> T:
+            return read_reply(await self.send("POST", url, body), parse, _refusal(refused))
+
+        return await self.call(action, subject, once, **context)
+
+    async def query(
+        self,
+        subject: str,
+        url: str,
+        not_found: str,
+        parse: Callable[[Any], T],
+        refused: type[Refused],
+        **context: Any,
+    ) -> T | None:
+        """``GET url``, retried as ``call`` says: ``None`` when the bank says (``not_found``) it
+        never received ``subject``, else its answer as ``read_reply`` reads it."""
+
+        async def once() -> T | None:
+            reply = await self.send("GET", url)
+            if never_received(reply, not_found):
+                return None
+            return read_reply(reply, parse, _refusal(refused))
+
+        return await self.call("query", subject, once, **context)
 
     async def call(
         self,
