@@ -43,39 +43,24 @@ def channel_rows(count: int, rng: random.Random) -> list[BillRow]:
     for n in range(count):
         at = start + timedelta(seconds=n * 86_000 // count)
         total = rng.randint(1, 500_000)
-        if n % 10 == 9:
-            rows.append(
-                BillRow(
-                    "REFUND",
-                    at,
-                    "wxapp0001",
-                    "1900000001",
-                    f"ORD{n:012d}",
-                    f"4200{n:024d}",
-                    total,
-                    "商品",
-                    "SUCCESS",
-                    out_refund_no=f"RF{n:012d}",
-                    refund_id=f"5030{n:024d}",
-                    refund_fen=rng.randint(1, total),
-                    fee_fen=1,
-                )
+        refund = n % 10 == 9
+        rows.append(
+            BillRow(
+                "REFUND" if refund else "PAYMENT",
+                at,
+                "wxapp0001",
+                "1900000001",
+                f"ORD{n:012d}",
+                f"4200{n:024d}",
+                total,
+                "商品",
+                "SUCCESS",
+                out_refund_no=f"RF{n:012d}" if refund else "",
+                refund_id=f"5030{n:024d}" if refund else "",
+                refund_fen=rng.randint(1, total) if refund else 0,
+                fee_fen=1 if refund else total * 6 // 1000,
             )
-        else:
-            rows.append(
-                BillRow(
-                    "PAYMENT",
-                    at,
-                    "wxapp0001",
-                    "1900000001",
-                    f"ORD{n:012d}",
-                    f"4200{n:024d}",
-                    total,
-                    "商品",
-                    "SUCCESS",
-                    fee_fen=total * 6 // 1000,
-                )
-            )
+        )
     return rows
 
 

@@ -27,15 +27,9 @@ from support.api import signed_get, signed_headers
 from support.env import ModuleEnv
 from support.ledger import assert_ledger_invariants, balances
 from support.payout_load import PAYOUTS_PATH, payout_body
-from support.processes import (
-    Service,
-    WithArguments,
-    callback_dispatcher,
-    free_port,
-    gateway,
-    notify_ingest,
-)
+from support.processes import Service, callback_dispatcher, free_port, gateway, notify_ingest
 from support.receivers import ALLOW_LOCAL_RECEIVERS
+from support.settlement_services import bank_simulator, payment_worker
 
 from e2e.conftest import wait_until
 from fundhub.bank_simulator.notifications import TransferSpec, build_many
@@ -145,35 +139,6 @@ class CallbackReceiver:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
-
-
-def payment_worker(env: ModuleEnv, bank_url: str, gateway_url: str) -> Service:
-    port = free_port()
-    return Service(
-        env,
-        "payment-worker",
-        "fundhub-payment-worker",
-        port,
-        FUNDHUB_PAYMENT_WORKER_PORT=str(port),
-        FUNDHUB_BANK_BASE_URL=bank_url,
-        FUNDHUB_BANK_TIMEOUT_S="1",
-        FUNDHUB_PAYOUT_NOTIFY_URL=callback_url(gateway_url),
-        FUNDHUB_PAYOUT_POLL_INTERVAL_S="0.2",
-        FUNDHUB_PAYOUT_POLL_BASE_S="1",
-        FUNDHUB_PAYOUT_POLL_MAX_S="3",
-    )
-
-
-def bank_simulator(env: ModuleEnv, gateway_url: str) -> Service:
-    port = free_port()
-    key_file = env.tmp / f"bank-private-{port}.pem"
-    key_file.write_text(env.bank.private_pem)
-    return WithArguments(env, "bank-simulator", "fundhub-bank-simulator", port, [
-        "--port", str(port), "--gateway-url", gateway_url, "--app-id", env.app_id,
-        "--private-key-file", str(key_file), "--retries", "5", "--retry-interval", "0.5",
-        "--payout-timeout-delay", "1500", "--payout-callback-delay", "20,300",
-        "--payout-return-delay", "300,1500", "--payout-seed", "20240601",
-    ])  # fmt: skip
 
 
 @pytest.fixture(scope="module")

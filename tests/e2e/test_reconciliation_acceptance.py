@@ -26,6 +26,7 @@ import pytest
 from support.api import signed_headers
 from support.ledger import assert_ledger_invariants
 from support.order_world import order_json
+from support.recon_results import balance_checks, current_run
 
 from e2e.conftest import wait_until
 from e2e.test_orders_flow import Orders, orders  # noqa: F401 - the stack, as a fixture
@@ -257,17 +258,6 @@ async def _release(stack: Orders, day: date, injected: list[dict[str, Any]]) -> 
     assert released.status_code == 200, released.text
 
 
-async def _checks(stack: Orders, run_id: str) -> dict[str, tuple[int, int, int, str]]:
-    rows = await stack.env.pool.fetch(
-        "SELECT account, bank_fen, ledger_fen, explained_fen, state FROM recon_balance_checks "
-        "WHERE run_id = $1",
-        run_id,
-    )
-    return {
-        r["account"]: (r["bank_fen"], r["ledger_fen"], r["explained_fen"], r["state"]) for r in rows
-    }
-
-
 async def test_refunds_after_settlement_are_debited_at_the_bank_and_the_day_reconciles_clean(
     orders: Orders,  # noqa: F811
     refunded_day: RefundedDay,
@@ -280,11 +270,7 @@ async def test_refunds_after_settlement_are_debited_at_the_bank_and_the_day_reco
         fetch = download_fetcher(settings, session, apps)
         done = await fetch_day(stack.env.pool, fetch, settings, day, [Source.BANK])
     assert done == {Source.BANK: "imported"}
-    run = await stack.env.pool.fetchrow(
-        "SELECT run_id, counts, sums, unexplained FROM recon_runs "
-        "WHERE source = 'bank' AND day = $1 AND state = 'CURRENT'",
-        day,
-    )
+    run = await current_run(stack.env.pool, Source.BANK, day)
     lines = await stack.env.pool.fetchval(
         "SELECT count(*) FROM recon_lines l JOIN recon_runs r USING (file_id) "
         "WHERE r.run_id = $1 AND l.kind = 'DEBIT'",
@@ -295,7 +281,7 @@ async def test_refunds_after_settlement_are_debited_at_the_bank_and_the_day_reco
     assert run["counts"]["matched"] == 3 * len(REFUNDS) + lines
     assert sum(run["counts"].values()) == run["counts"]["matched"], run["counts"]
     assert run["unexplained"] == 0
-    checks = await _checks(stack, run["run_id"])
+    checks = await balance_checks(stack.env.pool, run["run_id"])
     assert {state for *_, state in checks.values()} == {"AGREED"}, checks
     a, b = stack.a, stack.b
     debited = refunded_day.debited
@@ -355,7 +341,7 @@ async def test_a_member_debit_missing_or_extra_at_the_bank_is_reported_and_expla
         "missing_on_platform": ("DEBIT", f"SPLIT_REFUND:RFD-NOT-OURS:{b.merchant_id}",
                                 b.merchant_id),
     }  # fmt: skip
-    checks = await _checks(stack, run.run_id)
+    checks = await balance_checks(stack.env.pool, run.run_id)
     # The bank holds a's share it did not debit, and b's 777 less: each difference explained.
     assert checks[a.account_id][2:] == (a_debit, "EXPLAINED"), checks
     assert checks[a.account_id][0] - checks[a.account_id][1] == a_debit

@@ -24,12 +24,12 @@ from support.api import signed_headers
 from support.env import ModuleEnv
 from support.ledger import assert_ledger_invariants
 from support.payout_load import payout_body
-from support.processes import callback_dispatcher, gateway, notify_ingest
-from support.receivers import ALLOW_LOCAL_RECEIVERS
+from support.processes import notify_ingest
+from support.recon_results import balance_checks, current_run
+from support.settlement_services import settlement_services
 from support.settlement_world import Merchant, merchant, paid_order
 
 from e2e.conftest import wait_until
-from e2e.test_payouts_flow import bank_simulator, payment_worker
 from fundhub.channels.apps import ChannelAppStore
 from fundhub.common.clock import BANK_TZ, utcnow
 from fundhub.reconciler.daily import fetch_day
@@ -69,19 +69,9 @@ class BankDay:
 
 @pytest.fixture(scope="module")
 async def bank_day(env: ModuleEnv) -> AsyncIterator[BankDay]:
-    env.register_bank_app()
-    gw = gateway(env, **ALLOW_LOCAL_RECEIVERS)
-    sim = bank_simulator(env, gw.url)
-    worker = payment_worker(env, sim.url, gw.url)
-    worker.extra_env.update(
-        FUNDHUB_SETTLEMENT_INTERVAL_S="0.2",
-        FUNDHUB_SETTLEMENT_POLL_BASE_S="1",
-        FUNDHUB_SETTLEMENT_POLL_MAX_S="2",
-    )
-    dispatcher = callback_dispatcher(
-        env, backoff_base_s=0.2, backoff_max_s=1.0, **ALLOW_LOCAL_RECEIVERS
-    )
-    services = [gw, sim, notify_ingest(env), worker, dispatcher]
+    made = settlement_services(env)
+    gw, sim = made.gateway, made.bank
+    services = [gw, sim, notify_ingest(env), made.worker, made.dispatcher]
     for service in services:
         service.start()
     try:
@@ -149,17 +139,6 @@ async def _settled(day: BankDay, receivers: list[tuple[Merchant, int]], fee: int
     return settlement_id
 
 
-async def _checks(day: BankDay, run_id: str) -> dict[str, tuple[int, int, int, str]]:
-    rows = await day.env.pool.fetch(
-        "SELECT account, bank_fen, ledger_fen, explained_fen, state FROM recon_balance_checks "
-        "WHERE run_id = $1",
-        run_id,
-    )
-    return {
-        r["account"]: (r["bank_fen"], r["ledger_fen"], r["explained_fen"], r["state"]) for r in rows
-    }
-
-
 async def test_a_bank_day_reconciles_clean_then_reports_each_injected_class(
     bank_day: BankDay,
 ) -> None:
@@ -196,18 +175,14 @@ async def test_a_bank_day_reconciles_clean_then_reports_each_injected_class(
         fetch = download_fetcher(settings, session, apps)
         done = await fetch_day(day.env.pool, fetch, settings, today, [Source.BANK])
         assert done == {Source.BANK: "imported"}
-        clean = await day.env.pool.fetchrow(
-            "SELECT run_id, counts, sums, unexplained FROM recon_runs "
-            "WHERE source = 'bank' AND day = $1 AND state = 'CURRENT'",
-            today,
-        )
+        clean = await current_run(day.env.pool, Source.BANK, today)
         # 4 transfers in, the payout, the withdrawal, 3 split lines of each settlement.
         assert clean["counts"] == {
             "matched": 12, "missing_on_platform": 0, "missing_at_channel": 0,
             "amount_mismatch": 0, "status_mismatch": 0, "duplicate": 0, "fee_difference": 0,
         }  # fmt: skip
         assert clean["unexplained"] == 0
-        checks = await _checks(day, clean["run_id"])
+        checks = await balance_checks(day.env.pool, clean["run_id"])
         assert {state for *_, state in checks.values()} == {"AGREED"}, checks
         # The members' balances are checked under their ledger accounts: a merchant's splits
         # (booked under its member id) and its withdrawal (under its ledger account) together.
@@ -270,7 +245,7 @@ async def test_a_bank_day_reconciles_clean_then_reports_each_injected_class(
         "missing_on_platform", "missing_at_channel", "amount_mismatch", "status_mismatch",
         "duplicate", "fee_difference",
     }  # fmt: skip
-    checks = await _checks(day, run.run_id)
+    checks = await balance_checks(day.env.pool, run.run_id)
     assert all(state in ("AGREED", "EXPLAINED") for *_, state in checks.values()), checks
     assert checks[a.account_id][3] == "EXPLAINED" and checks[a.account_id][2] == 6_000
     assert checks[b.account_id][3] == "EXPLAINED" and checks[b.account_id][2] == 777

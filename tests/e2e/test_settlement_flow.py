@@ -22,8 +22,8 @@ from aiohttp import web
 from support.api import signed_get, signed_headers
 from support.env import ModuleEnv
 from support.ledger import assert_ledger_invariants
-from support.processes import callback_dispatcher, free_port, gateway
-from support.receivers import ALLOW_LOCAL_RECEIVERS
+from support.processes import free_port
+from support.settlement_services import settlement_services
 from support.settlement_world import (
     Merchant,
     buckets,
@@ -35,7 +35,6 @@ from support.settlement_world import (
 )
 
 from e2e.conftest import wait_until
-from e2e.test_payouts_flow import bank_simulator, payment_worker
 from fundhub.common.clock import utcnow
 from fundhub.common.signing import webhook_signature
 
@@ -124,19 +123,9 @@ class Stack:
 
 @pytest.fixture(scope="module")
 async def stack(env: ModuleEnv) -> AsyncIterator[Stack]:
-    env.register_bank_app()
-    gw = gateway(env, **ALLOW_LOCAL_RECEIVERS)
-    sim = bank_simulator(env, gw.url)
-    worker = payment_worker(env, sim.url, gw.url)
-    worker.extra_env.update(
-        FUNDHUB_SETTLEMENT_INTERVAL_S="0.2",
-        FUNDHUB_SETTLEMENT_POLL_BASE_S="1",
-        FUNDHUB_SETTLEMENT_POLL_MAX_S="2",
-    )
-    dispatcher = callback_dispatcher(
-        env, backoff_base_s=0.2, backoff_max_s=1.0, **ALLOW_LOCAL_RECEIVERS
-    )
-    services = [gw, sim, worker, dispatcher]
+    made = settlement_services(env)
+    gw, sim = made.gateway, made.bank
+    services = [gw, sim, made.worker, made.dispatcher]
     callbacks = Callbacks()
     await callbacks.start()
     for service in services:

@@ -19,10 +19,10 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
 import asyncpg
 import structlog
@@ -201,6 +201,49 @@ async def _pool(settings: Settings, owner: str) -> db.Pool:
     return pool
 
 
+class _Summary(Protocol):
+    @property
+    def complete(self) -> bool: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+S = TypeVar("S", bound=_Summary)
+_Work = Callable[[Settings, db.Pool, bytes, BarProgress, Audit], Awaitable[S]]
+
+
+def _import(
+    command: str,
+    file: Path,
+    owner: str,
+    as_json: bool,
+    work: _Work[S],
+    show: Callable[[S], None],
+) -> None:
+    """Either import's course: the file read before anything starts, ``work`` run on the
+    owner's pool with the bar and the command's audit, its summary printed (JSON, or ``show``);
+    exit 3 when some rows need an operator."""
+    settings = _settings()
+    data = _read(file)
+    started = time.perf_counter()
+
+    async def main(bar: BarProgress) -> S:
+        pool = await _pool(settings, owner)
+        try:
+            return await work(settings, pool, data, bar, _audit(command, started))
+        finally:
+            await pool.close()
+
+    with _bar() as bar:
+        summary = _run(main(bar), as_json)
+    if as_json:
+        typer.echo(json.dumps(summary.to_json(), ensure_ascii=False))
+    else:
+        show(summary)
+    if not summary.complete:
+        raise typer.Exit(EXIT_NEEDS_OPERATOR)
+
+
 @import_app.command("merchants")
 def merchants(
     file: Annotated[Path, _FILE],
@@ -212,12 +255,10 @@ def merchants(
     ] = 32,
 ) -> None:
     """Bring in existing merchants, registered with the depository as existing accounts."""
-    settings = _settings()
-    data = _read(file)
-    started = time.perf_counter()
 
-    async def main(bar: BarProgress) -> MerchantSummary:
-        pool = await _pool(settings, owner)
+    async def work(
+        settings: Settings, pool: db.Pool, data: bytes, bar: BarProgress, audit: Audit
+    ) -> MerchantSummary:
         session = bank_session(settings)
         try:
             depository = HttpDepository(
@@ -234,17 +275,12 @@ def merchants(
                 dry_run=dry_run,
                 concurrency=concurrency,
                 progress=bar,
-                audit=_audit("init import merchants", started),
+                audit=audit,
             )
         finally:
             await session.close()
-            await pool.close()
 
-    with _bar() as bar:
-        summary = _run(main(bar), as_json)
-    _print_merchants(summary, as_json)
-    if not summary.complete:
-        raise typer.Exit(EXIT_NEEDS_OPERATOR)
+    _import("init import merchants", file, owner, as_json, work, _print_merchants)
 
 
 @import_app.command("balances")
@@ -255,40 +291,28 @@ def balances(
     as_json: Annotated[bool, _JSON] = False,
 ) -> None:
     """Book existing merchants' opening balances against the opening-balance equity account."""
-    settings = _settings()
-    data = _read(file)
-    started = time.perf_counter()
 
-    async def main(bar: BarProgress) -> BalanceSummary:
-        pool = await _pool(settings, owner)
-        try:
-            return await import_balances(
-                pool,
-                owner_key_id=owner,
-                data=data,
-                file_name=file.name,
-                dry_run=dry_run,
-                progress=bar,
-                audit=_audit("init import balances", started),
-            )
-        finally:
-            await pool.close()
+    async def work(
+        settings: Settings, pool: db.Pool, data: bytes, bar: BarProgress, audit: Audit
+    ) -> BalanceSummary:
+        return await import_balances(
+            pool,
+            owner_key_id=owner,
+            data=data,
+            file_name=file.name,
+            dry_run=dry_run,
+            progress=bar,
+            audit=audit,
+        )
 
-    with _bar() as bar:
-        summary = _run(main(bar), as_json)
-    _print_balances(summary, as_json)
-    if not summary.complete:
-        raise typer.Exit(EXIT_NEEDS_OPERATOR)
+    _import("init import balances", file, owner, as_json, work, _print_balances)
 
 
 def _yuan(fen: int) -> str:
     return f"{fen // 100}.{fen % 100:02d}"
 
 
-def _print_merchants(summary: MerchantSummary, as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps(summary.to_json(), ensure_ascii=False))
-        return
+def _print_merchants(summary: MerchantSummary) -> None:
     verb = "would create" if summary.dry_run else "created"
     lines = [
         f"{summary.file} ({summary.rows} rows, sha256 {summary.sha256[:16]}…)"
@@ -309,10 +333,7 @@ def _print_merchants(summary: MerchantSummary, as_json: bool) -> None:
     typer.echo("\n".join(lines))
 
 
-def _print_balances(summary: BalanceSummary, as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps(summary.to_json(), ensure_ascii=False))
-        return
+def _print_balances(summary: BalanceSummary) -> None:
     verb = "would book" if summary.dry_run else "booked"
     lines = [
         f"{summary.file} ({summary.rows} rows, {_yuan(summary.amount_fen)} yuan, sha256 "

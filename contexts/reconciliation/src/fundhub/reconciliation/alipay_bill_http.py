@@ -14,10 +14,10 @@ import aiohttp
 from fundhub.channels import alipay
 from fundhub.channels.apps import AlipayKeys
 from fundhub.common.clock import utcnow
+from fundhub.reconciliation.download_answers import check_downloaded, refusal
 from fundhub.reconciliation.download_http import (
     BAD_FILE,
     MAX_DOWNLOAD_BYTES,
-    NOT_READY,
     REFUSED,
     UNAVAILABLE,
     StatementUnavailable,
@@ -65,10 +65,8 @@ async def fetch_alipay_bill(
         )
     if answer.code != SUCCESS:
         sub_code = str(answer.node.get("sub_code") or answer.code)
-        message = str(answer.node.get("sub_msg") or answer.node.get("msg") or "")[:200]
-        raise StatementUnavailable(
-            NOT_READY if sub_code == BILL_NOT_EXIST else REFUSED, f"{sub_code} {message}"
-        )
+        message = str(answer.node.get("sub_msg") or answer.node.get("msg") or "")
+        raise refusal(sub_code, message, BILL_NOT_EXIST)
     url = answer.node.get("bill_download_url")
     if not isinstance(url, str):
         raise StatementUnavailable(REFUSED, "an answer without bill_download_url")
@@ -76,8 +74,7 @@ async def fetch_alipay_bill(
     status, _, content = await exchange(
         session, "GET", url, timeout_s=timeout_s, limit=MAX_DOWNLOAD_BYTES
     )
-    if status != 200:
-        raise StatementUnavailable(UNAVAILABLE, f"download: HTTP {status}: {excerpt(content)}")
+    check_downloaded(status, content)
     if not content.startswith(_ZIP_MAGIC):
         raise StatementUnavailable(BAD_FILE, "the download is not a zip")
     return content

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import hashlib
 from datetime import date
-from typing import Any
 
 import aiohttp
 import orjson
 
+from fundhub.reconciliation.download_answers import check_downloaded, coded_refusal, json_object
 from fundhub.reconciliation.download_http import (
     BAD_FILE,
     MAX_DOWNLOAD_BYTES,
-    NOT_READY,
     REFUSED,
     UNAVAILABLE,
     StatementUnavailable,
@@ -51,13 +50,9 @@ async def fetch_bank_file(
     )
     if status >= 500:
         raise StatementUnavailable(UNAVAILABLE, f"HTTP {status}: {excerpt(answer_body)}")
-    answer = _json(answer_body, status)
+    answer = json_object(answer_body, status)
     if status != 200:
-        code = str(answer.get("code") or f"HTTP_{status}")
-        message = str(answer.get("message") or "")[:200]
-        raise StatementUnavailable(
-            NOT_READY if code == FILE_NOT_READY else REFUSED, f"{code} {message}"
-        )
+        raise coded_refusal(answer, status, FILE_NOT_READY)
     name, size, sha256, url = (
         answer.get(k) for k in ("file_name", "size", "sha256", "download_url")
     )
@@ -74,18 +69,7 @@ async def fetch_bank_file(
         raise StatementUnavailable(BAD_FILE, f"a file of {size} bytes")
     check_download_url(url, base_url)
     status, _, content = await exchange(session, "GET", url, timeout_s=timeout_s, limit=size)
-    if status != 200:
-        raise StatementUnavailable(UNAVAILABLE, f"download: HTTP {status}: {excerpt(content)}")
+    check_downloaded(status, content)
     if len(content) != size or hashlib.sha256(content).hexdigest() != sha256.lower():
         raise StatementUnavailable(BAD_FILE, "the file is not the size and SHA-256 announced")
     return name, content
-
-
-def _json(body: bytes, status: int) -> dict[str, Any]:
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise StatementUnavailable(UNAVAILABLE, f"HTTP {status}: not JSON") from None
-    if not isinstance(document, dict):
-        raise StatementUnavailable(UNAVAILABLE, f"HTTP {status}: not a JSON object")
-    return document

@@ -11,26 +11,23 @@ import hashlib
 import secrets
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
-import orjson
 
 from fundhub.channels import wechatpay
 from fundhub.channels.apps import WechatPayKeys
 from fundhub.channels.notification import NotificationRefused
 from fundhub.common.clock import utcnow
 from fundhub.reconciliation.bill_bytes import GZIP_MAGIC, gunzip
+from fundhub.reconciliation.download_answers import check_downloaded, coded_refusal, json_object
 from fundhub.reconciliation.download_http import (
     BAD_FILE,
     MAX_DOWNLOAD_BYTES,
-    NOT_READY,
     REFUSED,
     UNAVAILABLE,
     StatementUnavailable,
     check_download_url,
-    excerpt,
     exchange,
 )
 from fundhub.reconciliation.statement import StatementRejected
@@ -65,13 +62,9 @@ async def fetch_wechatpay_bill(
     path = f"{TRADEBILL_PATH}?{urlencode(query)}"
     status, headers, body = await _signed_get(session, base_url, path, keys, timeout_s, clock)
     _verify(keys, headers, body, status, clock)
-    answer = _json(body, status)
+    answer = json_object(body, status)
     if status >= 400:
-        code = str(answer.get("code") or f"HTTP_{status}")
-        message = str(answer.get("message") or "")[:200]
-        raise StatementUnavailable(
-            NOT_READY if code == NO_STATEMENT else REFUSED, f"{code} {message}"
-        )
+        raise coded_refusal(answer, status, NO_STATEMENT)
     url, hash_value = answer.get("download_url"), answer.get("hash_value")
     if (
         not isinstance(url, str)
@@ -85,8 +78,7 @@ async def fetch_wechatpay_bill(
     status, _, content = await _signed_get(
         session, base_url, download_path, keys, timeout_s, clock, MAX_DOWNLOAD_BYTES
     )
-    if status != 200:
-        raise StatementUnavailable(UNAVAILABLE, f"download: HTTP {status}: {excerpt(content)}")
+    check_downloaded(status, content)
     if content[:2] == GZIP_MAGIC:
         try:
             content = gunzip(content, "tradebill")
@@ -143,13 +135,3 @@ def _verify(
     key = keys.platform_keys.get(signed.serial)
     if key is None or not signed.verifies(body, key):
         raise StatementUnavailable(UNAVAILABLE, f"HTTP {status}: the signature does not verify")
-
-
-def _json(body: bytes, status: int) -> dict[str, Any]:
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise StatementUnavailable(UNAVAILABLE, f"HTTP {status}: not JSON") from None
-    if not isinstance(document, dict):
-        raise StatementUnavailable(UNAVAILABLE, f"HTTP {status}: not a JSON object")
-    return document
