@@ -24,6 +24,7 @@ from multidict import CIMultiDict
 from support.env import ModuleEnv
 from support.forged_notices import Forged, Forger
 from support.onboarding import Onboarded, register, verify_accounts, wait_active, wait_rows
+from support.order_world import order_json
 from support.platform import Answer, Platform, depository_platform
 from support.snapshot import snapshot
 
@@ -40,20 +41,6 @@ class World:
     rejected: Onboarded  # REJECTED by the depository
     refunded: dict[str, Any]  # an order of 1,000 with 600 refunded
     awaiting: dict[str, dict[str, Any]]  # channel -> an order awaiting payment
-
-
-def order_body(
-    order_no: str, receivers: list[tuple[Onboarded, int]], fee: int, channel: str = "WECHATPAY"
-) -> dict[str, Any]:
-    return {
-        "orderNo": order_no,
-        "amount": sum(a for _, a in receivers) + fee,
-        "currency": "CNY",
-        "channel": channel,
-        "description": "refusals",
-        "splits": [{"merchantId": m.merchant_id, "amount": a} for m, a in receivers],
-        "platformFee": fee,
-    }
 
 
 async def created(platform: Platform, body: dict[str, Any]) -> dict[str, Any]:
@@ -107,7 +94,7 @@ async def world(env: ModuleEnv) -> AsyncIterator[World]:
         run = uuid.uuid4().hex[:6]
         settled = await paid(
             platform,
-            order_body(f"RS-{run}-settled", [(a, 6_000), (b, 3_000), (unverified, 500)], 500),
+            order_json(f"RS-{run}-settled", [(a, 6_000), (b, 3_000), (unverified, 500)], 500),
         )
         answer = await platform.call("POST", f"/v1/orders/{settled['orderNo']}/settle")
         assert answer.status == 202, answer.body
@@ -117,7 +104,7 @@ async def world(env: ModuleEnv) -> AsyncIterator[World]:
             [settled["orderId"]],
         )
         refunded = await paid(
-            platform, order_body(f"RS-{run}-refunded", [(a, 700), (b, 200)], 100, "ALIPAY")
+            platform, order_json(f"RS-{run}-refunded", [(a, 700), (b, 200)], 100, "ALIPAY")
         )
         answer = await platform.call(
             "POST",
@@ -132,7 +119,7 @@ async def world(env: ModuleEnv) -> AsyncIterator[World]:
         )
         awaiting = {
             channel: await created(
-                platform, order_body(f"RS-{run}-{channel}", [(a, 1_000), (b, 500)], 88, channel)
+                platform, order_json(f"RS-{run}-{channel}", [(a, 1_000), (b, 500)], 88, channel)
             )
             for channel in ("WECHATPAY", "ALIPAY")
         }
@@ -205,7 +192,7 @@ CASES: dict[str, tuple[Request, int, Any]] = {
         api(
             "POST",
             lambda w: "/v1/orders",
-            lambda w: {**order_body("RS-sum", [(w.a, 600), (w.b, 300)], 99), "amount": 1_000},
+            lambda w: {**order_json("RS-sum", [(w.a, 600), (w.b, 300)], 99), "amount": 1_000},
         ),
         400,
         "E031_SPLIT_MISMATCH",
@@ -214,7 +201,7 @@ CASES: dict[str, tuple[Request, int, Any]] = {
         api(
             "POST",
             lambda w: "/v1/orders",
-            lambda w: order_body("RS-inactive", [(w.a, 600), (w.rejected, 300)], 100),
+            lambda w: order_json("RS-inactive", [(w.a, 600), (w.rejected, 300)], 100),
         ),
         422,
         "E032_MERCHANT_NOT_ACTIVE",

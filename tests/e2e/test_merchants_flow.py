@@ -22,44 +22,28 @@ from aiohttp import web
 from support.api import signed_get, signed_headers
 from support.env import ModuleEnv
 from support.merchants import account, individual, materials, registration
+from support.platform import Tenant, make_tenant
 from support.processes import Service, WithArguments, free_port, gateway, notify_ingest
-from support.receivers import ALLOW_LOCAL_RECEIVERS, serving
+from support.receivers import ALLOW_LOCAL_RECEIVERS, SignedCallbacks, serving
 
 from e2e.conftest import wait_until
 from fundhub.bank_simulator.notifications import TransferSpec, build_notification
 from fundhub.bank_simulator.sender import callback_url
-from fundhub.common.signing import webhook_signature
 
 MERCHANTS = "/v1/merchants"
 
 
 @dataclass
-class Received:
+class Received(SignedCallbacks):
     """The tenant's notifyUrl: every callback, and whether its signature held."""
 
-    secret: str = ""
     events: list[dict[str, Any]] = field(default_factory=list)
-    bad_signatures: int = 0
 
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        expected = webhook_signature(
-            self.secret, request.headers.get("X-Fundhub-Timestamp", ""), body
-        )
-        if request.headers.get("X-Fundhub-Signature") != expected:
-            self.bad_signatures += 1
-        self.events.append(json.loads(body))
-        return web.Response(text="ok")
+    def took(self, body: dict[str, Any]) -> None:
+        self.events.append(body)
 
     def of(self, merchant_id: str) -> list[str]:
         return [e["event"] for e in self.events if e["merchantId"] == merchant_id]
-
-
-@dataclass
-class Tenant:
-    key_id: str
-    secret: str
-    webhook_secret: str
 
 
 @dataclass
@@ -130,16 +114,6 @@ def bank_simulator(env: ModuleEnv, gateway_url: str) -> Service:
     ])  # fmt: skip
 
 
-def tenant(env: ModuleEnv, scopes: str, accounts: str) -> Tenant:
-    created = json.loads(
-        env.cli(
-            "api-key", "create", "--name", "merchants", "--scopes", scopes,
-            "--accounts", accounts, "--json",
-        )
-    )  # fmt: skip
-    return Tenant(created["keyId"], created["secret"], created["webhookSecret"])
-
-
 @pytest.fixture(scope="module")
 async def stack(env: ModuleEnv) -> AsyncIterator[MerchantStack]:
     env.register_bank_app()
@@ -167,8 +141,9 @@ async def stack(env: ModuleEnv) -> AsyncIterator[MerchantStack]:
     try:
         await asyncio.gather(*(s.wait_ready() for s in services))
         scopes = "merchants:write,merchants:read,balance:read"
-        mine = tenant(env, scopes, "6222000999000001")  # not given any merchant's account
-        theirs = tenant(env, scopes, "6222000999000002")
+        # mine is not given any merchant's account.
+        mine = make_tenant(env, "merchants", scopes, "6222000999000001")
+        theirs = make_tenant(env, "merchants", scopes, "6222000999000002")
         received.secret = mine.webhook_secret
         async with serving(app) as url, httpx.AsyncClient(base_url=gw.url, timeout=30) as http:
             yield MerchantStack(

@@ -10,23 +10,29 @@ from fundhub.common.envelope import Envelope
 from fundhub.common.topics import topics
 
 
-async def message_count(settings: Settings, topic: str) -> int:
-    """Messages ever written to the topic: the sum of its partitions' end offsets."""
+async def end_offsets(settings: Settings, *names: str) -> dict[TopicPartition, int]:
+    """Each partition of the topics and its end offset (none of a topic that does not exist)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
-        described = await admin.describe_topics([topic])
+        described = await admin.describe_topics(list(names))
     finally:
         await admin.close()
-    tps = [TopicPartition(topic, p["partition"]) for d in described for p in d["partitions"]]
+    tps = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
     if not tps:
-        return 0
+        return {}
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
     await consumer.start()
     try:
-        return sum((await consumer.end_offsets(tps)).values())
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+        return ends
     finally:
         await consumer.stop()
+
+
+async def message_count(settings: Settings, topic: str) -> int:
+    """Messages ever written to the topic: the sum of its partitions' end offsets."""
+    return sum((await end_offsets(settings, topic)).values())
 
 
 async def read_all(
@@ -103,19 +109,11 @@ async def group_lag(settings: Settings, group: str, topic: str) -> int:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
-        described = await admin.describe_topics([topic])
         committed = await admin.list_consumer_group_offsets(group)
     finally:
         await admin.close()
-    tps = [TopicPartition(topic, p["partition"]) for d in described for p in d["partitions"]]
-    if not tps:
-        return 0
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    await consumer.start()
-    try:
-        ends = await consumer.end_offsets(tps)
-    finally:
-        await consumer.stop()
+    # The ends read after the commits: a commit is never past the end it is compared with.
+    ends = await end_offsets(settings, topic)
     done = {tp: meta.offset for tp, meta in committed.items() if meta is not None}
     return sum(end - max(done.get(tp, 0), 0) for tp, end in ends.items())
 

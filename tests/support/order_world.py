@@ -7,7 +7,7 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -109,9 +109,17 @@ async def order_world(env: ModuleEnv, key_id: str, **settings: Any) -> AsyncIter
             )
 
 
+class Receiver(Protocol):
+    """A merchant an order splits to: made in the database (``Merchant``) or through the API
+    (``onboarding.Onboarded``)."""
+
+    @property
+    def merchant_id(self) -> str: ...
+
+
 def order(
     order_no: str,
-    receivers: Sequence[tuple[Merchant, int]],
+    receivers: Sequence[tuple[Receiver, int]],
     fee: int,
     channel: str = "WECHATPAY",
     **extra: Any,
@@ -123,7 +131,7 @@ def order(
 
 def order_json(
     order_no: str,
-    receivers: Sequence[tuple[Merchant, int]],
+    receivers: Sequence[tuple[Receiver, int]],
     fee: int,
     channel: str = "WECHATPAY",
     **extra: Any,

@@ -28,7 +28,6 @@ from multidict import CIMultiDict
 from fundhub.bank_simulator.sender import callback_url
 from fundhub.channel_simulator.keys import own_keys
 from fundhub.channel_simulator.main import write_keys
-from fundhub.common.signing import webhook_signature
 from support.api import signed_headers
 from support.channels import MerchantKeys, cli_add_args, serve_on_simulator
 from support.env import ModuleEnv
@@ -41,7 +40,7 @@ from support.processes import (
     gateway,
     notify_ingest,
 )
-from support.receivers import ALLOW_LOCAL_RECEIVERS, serving
+from support.receivers import ALLOW_LOCAL_RECEIVERS, SignedCallbacks, serving
 
 SCOPES = "merchants:write,merchants:read,orders:write,orders:read,balance:read"
 
@@ -84,26 +83,16 @@ def callback_key(body: Mapping[str, Any]) -> tuple[str, str, str]:
 
 
 @dataclass
-class Callbacks:
+class Callbacks(SignedCallbacks):
     """The tenant's notifyUrl: every callback it is sent, how often, whether signed right."""
 
-    secret: str = ""
     seen: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     bodies: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
-    bad_signatures: int = 0
 
-    async def handle(self, request: web.Request) -> web.Response:
-        raw = await request.read()
-        expected = webhook_signature(
-            self.secret, request.headers.get("X-Fundhub-Timestamp", ""), raw
-        )
-        if request.headers.get("X-Fundhub-Signature") != expected:
-            self.bad_signatures += 1
-        body = json.loads(raw)
+    def took(self, body: dict[str, Any]) -> None:
         key = callback_key(body)
         self.seen[key] += 1
         self.bodies[key] = body
-        return web.Response(text="ok")
 
     def of(self, kind: str) -> dict[tuple[str, str], int]:
         """(subject, state) -> deliveries, of one kind."""
@@ -178,9 +167,10 @@ def bank_simulator(env: ModuleEnv, gateway_url: str, *extra: str) -> Service:
     ])  # fmt: skip
 
 
-def _tenant(env: ModuleEnv, name: str) -> Tenant:
+def make_tenant(env: ModuleEnv, name: str, scopes: str = SCOPES, accounts: str = "*") -> Tenant:
+    """A TEST key made with the operator CLI."""
     created = json.loads(
-        env.cli("api-key", "create", "--name", name, "--scopes", SCOPES, "--accounts", "*",
+        env.cli("api-key", "create", "--name", name, "--scopes", scopes, "--accounts", accounts,
                 "--json")
     )  # fmt: skip
     return Tenant(created["keyId"], created["secret"], created["webhookSecret"])
@@ -243,7 +233,7 @@ async def depository_platform(
             asyncio.to_thread(env.register_bank_app),
             *(asyncio.to_thread(env.cli, *args)
               for args in cli_add_args(env.tmp, merchant_keys, sim_keys)),
-            asyncio.to_thread(_tenant, env, "platform"),
+            asyncio.to_thread(make_tenant, env, "platform"),
         )  # fmt: skip
         # Idle connections are dropped well before the gateway's own keep-alive (5 s) closes
         # them: reusing one the server is closing fails the request ("closing transport").

@@ -7,10 +7,13 @@ import json
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from aiohttp import web
+
+from fundhub.common.signing import webhook_signature
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -37,6 +40,29 @@ def posts_to(path: str, handle: Handler) -> web.Application:
     app = web.Application()
     app.router.add_post(path, handle)
     return app
+
+
+@dataclass
+class SignedCallbacks:
+    """A tenant's notifyUrl, served with ``handle``: each callback's JSON body goes to
+    ``took``; one whose signature does not hold with ``secret`` is counted in
+    ``bad_signatures`` (and taken all the same, so a test sees what came)."""
+
+    secret: str = ""
+    bad_signatures: int = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        expected = webhook_signature(
+            self.secret, request.headers.get("X-Fundhub-Timestamp", ""), raw
+        )
+        if request.headers.get("X-Fundhub-Signature") != expected:
+            self.bad_signatures += 1
+        self.took(json.loads(raw))
+        return web.Response(text="ok")
+
+    def took(self, body: dict[str, Any]) -> None:
+        raise NotImplementedError
 
 
 class ThreadedReceiver:

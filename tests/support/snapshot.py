@@ -7,11 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-
 from fundhub.common.topics import topics
 from support.env import ModuleEnv
+from support.kafka import end_offsets
 
 # The request's own record, which every answered request leaves: not an effect of it.
 REQUEST_RECORDS = frozenset(
@@ -53,19 +51,7 @@ async def _tables(env: ModuleEnv, skip: Iterable[str]) -> dict[str, tuple[int, s
 
 async def _offsets(env: ModuleEnv, skip: Iterable[str]) -> dict[str, int]:
     names = [t for t in topics(env.settings).all() if t not in set(skip)]
-    admin = AIOKafkaAdminClient(bootstrap_servers=env.settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        described = await admin.describe_topics(names)
-    finally:
-        await admin.close()
-    tps = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
-    consumer = AIOKafkaConsumer(bootstrap_servers=env.settings.kafka_bootstrap)
-    await consumer.start()
-    try:
-        ends = await consumer.end_offsets(tps)
-    finally:
-        await consumer.stop()
+    ends = await end_offsets(env.settings, *names)
     out = dict.fromkeys(names, 0)
     for tp, end in ends.items():
         out[tp.topic] += end

@@ -25,19 +25,17 @@ for the depository, but every answer, callback and audit entry shows them masked
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable
 from datetime import date
-from typing import Annotated, Any, Literal, Self, TypeVar
+from typing import Annotated, Literal, Self, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from fundhub.common.json_body import (
     InvalidBody,
-    canonical_json,
+    StrictBody,
     first_error,
     has_control,
     parse_object,
@@ -121,27 +119,7 @@ IdType = Literal["RESIDENT_ID", "PASSPORT", "TRAVEL_PERMIT"]
 MerchantType = Literal["INDIVIDUAL", "ENTERPRISE"]
 
 
-class _Wire(BaseModel):
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        strict=True,
-        alias_generator=to_camel,
-        validate_by_alias=True,
-        validate_by_name=True,
-        serialize_by_alias=True,
-    )
-
-    def normalised(self) -> dict[str, Any]:
-        """Wire JSON values; absent and null optional fields are both left out."""
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-    def fingerprint(self) -> str:
-        """SHA-256 hex of the canonical JSON: equal exactly when the bodies mean the same."""
-        return hashlib.sha256(canonical_json(self.normalised())).hexdigest()
-
-
-class LegalPerson(_Wire):
+class LegalPerson(StrictBody):
     name: Annotated[PlainText, Field(min_length=1, max_length=50)]
     id_type: IdType
     id_number: Annotated[str, Field(min_length=1, max_length=20)]
@@ -168,18 +146,18 @@ _ID_CHECKS: dict[str, Callable[[str], bool]] = {
 }
 
 
-class Licence(_Wire):
+class Licence(StrictBody):
     licence_no: Annotated[str, Field(min_length=18, max_length=18), AfterValidator(_licence_no)]
     valid_until: Annotated[str, Field(max_length=10), AfterValidator(_valid_until)] | None = None
 
 
-class Contact(_Wire):
+class Contact(StrictBody):
     name: Annotated[PlainText, Field(min_length=1, max_length=50)]
     phone: Annotated[str, Field(max_length=16, pattern=_PHONE.pattern)]
     email: Annotated[str, AfterValidator(_email)] | None = None
 
 
-class Materials(_Wire):
+class Materials(StrictBody):
     """One version of what the depository reviews (``POST …/materials``)."""
 
     name: Annotated[PlainText, Field(min_length=1, max_length=100)]
@@ -207,7 +185,7 @@ class Registration(Materials):
         )
 
 
-class SettlementAccount(_Wire):
+class SettlementAccount(StrictBody):
     """``POST …/settlement-account``: where the merchant's withdrawals are to go."""
 
     account_no: Annotated[str, Field(min_length=1, max_length=34, pattern=_ACCOUNT_NO)]
@@ -215,7 +193,7 @@ class SettlementAccount(_Wire):
     bank_name: Annotated[PlainText, Field(min_length=1, max_length=120)]
 
 
-class Confirmation(_Wire):
+class Confirmation(StrictBody):
     """``POST …/settlement-account/verify``: the micro-deposit's amount, as the merchant saw it."""
 
     amount: Annotated[int, Field(ge=1, le=MAX_MICRO_DEPOSIT)]
@@ -229,7 +207,7 @@ class _FieldError(ValueError):
         self.field = field
 
 
-M = TypeVar("M", bound=_Wire)
+M = TypeVar("M", bound=StrictBody)
 
 PUBLIC_ONLY = CallbackAddresses()
 

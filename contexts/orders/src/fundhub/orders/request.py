@@ -9,17 +9,21 @@ another key order or whitespace is the same request, and any change to a field i
 
 from __future__ import annotations
 
-import hashlib
 import re
 from datetime import date
 from typing import Annotated, Any, NoReturn
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
-from pydantic.alias_generators import to_camel
+from pydantic import AfterValidator, Field, ValidationError
 
 from fundhub.channels.events import Channel
-from fundhub.common.json_body import InvalidBody, canonical_json, has_control, parse_object, shown
+from fundhub.common.json_body import (
+    InvalidBody,
+    StrictBody,
+    has_control,
+    parse_object,
+    shown,
+)
 from fundhub.common.money import MoneyError, normalize_currency
 from fundhub.orders.splits import MAX_RECEIVERS, check_split
 from fundhub.webhooks.destinations import CallbackAddresses, InvalidHost, normalise_host
@@ -104,46 +108,27 @@ def _url_shape(value: str) -> str:
     return value
 
 
-class _Wire(BaseModel):
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        strict=True,
-        alias_generator=to_camel,
-        validate_by_alias=True,
-        validate_by_name=True,
-        serialize_by_alias=True,
-    )
-
-    def canonical_json(self) -> bytes:
-        return canonical_json(self.model_dump(mode="json", by_alias=True, exclude_none=True))
-
-    def fingerprint(self) -> str:
-        """SHA-256 hex of the canonical JSON: equal exactly when the requests mean the same."""
-        return hashlib.sha256(self.canonical_json()).hexdigest()
-
-
 Amount = Annotated[int, Field(gt=0, le=MAX_AMOUNT)]
 Fee = Annotated[int, Field(ge=0, le=MAX_AMOUNT)]
 MerchantId = Annotated[str, Field(min_length=1, max_length=64, pattern=_MERCHANT_ID)]
 NotifyUrl = Annotated[str, Field(max_length=512), AfterValidator(_url_shape)]
 
 
-class Split(_Wire):
+class Split(StrictBody):
     """A receiver of the order and its share, in fen."""
 
     merchant_id: MerchantId
     amount: Amount
 
 
-class RefundSplit(_Wire):
+class RefundSplit(StrictBody):
     """A receiver's part of a refund; 0 leaves that receiver out of it."""
 
     merchant_id: MerchantId
     amount: Fee
 
 
-class OrderRequest(_Wire):
+class OrderRequest(StrictBody):
     """``POST /v1/orders``, validated; ``currency`` normalised (``RMB`` -> ``CNY``)."""
 
     order_no: Annotated[str, Field(min_length=1, max_length=64, pattern=_NO)]
@@ -161,7 +146,7 @@ class OrderRequest(_Wire):
         return [s.merchant_id for s in self.splits]
 
 
-class RefundRequest(_Wire):
+class RefundRequest(StrictBody):
     """``POST /v1/orders/{orderNo}/refunds``. Without ``splits`` the refund is shared out in
     proportion (``splits.allocate``); with them, they and ``platformFee`` (0 when left out)
     name each part's amount."""

@@ -12,17 +12,16 @@ model with the snake_case field names.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from datetime import date
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
-from pydantic.alias_generators import to_camel
+from pydantic import AfterValidator, Field, ValidationError
 
 from fundhub.common.json_body import (
     InvalidBody,
+    StrictBody,
     canonical_json,
     first_error,
     has_control,
@@ -104,19 +103,7 @@ def _extension(value: dict[str, Any]) -> dict[str, Any]:
 PlainText = Annotated[str, AfterValidator(_plain_text)]
 
 
-class _WireModel(BaseModel):
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        strict=True,
-        alias_generator=to_camel,
-        validate_by_alias=True,
-        validate_by_name=True,
-        serialize_by_alias=True,
-    )
-
-
-class Payee(_WireModel):
+class Payee(StrictBody):
     """Who receives the money, as the bank needs it."""
 
     account_name: Annotated[PlainText, Field(min_length=1, max_length=100)]
@@ -124,7 +111,7 @@ class Payee(_WireModel):
     bank_name: Annotated[PlainText, Field(min_length=1, max_length=120)]
 
 
-class PayoutRequest(_WireModel):
+class PayoutRequest(StrictBody):
     """``POST /v1/payouts``, validated; ``currency`` is normalised (``RMB`` -> ``CNY``)."""
 
     request_id: Annotated[str, Field(min_length=1, max_length=64, pattern=_REQUEST_ID)]
@@ -136,18 +123,6 @@ class PayoutRequest(_WireModel):
     purpose: Annotated[str, Field(max_length=200), AfterValidator(_free_text)] | None = None
     callback_url: Annotated[str, Field(max_length=512), AfterValidator(_callback_url)] | None = None
     extension: Annotated[dict[str, Any], AfterValidator(_extension)] | None = None
-
-    def normalised(self) -> dict[str, Any]:
-        """The request as wire JSON values; absent and null optional fields are both left out."""
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-    def canonical_json(self) -> bytes:
-        """Sorted keys, no whitespace, UTF-8: the form the fingerprint is taken over."""
-        return canonical_json(self.normalised())
-
-    def fingerprint(self) -> str:
-        """SHA-256 hex of the canonical JSON: equal exactly when the requests mean the same."""
-        return hashlib.sha256(self.canonical_json()).hexdigest()
 
 
 PUBLIC_ONLY = CallbackAddresses()

@@ -14,10 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
-from pydantic.alias_generators import to_camel
+from pydantic import AfterValidator, Field, ValidationError
 
-from fundhub.common.json_body import InvalidBody, first_error, has_control, parse_object
+from fundhub.common.json_body import InvalidBody, StrictBody, first_error, has_control, parse_object
 
 # Where the simulator takes scenarios: {"scenarios": [<wire>, ...]}, at most MAX_BATCH.
 SCENARIOS_PATH = "/bank/v1/sandbox/scenarios"
@@ -50,21 +49,11 @@ def _text(value: str) -> str:
     return value
 
 
-class ScenarioRequest(BaseModel):
+class ScenarioRequest(StrictBody):
     """``POST /v1/sandbox/payout-scenarios``: how the bank treats the payout created next with
     ``requestId`` by this key. ``resultDelayMs``: how long after taking the payout the bank's
     result notification comes (the payout stays PROCESSING until then); ``resultCopies`` 2: it
     comes twice (the payout still moves once)."""
-
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        strict=True,
-        alias_generator=to_camel,
-        validate_by_alias=True,
-        validate_by_name=True,
-        serialize_by_alias=True,
-    )
 
     request_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
     outcome: Outcome

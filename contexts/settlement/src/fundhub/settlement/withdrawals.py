@@ -21,11 +21,11 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic.alias_generators import to_camel
+from pydantic import Field, ValidationError
 
 from fundhub.common.db import Pool
 from fundhub.common.errors import ErrorCode, FundhubError
+from fundhub.common.json_body import StrictBody
 from fundhub.payouts.admission import Admission, PayoutStore
 from fundhub.payouts.request import MAX_AMOUNT, Payee, PayoutRequest
 from fundhub.payouts.store import WIRE_COLUMNS
@@ -46,18 +46,8 @@ class InvalidWithdrawal(ValueError):
         super().__init__(f"{field}: {message}")
 
 
-class WithdrawalRequest(BaseModel):
+class WithdrawalRequest(StrictBody):
     """``POST /v1/merchants/{merchantId}/withdrawals``: strict (an amount is a JSON integer)."""
-
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        strict=True,
-        alias_generator=to_camel,
-        validate_by_alias=True,
-        validate_by_name=True,
-        serialize_by_alias=True,
-    )
 
     request_id: Annotated[
         str, Field(min_length=1, max_length=64, pattern=REQUEST_ID_PATTERN.pattern)

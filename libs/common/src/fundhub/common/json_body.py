@@ -8,17 +8,20 @@ signed), then validated by a pydantic model of its own. What the two steps share
   deeper than the route needs (checked while parsing, before anything walks or validates it), no
   NaN or Infinity, no NUL or lone surrogate in any string (PostgreSQL cannot store them);
 - the first validation error as ``"<field>: <message>"``, the wire ``msg`` of an E001;
-- the canonical JSON a fingerprint is taken over (sorted keys, no whitespace, UTF-8).
+- the canonical JSON a fingerprint is taken over (sorted keys, no whitespace, UTF-8);
+- ``StrictBody``, the base of those models: the client's camelCase names, nothing unknown.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Collection, Mapping
 from typing import Any, NoReturn
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.alias_generators import to_camel
 
 MAX_OBJECT_KEYS = 256
 MAX_DEPTH = 8
@@ -32,6 +35,34 @@ class InvalidBody(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class StrictBody(BaseModel):
+    """A request body's model: camelCase on the wire (snake_case names accepted too), no key
+    it does not know, no coercion (an amount is a JSON integer, not "100"), frozen."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        strict=True,
+        alias_generator=to_camel,
+        validate_by_alias=True,
+        validate_by_name=True,
+        serialize_by_alias=True,
+    )
+
+    def normalised(self) -> dict[str, Any]:
+        """The body as wire JSON values; absent and null optional fields are both left out."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def canonical_json(self) -> bytes:
+        """The normalised body as canonical JSON: the form the fingerprint is taken over."""
+        return canonical_json(self.normalised())
+
+    def fingerprint(self) -> str:
+        """SHA-256 hex of the canonical JSON: equal exactly when two bodies mean the same (the
+        idempotency checks compare requests by it)."""
+        return hashlib.sha256(self.canonical_json()).hexdigest()
 
 
 def parse_object(

@@ -68,16 +68,21 @@ MAX_S = 5.0
 Sleep = Callable[[float], Awaitable[None]]
 
 
+def _log_retrying(what: str, attempt: int, delay: float, error: BaseException | None) -> None:
+    """The one ``retrying`` event, whichever of tenacity or ``Backoff`` counts the tries."""
+    log.warning(
+        "retrying",
+        what=what,
+        attempt=attempt,
+        delay=round(delay, 3),
+        error=f"{type(error).__name__}: {error}" if error else None,
+    )
+
+
 def _logger(what: str) -> Callable[[RetryCallState], None]:
     def before_sleep(state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
-        log.warning(
-            "retrying",
-            what=what,
-            attempt=state.attempt_number,
-            delay=round(state.upcoming_sleep, 3),
-            error=f"{type(error).__name__}: {error}" if error else None,
-        )
+        _log_retrying(what, state.attempt_number, state.upcoming_sleep, error)
 
     return before_sleep
 
@@ -144,13 +149,7 @@ class Backoff:
         state = RetryCallState(AsyncRetrying(), None, (), {})
         state.attempt_number = self._failures
         delay = self._wait(state)
-        log.warning(
-            "retrying",
-            what=self._what,
-            attempt=self._failures,
-            delay=round(delay, 3),
-            error=f"{type(error).__name__}: {error}",
-        )
+        _log_retrying(self._what, self._failures, delay, error)
         await asyncio.sleep(delay)
 
 

@@ -151,9 +151,10 @@ def require_account(key: ApiKey, account_id: str) -> None:
         )
 
 
-async def authenticated(request: Request, scope: str) -> ApiKey:
-    """The caller's key, holding ``scope``; the nonce is recorded now."""
+async def authenticated(request: Request, scope: str, *, take_nonce_now: bool = True) -> ApiKey:
+    """The caller's key, holding ``scope``; the nonce is recorded now unless the caller records
+    it with the request's effect (see ``Authenticator.authenticate``)."""
     auth: Authenticator = request.app.state.authenticator
-    key = await auth.authenticate(request)
+    key = await auth.authenticate(request, take_nonce_now=take_nonce_now)
     require_scope(key, scope)
     return key

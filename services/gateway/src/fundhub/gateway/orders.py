@@ -8,25 +8,20 @@ again completes the same order. Another tenant's order answers exactly as a miss
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel
 
 from fundhub.access.keys import SCOPE_ORDERS_READ, SCOPE_ORDERS_WRITE
 from fundhub.access.store import NonceReplayed
 from fundhub.common.errors import ErrorCode, FundhubError
 from fundhub.gateway.auth import (
-    Authenticator,
     authenticated,
     nonce_replayed,
     request_nonce,
-    require_scope,
 )
 from fundhub.gateway.edge import edge_route
 from fundhub.gateway.responses import JSONBody, signed
-from fundhub.gateway.schemas import Order, Refund, answers
+from fundhub.gateway.schemas import Order, Refund, answers, request_body
 from fundhub.orders.admission import OrderDesk
 from fundhub.orders.request import (
     ORDER_NO_PATTERN,
@@ -50,24 +45,6 @@ _ORDER_NO_PARAM = {
     "required": True,
     "schema": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9._:-]+$"},
 }
-
-
-def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
-    """The body's JSON schema for /docs (the body is parsed by hand: raw bytes are signed)."""
-    schema = model.model_json_schema(by_alias=True)
-    defs = schema.pop("$defs", {})
-
-    def inline(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                return inline(defs[ref.removeprefix("#/$defs/")])
-            return {k: inline(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [inline(v) for v in node]
-        return node
-
-    return {"required": True, "content": {"application/json": {"schema": inline(schema)}}}
 
 
 def _desk(request: Request) -> OrderDesk:
@@ -99,14 +76,12 @@ def orders_router(callbacks: CallbackAddresses) -> APIRouter:
             {200: (Order, "The order (new, or the one its orderNo made): its payment's params")},
             *(400, 401, 403, 409, 413, 422, 503),
         ),
-        openapi_extra={"requestBody": _body_doc(OrderRequest)},
+        openapi_extra=request_body(OrderRequest),
     )
     @edge_route(body_limit=MAX_ORDER_BODY_BYTES)
     async def create_order(request: Request) -> Response:
-        auth: Authenticator = request.app.state.authenticator
         # The nonce is recorded in the order's own transaction: one round trip less.
-        key = await auth.authenticate(request, take_nonce_now=False)
-        require_scope(key, SCOPE_ORDERS_WRITE)
+        key = await authenticated(request, SCOPE_ORDERS_WRITE, take_nonce_now=False)
         try:
             order = parse_order_request(await request.body(), callbacks)
         except InvalidOrder as exc:
@@ -146,7 +121,7 @@ def orders_router(callbacks: CallbackAddresses) -> APIRouter:
             },
             *(400, 401, 403, 404, 409, 413, 422, 503),
         ),
-        openapi_extra={"parameters": [_ORDER_NO_PARAM], "requestBody": _body_doc(RefundRequest)},
+        openapi_extra={"parameters": [_ORDER_NO_PARAM], **request_body(RefundRequest)},
     )
     @edge_route(body_limit=MAX_ORDER_BODY_BYTES)
     async def create_refund(request: Request) -> Response:

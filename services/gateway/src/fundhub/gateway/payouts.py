@@ -15,12 +15,10 @@ from fastapi.responses import Response
 from fundhub.access.keys import SCOPE_ADMIN, SCOPE_PAYOUTS_READ, SCOPE_PAYOUTS_WRITE, ApiKey
 from fundhub.common.errors import ErrorCode, FundhubError
 from fundhub.gateway.auth import (
-    Authenticator,
     authenticated,
     nonce_replayed,
     request_nonce,
     require_account,
-    require_scope,
 )
 from fundhub.gateway.edge import edge_route
 from fundhub.gateway.responses import JSONBody, signed, success
@@ -96,9 +94,7 @@ def payouts_router(callbacks: CallbackAddresses) -> APIRouter:
     @edge_route(hot=True, body_limit=MAX_PAYOUT_BODY_BYTES)
     async def create_payout(request: Request) -> Response:
         """Authenticate, validate, admit in one statement (the nonce included)."""
-        auth: Authenticator = request.app.state.authenticator
-        key = await auth.authenticate(request, take_nonce_now=False)
-        require_scope(key, SCOPE_PAYOUTS_WRITE)
+        key = await authenticated(request, SCOPE_PAYOUTS_WRITE, take_nonce_now=False)
         try:
             payout = parse_payout_request(await request.body(), callbacks)
         except InvalidPayout as exc:

@@ -26,11 +26,9 @@ from fundhub.access.keys import (
 from fundhub.access.store import NonceReplayed
 from fundhub.common.errors import ErrorCode, FundhubError
 from fundhub.gateway.auth import (
-    Authenticator,
     authenticated,
     nonce_replayed,
     request_nonce,
-    require_scope,
 )
 from fundhub.gateway.edge import edge_route
 from fundhub.gateway.responses import JSONBody, signed
@@ -96,10 +94,8 @@ def settlement_router() -> APIRouter:
     )
     @edge_route(body_limit=0)
     async def settle_order(request: Request, orderNo: str) -> Response:
-        auth: Authenticator = request.app.state.authenticator
         # The nonce is recorded in the confirmation's own transaction: one round trip less.
-        key = await auth.authenticate(request, take_nonce_now=False)
-        require_scope(key, SCOPE_ORDERS_WRITE)
+        key = await authenticated(request, SCOPE_ORDERS_WRITE, take_nonce_now=False)
         if not ORDER_NO.fullmatch(orderNo):
             raise confirm.not_found(orderNo[:64])
         confirmations: confirm.Confirmations = request.app.state.confirmations
@@ -167,9 +163,7 @@ def settlement_router() -> APIRouter:
     )
     @edge_route(body_limit=MAX_WITHDRAWAL_BODY_BYTES)
     async def create_withdrawal(request: Request, merchantId: str) -> Response:
-        auth: Authenticator = request.app.state.authenticator
-        key = await auth.authenticate(request, take_nonce_now=False)
-        require_scope(key, SCOPE_MERCHANTS_WRITE)
+        key = await authenticated(request, SCOPE_MERCHANTS_WRITE, take_nonce_now=False)
         if not MERCHANT_ID.fullmatch(merchantId):
             raise withdrawals.not_found(merchantId[:40])
         try:
