@@ -105,6 +105,7 @@ async def test_import_read_act_and_upload(
     assert second["supersededFileId"] == first["fileId"]
     assert second["run"]["counts"]["amountMismatch"] == 1
     assert second["run"]["sums"]["amountMismatch"] == orders[3].amount + 50
+    assert second["redoneOnward"] == []  # no later day run: nothing else redone
 
     alice = create_key(env, "alice", "reconciliation:read,reconciliation:write")
     bob = create_key(env, "bob", "reconciliation:read,reconciliation:write")

@@ -208,6 +208,50 @@ async def test_payments_across_midnight_are_matched_the_next_day_not_reported_tw
     assert await discrepancies(env.pool, second.run_id) == []
 
 
+async def test_redoing_a_day_redoes_the_next_day_that_read_its_hand_overs(
+    env: ModuleEnv,
+) -> None:
+    """The next day's run read what the day handed over; a new bill for the day changes that,
+    and the next day's run is redone with it (it once stood on the old hand-overs)."""
+    day = date(2026, 3, 14)
+    nxt = day + timedelta(days=1)
+    early = Order("ORDREARLY", 6100, paid_at=at(nxt, 0, 0, 0, 200_000))  # ours: next day
+    normal = [Order(f"ORDR{i}", 300 + i, paid_at=at(day, 12, i)) for i in range(2)]
+    normal_next = [Order(f"ORDS{i}", 400 + i, paid_at=at(nxt, 12, i)) for i in range(2)]
+    async with env.pool.acquire() as conn:
+        await add_orders(conn, [early, *normal, *normal_next])
+        day_lines = await channel_lines(conn, Source.WECHATPAY, day)
+        next_lines = await channel_lines(conn, Source.WECHATPAY, nxt)
+    # The channel put the early payment in the day's bill: handed to the next day, matched there.
+    early_line = next(li for li in next_lines if li.reference == "ORDREARLY")
+    moved = replace(early_line, occurred_at=at(day, 23, 59, 59, 900_000))
+    next_bill = [li for li in next_lines if li is not early_line]
+    first = await load_and_run(env.pool, statement(Source.WECHATPAY, day, [*day_lines, moved]))
+    second = await load_and_run(env.pool, statement(Source.WECHATPAY, nxt, next_bill))
+    assert first is not None and second is not None
+    assert first.carried_out == 1 and second.carried_in == 1
+    assert await discrepancies(env.pool, second.run_id) == []
+
+    # A corrected bill for the day without that line: the next day has nothing to pair it with.
+    again = await load_and_run(env.pool, statement(Source.WECHATPAY, day, day_lines), tag="v2")
+    assert again is not None and again.carried_out == 0
+    assert len(again.redone_onward) == 1
+    async with env.pool.acquire() as conn:
+        current = await conn.fetchrow(
+            "SELECT run_id, carried_in FROM recon_runs WHERE source = 'wechatpay' AND day = $1 "
+            "AND state = 'CURRENT'",
+            nxt,
+        )
+    assert current is not None and current["run_id"] == again.redone_onward[0]
+    assert current["carried_in"] == 0
+    found = await discrepancies(env.pool, current["run_id"])
+    assert [(d["class"], d["reference"]) for d in found] == [("missing_at_channel", "ORDREARLY")]
+
+    # Redone with the same hand-overs, the next day's run stands.
+    same = await load_and_run(env.pool, statement(Source.WECHATPAY, day, day_lines), tag="v3")
+    assert same is not None and same.redone_onward == ()
+
+
 async def test_bank_balances_agree_or_are_explained_by_the_days_discrepancies(
     env: ModuleEnv,
 ) -> None:

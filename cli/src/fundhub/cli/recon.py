@@ -171,10 +171,12 @@ def import_file(
         "supersededFileId": taken.imported.superseded,
         "lines": lines[0],
         "run": None,
+        "redoneOnward": [],
     }
     if taken.run is not None:
         run_id = taken.run.run_id
         out["run"] = _in_database(lambda conn: _run_body(conn, run_id))
+        out["redoneOnward"] = list(taken.run.redone_onward)
     if as_json:
         _echo_json(out)
         return
@@ -190,6 +192,13 @@ def import_file(
         + f"; run {run['runId']}"
     )
     typer.echo(_counts_table(run))
+    _say_redone_onward(list(taken.run.redone_onward) if taken.run is not None else [])
+
+
+def _say_redone_onward(run_ids: list[str]) -> None:
+    """The following days' runs redone because this one changed what it hands over."""
+    if run_ids:
+        typer.echo("what it hands to the next day changed; redone: " + ", ".join(run_ids))
 
 
 def _file_sha256(file: Path) -> str:
@@ -235,7 +244,8 @@ def rerun_day(
                         )
                     ],
                 )
-                return await _run_body(conn, result.run_id)
+                body = await _run_body(conn, result.run_id)
+                return {**body, "redoneOnward": list(result.redone_onward)}
         finally:
             await pool.close()
 
@@ -245,6 +255,7 @@ def rerun_day(
     else:
         typer.echo(f"run {body['runId']}")
         typer.echo(_counts_table(body))
+        _say_redone_onward(list(body["redoneOnward"]))
 
 
 @recon_app.command("runs")

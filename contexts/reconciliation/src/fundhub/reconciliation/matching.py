@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
+
+import structlog
 
 from fundhub.common.clock import utcnow
 from fundhub.common.db import Connection, json_text
@@ -51,6 +53,8 @@ from fundhub.reconciliation.outcomes import (
 )
 from fundhub.reconciliation.statement import Source
 from fundhub.reconciliation.store import lock_day
+
+log = structlog.get_logger(__name__)
 
 CHANNEL_OF = {Source.WECHATPAY: "WECHATPAY", Source.ALIPAY: "ALIPAY"}
 # The depository member a split credits: the merchant, or the platform for its fee (as
@@ -91,6 +95,10 @@ class RunResult:
     unexplained: int
     superseded: str | None
     step_seconds: dict[str, float] = field(default_factory=dict)
+    # What the day hands to the next came out other than before this run.
+    handed_over_changed: bool = False
+    # The following days' runs redone because of it, in order.
+    redone_onward: tuple[str, ...] = ()
 
 
 def new_run_id(source: Source, day: date) -> str:
@@ -105,8 +113,55 @@ async def reconcile(
     run_by: str,
     policy: RunPolicy | None = None,
 ) -> RunResult:
-    """Run (or redo) the day's reconciliation of ``source``; inside the caller's transaction."""
+    """Run (or redo) the day's reconciliation of ``source``; inside the caller's transaction.
+
+    A run rewrites what the day hands over to the next. When that changed and the next day has
+    been run already, its run read the old hand-overs: it is redone too, and so on while each
+    redo changes what it hands on (a day whose hand-overs came out the same stops the chain)."""
     policy = policy or RunPolicy()
+    run = await _reconcile_day(conn, source, day, run_by=run_by, policy=policy)
+    onward: list[str] = []
+    changed = run.handed_over_changed
+    following = day + timedelta(days=1)
+    while changed and await _has_current_run(conn, source, following):
+        redone = await _reconcile_day(conn, source, following, run_by=run_by, policy=policy)
+        log.info(
+            "recon_run_redone_onward",
+            source=source.value,
+            day=following.isoformat(),
+            run_id=redone.run_id,
+            because_of=run.run_id,
+        )
+        onward.append(redone.run_id)
+        changed = redone.handed_over_changed
+        following += timedelta(days=1)
+    return replace(run, redone_onward=tuple(onward))
+
+
+async def _has_current_run(conn: Connection, source: Source, day: date) -> bool:
+    found: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM recon_runs WHERE source = $1 AND day = $2 "
+        "AND state = 'CURRENT')",
+        source.value,
+        day,
+    )
+    return found
+
+
+# What a day hands to the next, as content (not which file or line it came from): equal
+# before and after a run, the next day's run read the same and stands.
+_HANDED_OVER = """
+SELECT md5(coalesce(string_agg(
+    concat_ws('|', side, kind, reference, amount_fen, fee_fen, outcome, occurred_at, account,
+              record::text),
+    E'\n' ORDER BY side, kind, reference, amount_fen, occurred_at), ''))
+FROM recon_carry WHERE source = $1 AND for_day = $2
+"""
+
+
+async def _reconcile_day(
+    conn: Connection, source: Source, day: date, *, run_by: str, policy: RunPolicy
+) -> RunResult:
     window = day_window(day, policy.carry_window)
     started = utcnow()
     await lock_day(conn, source, day)
@@ -124,6 +179,7 @@ async def reconcile(
     file_ids: list[int] = list(file_row["file_ids"])
     file_id = file_ids[-1]
     run_id = new_run_id(source, day)
+    handed_before = await conn.fetchval(_HANDED_OVER, source.value, window.next_day)
     previous = await conn.fetchval(
         "UPDATE recon_runs SET state = 'SUPERSEDED', superseded_by = $3 "
         "WHERE source = $1 AND day = $2 AND state = 'CURRENT' RETURNING run_id",
@@ -194,6 +250,7 @@ async def reconcile(
     )
     await conn.execute(_DISCREPANCIES, run_id)
     await conn.execute(_CARRY_OUT, run_id, source.value, window.next_day)
+    handed_after = await conn.fetchval(_HANDED_OVER, source.value, window.next_day)
     steps.mark("write")
     unexplained = 0
     if source is Source.BANK:
@@ -217,6 +274,7 @@ async def reconcile(
         unexplained=unexplained,
         superseded=previous,
         step_seconds=steps.seconds,
+        handed_over_changed=handed_after != handed_before,
     )
 
 
